@@ -1,0 +1,1 @@
+"""Dassl-compatible training engine (written from scratch)."""

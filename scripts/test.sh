@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up .venv (if missing) with the project and its test extra, then run the test suite.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup_env.sh
+exec python -m pytest "$@"

@@ -1,0 +1,1 @@
+"""CLIP few-shot methods, registered in dassl TRAINER_REGISTRY on import."""

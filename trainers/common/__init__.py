@@ -1,0 +1,1 @@
+"""Shared CLIP pieces used by every trainer: loading, text encoder, templates, classifiers."""
