@@ -17,6 +17,8 @@ def extend_cfg(cfg):
     cfg.TRAINER.COOP.CTX_INIT = ""
     cfg.TRAINER.COOP.PREC = "fp16"  # fp16, fp32 or amp
     cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end, middle or front
+    cfg.TRAINER.COOP.TRUNCATE_TEXT = True  # text transformer stops at the longest EOT (exact, faster)
+    cfg.TRAINER.COOP.GRAD_CHECKPOINT = False  # recompute text blocks in backward (huge class counts)
 
     cfg.TRAINER.TaskRes = CN()
     cfg.TRAINER.TaskRes.N_CTX = 16  # vestigial CoOp keys, kept so reference configs load

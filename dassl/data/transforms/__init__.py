@@ -1,0 +1,1 @@
+from .transforms import INTERPOLATION_MODES, build_transform

@@ -1,0 +1,383 @@
+"""Trainer base classes (Dassl `dassl.engine.trainer` API).
+
+Hook order: `train()` = before_train -> per epoch (before_epoch, run_epoch, after_epoch) ->
+after_train. Only modules passed to `register_model` are saved, loaded, switched between
+train/eval mode and stepped, which is how CLIP methods keep the frozen encoders out of it.
+"""
+import datetime
+import os
+import os.path as osp
+import time
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dassl.data import DataManager
+from dassl.evaluation import build_evaluator
+from dassl.utils import (AverageMeter, MetricMeter, load_checkpoint, mkdir_if_missing,
+                         resume_from_checkpoint, save_checkpoint, write_json)
+from dassl.utils.torchtools import capture_rng_state, read_checkpoint_pointer
+
+RESULT_FILE = "result.json"  # written when a run's final test finished: the "done" marker
+
+
+class TrainerBase:
+    """Registry of models/optimizers/schedulers plus the generic train loop."""
+
+    def __init__(self):
+        self._models = OrderedDict()
+        self._optims = OrderedDict()
+        self._scheds = OrderedDict()
+        self._writer = None
+
+    def register_model(self, name="model", model=None, optim=None, sched=None):
+        if self.__dict__.get("_models") is None:
+            raise AttributeError("Cannot register a model before super().__init__() has run")
+        if name in self._models:
+            raise KeyError(f'A model named "{name}" is already registered')
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
+    def get_model_names(self, names=None):
+        names_real = list(self._models.keys())
+        if names is None:
+            return names_real
+        names = [names] if isinstance(names, str) else list(names)
+        for name in names:
+            if name not in names_real:
+                raise KeyError(f'No registered model named "{name}"; registered: {names_real}')
+        return names
+
+    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
+        rng_state = capture_rng_state()
+        for name in self.get_model_names():
+            optim, sched = self._optims[name], self._scheds[name]
+            save_checkpoint(
+                {
+                    "state_dict": self._models[name].state_dict(),
+                    "epoch": epoch + 1,
+                    "optimizer": optim.state_dict() if optim is not None else None,
+                    "scheduler": sched.state_dict() if sched is not None else None,
+                    "val_result": val_result,
+                    "rng_state": rng_state,
+                },
+                osp.join(directory, name),
+                is_best=is_best,
+                model_name=model_name,
+            )
+
+    def resume_model_if_exist(self, directory):
+        """Resume every registered model from `directory/<name>/checkpoint`; 0 if any is missing."""
+        names = self.get_model_names()
+        pointers = {name: read_checkpoint_pointer(osp.join(directory, name)) for name in names}
+        if not names or any(p is None for p in pointers.values()):
+            print("No checkpoint found, train from scratch")
+            return 0
+        print(f'Found checkpoint at "{directory}" (will resume training)')
+        # A kill between two models' saves leaves their pointers one epoch apart: resume all
+        # from the epoch every model has.
+        epochs = {name: _epoch_of(p) for name, p in pointers.items()}
+        if len(set(epochs.values())) > 1 and None not in epochs.values():
+            common = min(epochs.values())
+            pointers = {name: f"model.pth.tar-{common}" for name in names}
+        start_epoch = 0
+        for name in names:
+            start_epoch = resume_from_checkpoint(osp.join(directory, name), self._models[name],
+                                                 self._optims[name], self._scheds[name], fname=pointers[name])
+        return start_epoch
+
+    def load_model(self, directory, epoch=None):
+        """Load `model-best.pth.tar` (or `model.pth.tar-<epoch>`) for every registered model."""
+        if not directory:
+            print("Note that load_model() is skipped as no pretrained model is given")
+            return
+        model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        for name in self.get_model_names():
+            model_path = osp.join(directory, name, model_file)
+            if not osp.exists(model_path):
+                present = sorted(p for p in _listdir(osp.join(directory, name)) if p.startswith("model"))
+                raise FileNotFoundError(
+                    f'No model file at "{model_path}" (looked for {model_file} of "{name}"). '
+                    f"Files there: {present or 'none'}. Check --model-dir and --load-epoch.")
+            checkpoint = load_checkpoint(model_path)
+            val_result = checkpoint.get("val_result")
+            val_str = f"{val_result:.1f}" if isinstance(val_result, (int, float)) else "n/a"
+            print(f'Load {model_path} to {name} (epoch={checkpoint["epoch"]}, val_result={val_str})')
+            self._models[name].load_state_dict(checkpoint["state_dict"])
+
+    def set_model_mode(self, mode="train", names=None):
+        for name in self.get_model_names(names):
+            if mode == "train":
+                self._models[name].train()
+            elif mode in ("test", "eval"):
+                self._models[name].eval()
+            else:
+                raise KeyError(f'Unknown model mode "{mode}" (use train, eval or test)')
+
+    def update_lr(self, names=None):
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+
+    def detect_anomaly(self, loss):
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError(f"Loss is infinite or NaN! ({self.precision_description()})")
+
+    def precision_description(self):
+        """Which precision setting the loss was computed under, for the NaN/inf error."""
+        return "no precision setting"
+
+    def init_writer(self, log_dir):
+        if self._writer is not None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            print("tensorboard is not installed: training scalars are not logged (pip install tensorboard)")
+            return
+        print(f"Initialize tensorboard (log_dir={log_dir})")
+        self._writer = SummaryWriter(log_dir=log_dir)
+
+    def close_writer(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def write_scalar(self, tag, scalar_value, global_step=None):
+        if self._writer is not None:
+            self._writer.add_scalar(tag, scalar_value, global_step)
+
+    def train(self, start_epoch, max_epoch):
+        self.start_epoch = start_epoch
+        self.max_epoch = max_epoch
+        self.before_train()
+        for self.epoch in range(self.start_epoch, self.max_epoch):
+            self.before_epoch()
+            self.run_epoch()
+            self.after_epoch()
+        self.after_train()
+
+    def before_train(self):
+        pass
+
+    def after_train(self):
+        pass
+
+    def before_epoch(self):
+        pass
+
+    def after_epoch(self):
+        pass
+
+    def run_epoch(self):
+        raise NotImplementedError
+
+    def test(self):
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch):
+        raise NotImplementedError
+
+    def parse_batch_test(self, batch):
+        raise NotImplementedError
+
+    def forward_backward(self, batch):
+        raise NotImplementedError
+
+    def model_inference(self, input):
+        raise NotImplementedError
+
+    def model_zero_grad(self, names=None):
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].zero_grad()
+
+    def model_backward(self, loss):
+        self.detect_anomaly(loss)
+        loss.backward()
+
+    def model_update(self, names=None):
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].step()
+
+    def model_backward_and_update(self, loss, names=None):
+        self.model_zero_grad(names)
+        self.model_backward(loss)
+        self.model_update(names)
+
+
+def _epoch_of(checkpoint_name):
+    prefix = "model.pth.tar-"
+    if checkpoint_name.startswith(prefix) and checkpoint_name[len(prefix):].isdigit():
+        return int(checkpoint_name[len(prefix):])
+    return None
+
+
+def _listdir(path):
+    return sorted(os.listdir(path)) if osp.isdir(path) else []
+
+
+class SimpleTrainer(TrainerBase):
+    """Data, model, evaluator and the epoch-level hooks for a single-dataset trainer."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.check_cfg(cfg)
+        self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.USE_CUDA else "cpu")
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.output_dir = cfg.OUTPUT_DIR
+        self.cfg = cfg
+        self.build_data_loader()
+        self.build_model()
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+        self.best_result = -np.inf
+        self.final_results = None
+
+    def check_cfg(self, cfg):
+        """Hook: raise on config values this trainer cannot run with."""
+
+    def build_data_loader(self):
+        dm = DataManager(self.cfg)
+        self.train_loader_x = dm.train_loader_x
+        self.train_loader_u = dm.train_loader_u
+        self.val_loader = dm.val_loader
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.num_source_domains = dm.num_source_domains
+        self.lab2cname = dm.lab2cname
+        self.dm = dm
+
+    def build_model(self):
+        raise NotImplementedError(f"{type(self).__name__} must define build_model() and register its modules")
+
+    def precision_description(self):
+        """Finds `TRAINER.<node>.PREC` of the running trainer (e.g. TRAINER.COOP.PREC)."""
+        name = self.cfg.TRAINER.NAME
+        for key, node in self.cfg.TRAINER.items():
+            if hasattr(node, "get") and "PREC" in node and key.replace("_", "").lower() == name.replace("_", "").lower():
+                return f"TRAINER.{key}.PREC={node.PREC}; with fp16, try fp32 or amp"
+        return f"trainer {name} has no PREC setting"
+
+    def train(self):
+        super().train(self.start_epoch, self.max_epoch)
+
+    def before_train(self):
+        directory = self.cfg.RESUME or self.cfg.OUTPUT_DIR
+        self.start_epoch = self.resume_model_if_exist(directory)
+        writer_dir = osp.join(self.output_dir, "tensorboard")
+        mkdir_if_missing(writer_dir)
+        self.init_writer(writer_dir)
+        self.time_start = time.time()
+
+    def after_train(self):
+        print("Finish training")
+        if not self.cfg.TEST.NO_TEST:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                print("Deploy the model with the best val performance")
+                self.load_model(self.output_dir)
+            else:
+                print("Deploy the last-epoch model")
+            self.final_test()
+        elapsed = str(datetime.timedelta(seconds=round(time.time() - self.time_start)))
+        print(f"Elapsed: {elapsed}")
+        self.close_writer()
+
+    def after_epoch(self):
+        last_epoch = (self.epoch + 1) == self.max_epoch
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        meet_checkpoint_freq = freq > 0 and (self.epoch + 1) % freq == 0
+        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
+            curr_result = self.test(split="val")
+            if curr_result > self.best_result:
+                self.best_result = curr_result
+                self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
+        if meet_checkpoint_freq or last_epoch:
+            self.save_model(self.epoch, self.output_dir)
+
+    @torch.no_grad()
+    def test(self, split=None):
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+        split = split or self.cfg.TEST.SPLIT
+        if split == "val" and self.val_loader is not None:
+            data_loader = self.val_loader
+        else:
+            split = "test"
+            data_loader = self.test_loader
+        print(f"Evaluate on the *{split}* set")
+        for batch in tqdm(data_loader, desc=f"eval {split}", leave=False, mininterval=1.0):
+            input, label = self.parse_batch_test(batch)
+            output = self.model_inference(input)
+            self.evaluator.process(output, label)
+        results = self.evaluator.evaluate()
+        for k, v in results.items():
+            self.write_scalar(f"{split}/{k}", v, self.epoch)
+        self.last_results = dict(results, split=split)
+        return list(results.values())[0]
+
+    def final_test(self):
+        """The run's last evaluation: test, then write `result.json` (the run's done marker)."""
+        self.test()
+        record = dict(self.last_results)
+        record.update(trainer=self.cfg.TRAINER.NAME, dataset=self.cfg.DATASET.NAME,
+                      num_shots=self.cfg.DATASET.NUM_SHOTS, seed=self.cfg.SEED,
+                      backbone=self.cfg.MODEL.BACKBONE.NAME, epochs=self.max_epoch,
+                      finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+        write_json(record, osp.join(self.output_dir, RESULT_FILE))
+        return record
+
+    def model_inference(self, input):
+        return self.model(input)
+
+    def parse_batch_test(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def get_current_lr(self, names=None):
+        name = self.get_model_names(names)[0]
+        return self._optims[name].param_groups[0]["lr"]
+
+
+class TrainerX(SimpleTrainer):
+    """Supervised training on `train_loader_x`, logging Dassl's per-batch line."""
+
+    def run_epoch(self):
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        batch_time = AverageMeter()
+        data_time = AverageMeter()
+        self.num_batches = len(self.train_loader_x)
+        end = time.time()
+        for self.batch_idx, batch in enumerate(self.train_loader_x):
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch)
+            batch_time.update(time.time() - end)
+            losses.update(loss_summary)
+
+            meet_freq = (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0
+            only_few_batches = self.num_batches < self.cfg.TRAIN.PRINT_FREQ
+            if meet_freq or only_few_batches:
+                nb_remain = self.num_batches - self.batch_idx - 1
+                nb_remain += (self.max_epoch - self.epoch - 1) * self.num_batches
+                eta = str(datetime.timedelta(seconds=int(batch_time.avg * nb_remain)))
+                print(" ".join([
+                    f"epoch [{self.epoch + 1}/{self.max_epoch}]",
+                    f"batch [{self.batch_idx + 1}/{self.num_batches}]",
+                    f"time {batch_time.val:.3f} ({batch_time.avg:.3f})",
+                    f"data {data_time.val:.3f} ({data_time.avg:.3f})",
+                    f"{losses}",
+                    f"lr {self.get_current_lr():.4e}",
+                    f"eta {eta}",
+                ]))
+            n_iter = self.epoch * self.num_batches + self.batch_idx
+            for name, meter in losses.meters.items():
+                self.write_scalar("train/" + name, meter.avg, n_iter)
+            self.write_scalar("train/lr", self.get_current_lr(), n_iter)
+            end = time.time()
+
+    def parse_batch_train(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)

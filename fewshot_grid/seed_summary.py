@@ -1,0 +1,69 @@
+"""The reference aggregator's output: per-run values and mean +- std over the seed folders of
+one experiment (`parse_results.py DIR`), or the average over experiments (`--multi-exp`).
+
+Output lines match the reference exactly::
+
+    Parsing files in DIR
+    file: DIR/seed1/log.txt. accuracy: 81.00%.
+    ===
+    Summary of directory: DIR
+    * accuracy: 81.00% +- 0.50%
+    ===
+"""
+import math
+import os.path as osp
+import statistics
+import sys
+
+from .errors import ResultsError
+from .layout import has_run_files, list_subdirs
+from .run_result import read_run_result
+
+
+def spread(values, ci95=False):
+    """Population std of `values`, or the 95% confidence half-width 1.96*std/sqrt(n)."""
+    std = statistics.pstdev(values)
+    return 1.96 * std / math.sqrt(len(values)) if ci95 else std
+
+
+def summarize_experiment(directory, keyword, signal, ci95=False):
+    """Print the per-run values and the summary of one experiment folder; return the mean."""
+    if not osp.isdir(directory):
+        raise ResultsError(f"{directory} is not a folder")
+    print(f"Parsing files in {directory}")
+    runs = list_subdirs(directory)
+    if not runs and has_run_files(directory):
+        raise ResultsError(f"{directory} is a single run folder; pass the folder that holds "
+                           f"its seed folders (its parent) instead")
+    values = []
+    for name in runs:
+        result = read_run_result(osp.join(directory, name), keyword, signal)
+        if result is None:
+            print(f"[parse_results] left out {osp.join(directory, name)}: no '{keyword}' "
+                  f"result after '{signal}' (run unfinished or crashed?)", file=sys.stderr)
+            continue
+        print(f"file: {result.source}. {keyword}: {result.value:.2f}%. ")
+        values.append(result.value)
+    if not values:
+        raise ResultsError(f"no finished run with a '{keyword}' result in {directory} (looked "
+                           f"for result.json or a '{signal}' line in each sub-folder's log.txt)")
+    mean = statistics.fmean(values)
+    print("===")
+    print(f"Summary of directory: {directory}")
+    print(f"* {keyword}: {mean:.2f}% +- {spread(values, ci95):.2f}%")
+    print("===")
+    return mean
+
+
+def summarize_experiments(directory, keyword, signal, ci95=False):
+    """`--multi-exp`: summarize every experiment folder of `directory`, then their average."""
+    if not osp.isdir(directory):
+        raise ResultsError(f"{directory} is not a folder")
+    experiments = list_subdirs(directory)
+    if not experiments:
+        raise ResultsError(f"no experiment folders in {directory}")
+    means = [summarize_experiment(osp.join(directory, name), keyword, signal, ci95)
+             for name in experiments]
+    print("Average performance")
+    print(f"* {keyword}: {statistics.fmean(means):.2f}%")
+    return means

@@ -1,0 +1,174 @@
+"""Load the CLIP model a config names, from a local file, the cache or the official URL.
+
+Public names (other trainers import these):
+- `load_clip_to_cpu(cfg)`: `clip.model.CLIP` on CPU, fp16 weights, eval mode, exactly as
+  `clip.model.build_model` returns it.
+- `build_random_clip(name, seed=0)`: the named architecture with random (seeded) weights.
+- `CLIP_ARCHITECTURES`: constructor arguments of every official CLIP architecture.
+- `resolve_weights_file(name, path="")`: the local file that holds the weights.
+- `trainers.common.precision.effective_precision(requested, device, key)`: fp16/amp -> fp32
+  on CPU, printing one line.
+
+Where the weights come from, in order:
+1. `MODEL.BACKBONE.PATH` when set (a TorchScript archive or a plain state dict);
+2. the cache `$CLIP_CACHE_DIR` (default `~/.cache/clip`), file name as in the official URL,
+   checked against the sha256 the URL carries;
+3. a download into that cache (sha256-checked), unless `CLIP_OFFLINE=1`.
+With `MODEL.BACKBONE.PRETRAINED False` no file is read: the architecture gets random weights.
+"""
+import hashlib
+import os
+import urllib.error
+import urllib.request
+import warnings
+
+import torch
+from clip.clip import _MODELS
+from clip.model import CLIP, build_model, convert_weights
+from tqdm import tqdm
+
+CACHE_ENV = "CLIP_CACHE_DIR"
+OFFLINE_ENV = "CLIP_OFFLINE"
+DOWNLOAD_TIMEOUT_S = 30
+
+# CLIP(embed_dim, image_resolution, vision_layers, vision_width, vision_patch_size,
+#      context_length, vocab_size, transformer_width, transformer_heads, transformer_layers)
+# for each released model; build_model() infers the same numbers from a state dict.
+_TEXT = dict(context_length=77, vocab_size=49408, transformer_layers=12)
+CLIP_ARCHITECTURES = {
+    "RN50": dict(embed_dim=1024, image_resolution=224, vision_layers=(3, 4, 6, 3), vision_width=64,
+                 vision_patch_size=None, transformer_width=512, transformer_heads=8, **_TEXT),
+    "RN101": dict(embed_dim=512, image_resolution=224, vision_layers=(3, 4, 23, 3), vision_width=64,
+                  vision_patch_size=None, transformer_width=512, transformer_heads=8, **_TEXT),
+    "RN50x4": dict(embed_dim=640, image_resolution=288, vision_layers=(4, 6, 10, 6), vision_width=80,
+                   vision_patch_size=None, transformer_width=640, transformer_heads=10, **_TEXT),
+    "RN50x16": dict(embed_dim=768, image_resolution=384, vision_layers=(6, 8, 18, 8), vision_width=96,
+                    vision_patch_size=None, transformer_width=768, transformer_heads=12, **_TEXT),
+    "RN50x64": dict(embed_dim=1024, image_resolution=448, vision_layers=(3, 15, 36, 10),
+                    vision_width=128, vision_patch_size=None, transformer_width=1024,
+                    transformer_heads=16, **_TEXT),
+    "ViT-B/32": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+                     vision_patch_size=32, transformer_width=512, transformer_heads=8, **_TEXT),
+    "ViT-B/16": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+                     vision_patch_size=16, transformer_width=512, transformer_heads=8, **_TEXT),
+    "ViT-L/14": dict(embed_dim=768, image_resolution=224, vision_layers=24, vision_width=1024,
+                     vision_patch_size=14, transformer_width=768, transformer_heads=12, **_TEXT),
+    "ViT-L/14@336px": dict(embed_dim=768, image_resolution=336, vision_layers=24, vision_width=1024,
+                           vision_patch_size=14, transformer_width=768, transformer_heads=12, **_TEXT),
+}
+
+
+def _check_name(name):
+    if name not in _MODELS:
+        raise ValueError(f"MODEL.BACKBONE.NAME = {name!r} is not a CLIP model; use one of "
+                         f"{list(_MODELS)} (or set MODEL.BACKBONE.PATH to a weights file)")
+
+
+def cache_dir():
+    return os.path.expanduser(os.environ.get(CACHE_ENV) or os.path.join("~", ".cache", "clip"))
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(url, target, expected_sha256):
+    """Fetch `url` into `target` via a .part file, so a cut download never poses as weights."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    partial = target + ".part"
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as source, open(partial, "wb") as out:
+        total = int(source.info().get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="iB", unit_scale=True, unit_divisor=1024,
+                  desc=f"Downloading {os.path.basename(target)}") as bar:
+            for block in iter(lambda: source.read(1 << 16), b""):
+                out.write(block)
+                bar.update(len(block))
+    if _sha256(partial) != expected_sha256:
+        raise RuntimeError(f"Downloaded {url} but its sha256 does not match {expected_sha256}; "
+                           f"the partial file is kept at {partial} for inspection. Retry the download.")
+    os.replace(partial, target)
+
+
+def _offline_error(name, url, target, reason):
+    return RuntimeError(
+        f"CLIP weights for {name!r} are not available offline ({reason}).\n"
+        f"  Download {url}\n"
+        f"  and put the file at {target}\n"
+        f"  (cache folder: ${CACHE_ENV} or ~/.cache/clip), or set MODEL.BACKBONE.PATH to the file, "
+        f"or MODEL.BACKBONE.PRETRAINED False for random weights.")
+
+
+def resolve_weights_file(name, path=""):
+    """Return a local file with the weights of `name` (explicit `path` first, then the cache)."""
+    if path:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"MODEL.BACKBONE.PATH = {path!r} is not a file; point it at a "
+                                    f"CLIP weights file (.pt) or set it to \"\" to load by name")
+        return path
+    _check_name(name)
+    url = _MODELS[name]
+    expected_sha256 = url.split("/")[-2]
+    target = os.path.join(cache_dir(), os.path.basename(url))
+    offline = os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+    if os.path.isfile(target):
+        if _sha256(target) == expected_sha256:
+            return target
+        if offline:
+            raise _offline_error(name, url, target, f"{target} exists but its sha256 is not "
+                                 f"{expected_sha256}: the file is corrupt or another model")
+        print(f"{target} fails its sha256 check; downloading it again")
+    elif offline:
+        raise _offline_error(name, url, target, f"{OFFLINE_ENV} is set and {target} does not exist")
+    print(f"Downloading CLIP {name} from {url} to {target}")
+    try:
+        _download(url, target, expected_sha256)
+    except (urllib.error.URLError, OSError) as err:  # URLError covers DNS; OSError covers timeouts
+        raise _offline_error(name, url, target, f"download failed: {err}") from err
+    return target
+
+
+def read_state_dict(path):
+    """State dict of an OpenAI TorchScript archive or of a plain `torch.save`d state dict."""
+    try:
+        with warnings.catch_warnings():  # torch>=2.9 flags jit.load as deprecated; it still works
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(path, map_location="cpu").state_dict()
+    except RuntimeError:  # not a TorchScript archive
+        state_dict = torch.load(path, map_location="cpu")
+    if not isinstance(state_dict, dict) or "text_projection" not in state_dict:
+        raise ValueError(f"{path} does not hold a CLIP state dict (no 'text_projection' key); "
+                         f"expected an OpenAI CLIP .pt file")
+    return state_dict
+
+
+def build_random_clip(name, seed=0):
+    """The `name` architecture with random weights, fp16 and eval mode like `build_model`.
+
+    The global RNG is forked so building it does not shift the random stream of the run.
+    """
+    _check_name(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIP(**CLIP_ARCHITECTURES[name])
+    convert_weights(model)
+    return model.eval()
+
+
+def load_clip_to_cpu(cfg):
+    """The CLIP model `cfg.MODEL.BACKBONE` names, on CPU, fp16 weights, eval mode."""
+    backbone = cfg.MODEL.BACKBONE
+    path = backbone.get("PATH", "")
+    if not backbone.PRETRAINED:
+        if path:
+            raise ValueError(f"MODEL.BACKBONE.PRETRAINED is False but MODEL.BACKBONE.PATH = {path!r}; "
+                             f"clear one of them (random weights or the file, not both)")
+        print(f"MODEL.BACKBONE.PRETRAINED is False: CLIP {backbone.NAME} gets RANDOM weights (seed 0), "
+              f"accuracies are meaningless")
+        return build_random_clip(backbone.NAME)
+    weights = resolve_weights_file(backbone.NAME, path)
+    print(f"Loading CLIP weights from {weights}")
+    return build_model(read_state_dict(weights))

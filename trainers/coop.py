@@ -1,0 +1,212 @@
+"""CoOp: learn the context words of CLIP's prompt, CLIP itself frozen (SPEC 6).
+
+Prompt per class: [SOS] [ctx_1 .. ctx_M] [name tokens] [.] [EOT] [padding], where only the
+context vectors train. The class-token position moves the name to the end (after the
+context), the middle (context split around it) or the front (context after it).
+"""
+import clip
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.metrics import compute_accuracy
+from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import load_pretrained_weights
+
+from trainers.common.clip_loader import load_clip_to_cpu
+from trainers.common.precision import PRECISIONS, effective_precision
+from trainers.common.text_encoder import TextEncoder
+
+CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
+# Derived from class names + CLIP, so never stored in checkpoints; reference checkpoints hold
+# them, and they are dropped on load (this also lets base-class context load on new classes).
+FIXED_BUFFERS = ("token_prefix", "token_suffix")
+
+
+def _check_class_token_position(position):
+    if position not in CLASS_TOKEN_POSITIONS:
+        raise ValueError(f"TRAINER.COOP.CLASS_TOKEN_POSITION = {position!r}; "
+                         f"use one of {CLASS_TOKEN_POSITIONS}")
+
+
+def _tokenize(texts, what):
+    """`clip.tokenize`, with an error that says which prompt is too long and what to do."""
+    try:
+        return clip.tokenize(texts)
+    except RuntimeError as err:
+        raise ValueError(f"{what} does not fit CLIP's 77 tokens ({err}); shorten the class name "
+                         "or use fewer context tokens (TRAINER.COOP.N_CTX / CTX_INIT)") from err
+
+
+def _eot_positions(tokens):
+    return tokens.argmax(dim=-1)  # EOT has the largest id of the vocabulary
+
+
+def _layout_index(position, n_ctx, name_lens, length):
+    """Per class, where each output position reads from in the "end" layout
+    [SOS, ctx, name, rest]. None for "end" (nothing to move)."""
+    if position == "end":
+        return None
+    half = n_ctx // 2
+    rows = []
+    for name_len in name_lens:
+        ctx = list(range(1, 1 + n_ctx))
+        name = list(range(1 + n_ctx, 1 + n_ctx + name_len))
+        rest = list(range(1 + n_ctx + name_len, length))
+        middle = ctx[:half] + name + ctx[half:] if position == "middle" else name + ctx
+        rows.append([0] + middle + rest)
+    return torch.tensor(rows, dtype=torch.long)
+
+
+class PromptLearner(nn.Module):
+    """Learned context vectors + fixed token embeddings -> prompt embeddings (n_cls, 77, width).
+
+    The context parameter is kept in fp32 whatever the CLIP dtype and cast at use: an fp16
+    parameter makes Adam divide by eps=1e-8, which is 0 in half precision (NaN), and loses
+    small SGD updates to fp16 rounding. The text encoder still runs in CLIP's dtype.
+    """
+
+    def __init__(self, cfg, classnames, clip_model):
+        super().__init__()
+        coop = cfg.TRAINER.COOP
+        _check_class_token_position(coop.CLASS_TOKEN_POSITION)
+        n_cls = len(classnames)
+        dtype = clip_model.dtype
+        ctx_dim = clip_model.ln_final.weight.shape[0]
+
+        if coop.CTX_INIT:
+            prompt_prefix = coop.CTX_INIT.replace("_", " ")
+            init_tokens = _tokenize(prompt_prefix, f"TRAINER.COOP.CTX_INIT {prompt_prefix!r}")
+            # Count BPE tokens, not words: a word can be several tokens.
+            n_ctx = int(_eot_positions(init_tokens)[0]) - 1
+            with torch.no_grad():
+                ctx_vectors = clip_model.token_embedding(init_tokens)[0, 1:1 + n_ctx].float()
+            if coop.CSC:  # every class starts from the same words
+                ctx_vectors = ctx_vectors.unsqueeze(0).repeat(n_cls, 1, 1)
+            print(f'Initial context: "{prompt_prefix}"')
+        else:
+            n_ctx = coop.N_CTX
+            if n_ctx < 1:
+                raise ValueError(f"TRAINER.COOP.N_CTX = {n_ctx}; needs at least 1 context token")
+            shape = (n_cls, n_ctx, ctx_dim) if coop.CSC else (n_ctx, ctx_dim)
+            print("Initializing class-specific contexts" if coop.CSC else "Initializing a generic context")
+            ctx_vectors = torch.empty(*shape, dtype=torch.float32)
+            nn.init.normal_(ctx_vectors, std=0.02)
+            prompt_prefix = " ".join(["X"] * n_ctx)
+        print(f"Number of context words (tokens): {n_ctx}")
+        self.ctx = nn.Parameter(ctx_vectors)
+
+        classnames = [name.replace("_", " ") for name in classnames]
+        prompts = [f"{prompt_prefix} {name}." for name in classnames]
+        tokenized = torch.cat([_tokenize(p, f"CoOp prompt {p!r}") for p in prompts])
+        name_lens = (_eot_positions(clip.tokenize(classnames)) - 1).tolist()
+        with torch.no_grad():
+            embedding = clip_model.token_embedding(tokenized).type(dtype)
+
+        self.register_buffer("token_prefix", embedding[:, :1], persistent=False)  # SOS
+        self.register_buffer("token_suffix", embedding[:, 1 + n_ctx:], persistent=False)  # name . EOT pad
+        self.register_buffer("tokenized_prompts", tokenized, persistent=False)
+        layout = _layout_index(coop.CLASS_TOKEN_POSITION, n_ctx, name_lens, tokenized.shape[1])
+        self.register_buffer("layout", layout, persistent=False)
+        self.n_cls, self.n_ctx, self.name_lens = n_cls, n_ctx, name_lens
+        self.class_token_position = coop.CLASS_TOKEN_POSITION
+        self.dtype = dtype
+
+    def forward(self):
+        ctx = self.ctx.to(self.dtype)
+        if ctx.dim() == 2:
+            ctx = ctx.unsqueeze(0).expand(self.n_cls, -1, -1)
+        prompts = torch.cat([self.token_prefix, ctx, self.token_suffix], dim=1)
+        if self.layout is not None:  # move the name before/inside the context, per class
+            prompts = prompts.gather(1, self.layout.unsqueeze(-1).expand(-1, -1, prompts.shape[-1]))
+        return prompts
+
+
+class CustomCLIP(nn.Module):
+    """Frozen CLIP image encoder + learned prompts through the frozen text encoder."""
+
+    def __init__(self, cfg, classnames, clip_model):
+        super().__init__()
+        self.prompt_learner = PromptLearner(cfg, classnames, clip_model)
+        self.image_encoder = clip_model.visual
+        self.text_encoder = TextEncoder(clip_model, truncate=cfg.TRAINER.COOP.TRUNCATE_TEXT,
+                                        grad_checkpoint=cfg.TRAINER.COOP.GRAD_CHECKPOINT)
+        self.logit_scale = clip_model.logit_scale
+        self.dtype = clip_model.dtype
+
+    def image_features(self, images):
+        """The only place images meet the encoder, so cached features can stand in for it."""
+        return self.image_encoder(images.type(self.dtype))
+
+    def class_features(self):
+        return self.text_encoder(self.prompt_learner(), self.prompt_learner.tokenized_prompts)
+
+    def logits(self, image_features):
+        text_features = self.class_features()
+        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+        text_features = text_features / text_features.norm(dim=-1, keepdim=True)
+        return self.logit_scale.exp() * image_features @ text_features.t()
+
+    def forward(self, images):
+        return self.logits(self.image_features(images))
+
+
+@TRAINER_REGISTRY.register()
+class CoOp(TrainerX):
+    """Context Optimization (Zhou et al., IJCV 2022)."""
+
+    def check_cfg(self, cfg):
+        # Fail before data and CLIP are loaded. (The device is not known yet; the CPU
+        # fallback is decided in build_model.)
+        if cfg.TRAINER.COOP.PREC not in PRECISIONS:
+            raise ValueError(f"TRAINER.COOP.PREC = {cfg.TRAINER.COOP.PREC!r}; use one of {PRECISIONS}")
+        _check_class_token_position(cfg.TRAINER.COOP.CLASS_TOKEN_POSITION)
+
+    def build_model(self):
+        cfg = self.cfg
+        classnames = self.dm.dataset.classnames
+        self.precision = effective_precision(cfg.TRAINER.COOP.PREC, self.device, key="TRAINER.COOP.PREC")
+
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+        clip_model = load_clip_to_cpu(cfg)
+        clip_size = clip_model.visual.input_resolution
+        if tuple(cfg.INPUT.SIZE) != (clip_size, clip_size):
+            raise ValueError(f"INPUT.SIZE = {tuple(cfg.INPUT.SIZE)} but CLIP {cfg.MODEL.BACKBONE.NAME} "
+                             f"takes {clip_size}x{clip_size} images; set INPUT.SIZE ({clip_size}, {clip_size})")
+        if self.precision in ("fp32", "amp"):
+            clip_model.float()
+
+        print("Building custom CLIP")
+        self.model = CustomCLIP(cfg, classnames, clip_model)
+        print("Turning off gradients in both the image and the text encoder")
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(name.startswith("prompt_learner."))
+        if cfg.MODEL.INIT_WEIGHTS:
+            load_pretrained_weights(self.model.prompt_learner, cfg.MODEL.INIT_WEIGHTS)
+
+        self.model.to(self.device)
+        self.optim = build_optimizer(self.model.prompt_learner, cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+        self.register_model("prompt_learner", self.model.prompt_learner, self.optim, self.sched)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
+
+    def forward_backward(self, batch):
+        image, label = self.parse_batch_train(batch)
+        if self.precision == "amp":
+            with torch.autocast(device_type="cuda", dtype=torch.float16):
+                output = self.model(image)
+                loss = F.cross_entropy(output, label)
+            self.optim.zero_grad()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optim)
+            self.scaler.update()
+        else:
+            output = self.model(image)
+            loss = F.cross_entropy(output, label)
+            self.model_backward_and_update(loss)
+
+        loss_summary = {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return loss_summary
