@@ -4,6 +4,8 @@ Config merge order: defaults (+ the CLIP keys of trainers/config.py) -> --datase
 -> --config-file -> flags -> trailing KEY VALUE overrides.
 """
 import argparse
+import importlib.util
+import os.path as osp
 import sys
 
 import torch
@@ -37,9 +39,29 @@ def reset_cfg(cfg, args):
         node[leaf] = tuple(value) if isinstance(value, list) else value
 
 
-def setup_cfg(args):
+def load_plugins(paths):
+    """Import user files that register their own trainers/datasets (no edit of this repo needed).
+
+    A plugin may define `extend_cfg(cfg)` to add its config keys."""
+    plugins = []
+    for path in paths or []:
+        if not osp.isfile(path):
+            raise ConfigError(f'--plugin file not found: "{path}"')
+        name = "plugin_" + osp.splitext(osp.basename(path))[0]
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        plugins.append(module)
+    return plugins
+
+
+def setup_cfg(args, plugins=()):
     cfg = get_cfg_default()
     extend_cfg(cfg)
+    for plugin in plugins:
+        if hasattr(plugin, "extend_cfg"):
+            plugin.extend_cfg(cfg)
     if args.dataset_config_file:
         merge_from_file(cfg, args.dataset_config_file)
     if args.config_file:
@@ -63,11 +85,11 @@ def print_args(args, cfg):
 
 
 def main(args):
-    cfg = setup_cfg(args)
+    cfg = setup_cfg(args, load_plugins(args.plugin))
+    setup_logger(cfg.OUTPUT_DIR)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
-    setup_logger(cfg.OUTPUT_DIR)
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print_args(args, cfg)
@@ -106,6 +128,8 @@ def build_parser():
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
     parser.add_argument("--enhanced-base", type=str, default="",
                         help="TaskRes: enhanced base weights file, or none (TRAINER.TaskRes.ENHANCED_BASE)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                        help="import this file first (registers your own trainer or dataset); repeatable")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                         help="modify config options using the command-line")
     return parser
