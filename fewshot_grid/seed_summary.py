@@ -37,10 +37,13 @@ def summarize_experiment(directory, keyword, signal, ci95=False):
                            f"its seed folders (its parent) instead")
     values = []
     for name in runs:
-        result = read_run_result(osp.join(directory, name), keyword, signal)
+        path = osp.join(directory, name)
+        result = read_run_result(path, keyword, signal)
         if result is None:
-            print(f"[parse_results] left out {osp.join(directory, name)}: no '{keyword}' "
-                  f"result after '{signal}' (run unfinished or crashed?)", file=sys.stderr)
+            why = ("it holds no log.txt but sub-folders: is DIR one level too high?"
+                   if not has_run_files(path) and list_subdirs(path)
+                   else f"no '{keyword}' result after '{signal}' (run unfinished or crashed?)")
+            print(f"[parse_results] left out {path}: {why}", file=sys.stderr)
             continue
         print(f"file: {result.source}. {keyword}: {result.value:.2f}%. ")
         values.append(result.value)

@@ -13,10 +13,15 @@ Public API (kept stable: other test modules train and evaluate on these trees):
         classnames.txt lists (default 2 * n_classes); write ImageNet with
         n_classes=imagenet_classes to evaluate an ImageNet fixture model on them.
     DATASET_NAMES                       every name write_fixture accepts
-    expected_classnames(name, n_classes=None) -> class names in label order
+    expected_classnames(name, n_classes=None, imagenet_classes=None) -> names in label order
+    imagenet_subset_classnames(name, n_classes=None, imagenet_classes=None)
+        -> (A/R class names, their labels in the ImageNet fixture)
+    split_file_name(name) -> "split_zhou_<Name>.json" or None
     fixture_counts(name, n_classes=None, per_class=6) -> {"train", "val", "test"} sizes
     class_colour(index, n_total) -> RGB of a class (images differ by class colour,
         so a tiny model can learn them; ImageNet variants colour by ImageNet label)
+    dataset_cfg(root, name, num_shots=-1, seed=1, subsample="all") -> frozen-able cfg with
+        the CLIP keys, ready for `dassl.data.datasets.build_dataset` / DataManager
 
 Each dataset's pool starts with its real, awkward class names (Caltech101 renames and
 ignored folders, SUN397 nested paths, UCF101 CamelCase, ...); asking for more classes
@@ -27,7 +32,6 @@ them needs scipy), so those two can only be built from their split files.
 import colorsys
 import json
 import os
-import re
 
 from PIL import Image, ImageDraw
 
@@ -141,8 +145,10 @@ def _subset_indices(n_subset, universe):
     return sorted(order[:n_subset])
 
 
-def expected_classnames(name, n_classes=None):
+def expected_classnames(name, n_classes=None, imagenet_classes=None):
     """Class names (label order) that the dataset class must report for this fixture."""
+    if name in ("ImageNetA", "ImageNetR"):
+        return imagenet_subset_classnames(name, n_classes, imagenet_classes)[0]
     return [cname for _, cname in _classes(name, n_classes)]
 
 
@@ -464,6 +470,17 @@ def imagenet_subset_classnames(name, n_classes=None, imagenet_classes=None):
     return [everything[i][1] for i in idx], idx
 
 
-def camel_to_words(action):
-    """What UCF101 class names must look like: CamelCase split into words joined by '_'."""
-    return "_".join(re.findall("[A-Z][^A-Z]*", action))
+
+def dataset_cfg(root, name, num_shots=-1, seed=1, subsample="all"):
+    """A default config (with the project's extra keys) pointing at a fixture root."""
+    from dassl.config import get_cfg_default
+    from trainers.config import extend_cfg
+
+    cfg = extend_cfg(get_cfg_default())
+    cfg.DATASET.ROOT = str(root)
+    cfg.DATASET.NAME = name
+    cfg.DATASET.NUM_SHOTS = num_shots
+    cfg.DATASET.SUBSAMPLE_CLASSES = subsample
+    cfg.SEED = seed
+    cfg.INPUT.SIZE = (IMAGE_SIZE, IMAGE_SIZE)
+    return cfg

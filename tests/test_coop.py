@@ -7,7 +7,7 @@ from clip.model import convert_weights
 from dassl.config import get_cfg_default
 from tests.tiny_clip import build_tiny_clip
 from trainers.config import extend_cfg
-from trainers.coop import CustomCLIP, PromptLearner
+from trainers.coop import PromptClassifier, PromptLearner
 
 # Names of different token lengths; "_" must become a space.
 CLASSNAMES = ["golden_retriever", "cat", "a rather long space shuttle name"]
@@ -34,7 +34,7 @@ def _token_embeddings(clip_model, text):
 
 
 def test_ctx_init_equals_clip_encode_text_of_literal_prompt(clip_model):
-    model = CustomCLIP(_cfg(CTX_INIT="a photo of a"), CLASSNAMES, clip_model)
+    model = PromptClassifier(_cfg(CTX_INIT="a photo of a"), CLASSNAMES, clip_model)
     assert model.prompt_learner.n_ctx == 4 and model.prompt_learner.ctx.shape == (4, 64)
     texts = [f"a photo of a {name.replace('_', ' ')}." for name in CLASSNAMES]
     with torch.no_grad():
@@ -81,7 +81,7 @@ def test_class_token_position_places_each_embedding(clip_model, position, csc):
 
 def _features_and_grad(clip_model, classnames, **coop):
     torch.manual_seed(0)  # same context init for every variant compared
-    model = CustomCLIP(_cfg(**coop), classnames, clip_model)
+    model = PromptClassifier(_cfg(**coop), classnames, clip_model)
     features = model.class_features()
     features.pow(2).sum().backward()
     return features.detach(), model.prompt_learner.ctx.grad
@@ -110,7 +110,7 @@ def test_fp16_clip_keeps_fp32_context_and_adam_stays_finite():
     """Adam's eps (1e-8) is 0 in fp16; the context must not be a half tensor."""
     clip_half = build_tiny_clip("rn", seed=2).eval()
     convert_weights(clip_half)  # fp16 exactly as clip.model.build_model leaves it
-    model = CustomCLIP(_cfg(N_CTX=4), CLASSNAMES, clip_half)
+    model = PromptClassifier(_cfg(N_CTX=4), CLASSNAMES, clip_half)
     ctx = model.prompt_learner.ctx
     assert ctx.dtype == torch.float32 and model.prompt_learner().dtype == torch.float16
     optim = torch.optim.Adam([ctx], lr=1e-3)
@@ -128,3 +128,16 @@ def test_clear_errors_for_bad_settings(clip_model):
         PromptLearner(_cfg(N_CTX=0), CLASSNAMES, clip_model)
     with pytest.raises(ValueError, match="does not fit CLIP's 77 tokens.*N_CTX"):
         PromptLearner(_cfg(N_CTX=16), ["word " * 70], clip_model)
+
+
+def test_state_dict_is_only_the_context_and_reference_checkpoints_load(clip_model):
+    learner = PromptLearner(_cfg(N_CTX=4), CLASSNAMES, clip_model)
+    assert list(learner.state_dict()) == ["ctx"]
+    own_suffix = learner.token_suffix.clone()
+    # Reference CoOp saves the fixed embeddings too (here: of another class set, as when
+    # base-class context is evaluated on new classes); they must be ignored, not loaded.
+    reference = {"ctx": torch.randn(4, 64), "token_prefix": torch.zeros(7, 1, 64),
+                 "token_suffix": torch.zeros(7, 72, 64)}
+    learner.load_state_dict(reference)  # strict
+    assert torch.equal(learner.ctx.detach(), reference["ctx"])
+    assert torch.equal(learner.token_suffix, own_suffix)

@@ -11,6 +11,21 @@ def extend_cfg(cfg):
 
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
 
+    # DATASET.NAME ImageFolder: the user's own data (datasets/image_folder.py)
+    cfg.DATASET.IMAGE_FOLDER = CN()
+    cfg.DATASET.IMAGE_FOLDER.DIR = ""  # folder of class sub-folders; absolute or under DATASET.ROOT
+    cfg.DATASET.IMAGE_FOLDER.CSV = ""  # optional CSV of "path,label" rows, relative to DIR
+    cfg.DATASET.IMAGE_FOLDER.TRAIN_FRACTION = 0.5  # per class; val next, test gets the rest
+    cfg.DATASET.IMAGE_FOLDER.VAL_FRACTION = 0.2
+    cfg.DATASET.IMAGE_FOLDER.SPLIT_SEED = 1  # the split is drawn once, saved, then reused
+
+    # Frozen image-encoder feature cache (trainers/common/feature_cache.py). Off: every step
+    # runs the encoder on a freshly augmented batch, exactly as the reference code does.
+    cfg.TRAIN.FEATURE_CACHE = CN()
+    cfg.TRAIN.FEATURE_CACHE.ENABLED = False
+    cfg.TRAIN.FEATURE_CACHE.VIEWS = 10  # augmented views per training image; epoch e uses view e % VIEWS
+    cfg.TRAIN.FEATURE_CACHE.ROOT = ""  # "" = $FEWSHOT_FEATURE_CACHE, else ~/.cache/fewshot-clip/features
+
     cfg.TRAINER.COOP = CN()
     cfg.TRAINER.COOP.N_CTX = 16
     cfg.TRAINER.COOP.CSC = False

@@ -7,14 +7,13 @@ context), the middle (context split around it) or the front (context after it).
 import clip
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from dassl.engine import TRAINER_REGISTRY, TrainerX
-from dassl.metrics import compute_accuracy
+from dassl.engine import TRAINER_REGISTRY
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_pretrained_weights
 
-from trainers.common.clip_loader import load_clip_to_cpu
+from trainers.common.classifier import cosine_logits
+from trainers.common.clip_trainer import FrozenCLIPTrainer
 from trainers.common.precision import PRECISIONS, effective_precision
 from trainers.common.text_encoder import TextEncoder
 
@@ -73,11 +72,12 @@ class PromptLearner(nn.Module):
         _check_class_token_position(coop.CLASS_TOKEN_POSITION)
         n_cls = len(classnames)
         dtype = clip_model.dtype
+        device = clip_model.token_embedding.weight.device
         ctx_dim = clip_model.ln_final.weight.shape[0]
 
         if coop.CTX_INIT:
             prompt_prefix = coop.CTX_INIT.replace("_", " ")
-            init_tokens = _tokenize(prompt_prefix, f"TRAINER.COOP.CTX_INIT {prompt_prefix!r}")
+            init_tokens = _tokenize(prompt_prefix, f"TRAINER.COOP.CTX_INIT {prompt_prefix!r}").to(device)
             # Count BPE tokens, not words: a word can be several tokens.
             n_ctx = int(_eot_positions(init_tokens)[0]) - 1
             with torch.no_grad():
@@ -92,14 +92,15 @@ class PromptLearner(nn.Module):
             shape = (n_cls, n_ctx, ctx_dim) if coop.CSC else (n_ctx, ctx_dim)
             print("Initializing class-specific contexts" if coop.CSC else "Initializing a generic context")
             ctx_vectors = torch.empty(*shape, dtype=torch.float32)
-            nn.init.normal_(ctx_vectors, std=0.02)
+            nn.init.normal_(ctx_vectors, std=0.02)  # on CPU: same draw on every device
+            ctx_vectors = ctx_vectors.to(device)
             prompt_prefix = " ".join(["X"] * n_ctx)
         print(f"Number of context words (tokens): {n_ctx}")
         self.ctx = nn.Parameter(ctx_vectors)
 
         classnames = [name.replace("_", " ") for name in classnames]
         prompts = [f"{prompt_prefix} {name}." for name in classnames]
-        tokenized = torch.cat([_tokenize(p, f"CoOp prompt {p!r}") for p in prompts])
+        tokenized = torch.cat([_tokenize(p, f"CoOp prompt {p!r}") for p in prompts]).to(device)
         name_lens = (_eot_positions(clip.tokenize(classnames)) - 1).tolist()
         with torch.no_grad():
             embedding = clip_model.token_embedding(tokenized).type(dtype)
@@ -108,10 +109,16 @@ class PromptLearner(nn.Module):
         self.register_buffer("token_suffix", embedding[:, 1 + n_ctx:], persistent=False)  # name . EOT pad
         self.register_buffer("tokenized_prompts", tokenized, persistent=False)
         layout = _layout_index(coop.CLASS_TOKEN_POSITION, n_ctx, name_lens, tokenized.shape[1])
-        self.register_buffer("layout", layout, persistent=False)
+        self.register_buffer("layout", None if layout is None else layout.to(device), persistent=False)
         self.n_cls, self.n_ctx, self.name_lens = n_cls, n_ctx, name_lens
         self.class_token_position = coop.CLASS_TOKEN_POSITION
         self.dtype = dtype
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Reference CoOp checkpoints carry the fixed embeddings; ours rebuild them instead.
+        for key in FIXED_BUFFERS:
+            state_dict.pop(prefix + key, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self):
         ctx = self.ctx.to(self.dtype)
@@ -123,37 +130,26 @@ class PromptLearner(nn.Module):
         return prompts
 
 
-class CustomCLIP(nn.Module):
-    """Frozen CLIP image encoder + learned prompts through the frozen text encoder."""
+class PromptClassifier(nn.Module):
+    """Learned prompts through CLIP's frozen text tower -> class features -> logits."""
 
     def __init__(self, cfg, classnames, clip_model):
         super().__init__()
         self.prompt_learner = PromptLearner(cfg, classnames, clip_model)
-        self.image_encoder = clip_model.visual
         self.text_encoder = TextEncoder(clip_model, truncate=cfg.TRAINER.COOP.TRUNCATE_TEXT,
                                         grad_checkpoint=cfg.TRAINER.COOP.GRAD_CHECKPOINT)
         self.logit_scale = clip_model.logit_scale
-        self.dtype = clip_model.dtype
-
-    def image_features(self, images):
-        """The only place images meet the encoder, so cached features can stand in for it."""
-        return self.image_encoder(images.type(self.dtype))
 
     def class_features(self):
+        """All class prompts, every call: the context changes at every step."""
         return self.text_encoder(self.prompt_learner(), self.prompt_learner.tokenized_prompts)
 
-    def logits(self, image_features):
-        text_features = self.class_features()
-        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-        text_features = text_features / text_features.norm(dim=-1, keepdim=True)
-        return self.logit_scale.exp() * image_features @ text_features.t()
-
-    def forward(self, images):
-        return self.logits(self.image_features(images))
+    def forward(self, image_features):
+        return cosine_logits(image_features, self.class_features(), self.logit_scale)
 
 
 @TRAINER_REGISTRY.register()
-class CoOp(TrainerX):
+class CoOp(FrozenCLIPTrainer):
     """Context Optimization (Zhou et al., IJCV 2022)."""
 
     def check_cfg(self, cfg):
@@ -165,48 +161,39 @@ class CoOp(TrainerX):
 
     def build_model(self):
         cfg = self.cfg
-        classnames = self.dm.dataset.classnames
         self.precision = effective_precision(cfg.TRAINER.COOP.PREC, self.device, key="TRAINER.COOP.PREC")
-
-        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip_to_cpu(cfg)
-        clip_size = clip_model.visual.input_resolution
-        if tuple(cfg.INPUT.SIZE) != (clip_size, clip_size):
-            raise ValueError(f"INPUT.SIZE = {tuple(cfg.INPUT.SIZE)} but CLIP {cfg.MODEL.BACKBONE.NAME} "
-                             f"takes {clip_size}x{clip_size} images; set INPUT.SIZE ({clip_size}, {clip_size})")
-        if self.precision in ("fp32", "amp"):
-            clip_model.float()
+        # fp32/amp: CLIP is cast to float before the learner copies its embeddings.
+        self.clip_model = self.freeze_on_device(self.load_clip(), self.precision)
 
         print("Building custom CLIP")
-        self.model = CustomCLIP(cfg, classnames, clip_model)
-        print("Turning off gradients in both the image and the text encoder")
-        for name, param in self.model.named_parameters():
-            param.requires_grad_(name.startswith("prompt_learner."))
+        self.classifier = PromptClassifier(cfg, self.dm.dataset.classnames, self.clip_model).to(self.device)
+        prompt_learner = self.classifier.prompt_learner
+        print("Turning off gradients in both the image and the text encoder (only the context trains)")
         if cfg.MODEL.INIT_WEIGHTS:
-            load_pretrained_weights(self.model.prompt_learner, cfg.MODEL.INIT_WEIGHTS)
+            load_pretrained_weights(prompt_learner, cfg.MODEL.INIT_WEIGHTS)
 
-        self.model.to(self.device)
-        self.optim = build_optimizer(self.model.prompt_learner, cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
-        self.register_model("prompt_learner", self.model.prompt_learner, self.optim, self.sched)
+        optim = build_optimizer(prompt_learner, cfg.OPTIM)
+        sched = build_lr_scheduler(optim, cfg.OPTIM)
+        self.register_model("prompt_learner", prompt_learner, optim, sched)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
 
-    def forward_backward(self, batch):
-        image, label = self.parse_batch_train(batch)
-        if self.precision == "amp":
-            with torch.autocast(device_type="cuda", dtype=torch.float16):
-                output = self.model(image)
-                loss = F.cross_entropy(output, label)
-            self.optim.zero_grad()
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optim)
-            self.scaler.update()
-        else:
-            output = self.model(image)
-            loss = F.cross_entropy(output, label)
-            self.model_backward_and_update(loss)
+    def logits(self, image_features):
+        return self.classifier(image_features)
 
-        loss_summary = {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
-        return loss_summary
+    def model_inference(self, input):
+        # amp autocasts the training forward only; evaluation (no grad) runs in fp32 as in
+        # the reference, where test batches skip autocast.
+        if self.scaler is None or not torch.is_grad_enabled():
+            return super().model_inference(input)
+        with torch.autocast(device_type="cuda", dtype=torch.float16):
+            return super().model_inference(input)
+
+    def model_backward_and_update(self, loss, names=None):
+        if self.scaler is None:
+            return super().model_backward_and_update(loss, names)
+        self.model_zero_grad(names)
+        self.detect_anomaly(loss)
+        self.scaler.scale(loss).backward()
+        for name in self.get_model_names(names):
+            self.scaler.step(self._optims[name])
+        self.scaler.update()

@@ -6,6 +6,7 @@ Public names (other trainers import these):
 - `build_random_clip(name, seed=0)`: the named architecture with random (seeded) weights.
 - `CLIP_ARCHITECTURES`: constructor arguments of every official CLIP architecture.
 - `resolve_weights_file(name, path="")`: the local file that holds the weights.
+- `check_input_size(cfg, clip_model)`: INPUT.SIZE must be the resolution CLIP was built for.
 - `trainers.common.precision.effective_precision(requested, device, key)`: fp16/amp -> fp32
   on CPU, printing one line.
 
@@ -172,3 +173,12 @@ def load_clip_to_cpu(cfg):
     weights = resolve_weights_file(backbone.NAME, path)
     print(f"Loading CLIP weights from {weights}")
     return build_model(read_state_dict(weights))
+
+
+def check_input_size(cfg, clip_model):
+    """Fail with the fix when INPUT.SIZE differs from the resolution CLIP's positional
+    embeddings were built for (otherwise the first forward pass dies with a shape error)."""
+    size = clip_model.visual.input_resolution
+    if tuple(cfg.INPUT.SIZE) != (size, size):
+        raise ValueError(f"INPUT.SIZE = {tuple(cfg.INPUT.SIZE)} but CLIP {cfg.MODEL.BACKBONE.NAME} "
+                         f"takes {size}x{size} images; set INPUT.SIZE ({size}, {size})")

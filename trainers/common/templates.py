@@ -18,6 +18,7 @@ DATASET_TEMPLATES = {
     "ImageNetV2": "a photo of a {}.",
     "ImageNetA": "a photo of a {}.",
     "ImageNetR": "a photo of a {}.",
+    "DemoShapes": "a drawing of a {}.",  # the demo's built-in benchmark (datasets/demo_shapes.py)
 }
 
 # The 7 templates CLIP's authors selected from their 80 for ImageNet.

@@ -1,0 +1,227 @@
+"""CoOp training step: text transformer cut at the longest EOT vs run on all 77 tokens.
+
+One step = frozen image encoder on a batch + every class prompt through the text encoder +
+cross entropy + backward into the context + SGD update, exactly what `CoOp` does per batch.
+CLIP is the architecture `--arch` names with random weights (the loader's random-weights
+path: no weights file needed; speed and memory do not depend on the values). Class names are
+synthetic, 1-4 words each (seeded), like ImageNet's.
+
+Each configuration runs in a fresh subprocess, so the peak memory of one (ru_maxrss on CPU,
+torch's peak allocation on CUDA) cannot hide in another's. The max |logit difference| between
+the two paths is taken on the first step's logits (same images, same context).
+
+77 tokens at 1000 classes needs about twice the 500-class memory (over 24 GB on CPU), so on
+CPU it is not trained: its memory is estimated and its logits come from a no-grad forward.
+
+    python -m benchmarks.coop_text                       # 10, 500, 1000 classes
+    python -m benchmarks.coop_text --classes 10 50 --batch 8   # small, a few minutes on CPU
+
+`run(report)` is the entry point for benchmarks/speed.py: `report` receives printable lines.
+"""
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CLASSES = (10, 500, 1000)
+CPU_FULL_LENGTH_MAX_CLASSES = 500  # above this, 77 tokens does not fit in 24 GB on CPU
+_WORDS = ("red", "great", "white", "shark", "dog", "terrier", "sports", "car", "wooden", "spoon",
+          "golden", "retriever", "mountain", "bike", "space", "shuttle", "electric", "guitar",
+          "grey", "whale", "coffee", "mug", "lesser", "panda", "garden", "spider", "tabby", "cat",
+          "steam", "locomotive", "french", "loaf", "traffic", "light", "paper", "towel")
+
+
+def class_names(n, seed=0):
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4))) + f" {i}" for i in range(n)]
+
+
+# --------------------------------------------------------------------------- child process
+def _measure(spec):
+    """Build the model described by `spec`, run the steps, return timings and memory."""
+    import torch
+    import torch.nn.functional as F
+
+    from dassl.config import get_cfg_default
+    from trainers.common.clip_loader import build_random_clip
+    from trainers.config import extend_cfg
+    from trainers.coop import PromptClassifier
+
+    device = torch.device(spec["device"])
+    cfg = extend_cfg(get_cfg_default())
+    cfg.TRAINER.COOP.TRUNCATE_TEXT = spec["truncate"]
+    cfg.TRAINER.COOP.GRAD_CHECKPOINT = spec["grad_checkpoint"]
+    clip_model = build_random_clip(spec["arch"])
+    if spec["precision"] == "fp32":
+        clip_model.float()
+    clip_model.requires_grad_(False)
+    clip_model.to(device)
+    torch.manual_seed(0)
+    classifier = PromptClassifier(cfg, class_names(spec["classes"]), clip_model).to(device)
+    optim = torch.optim.SGD(classifier.prompt_learner.parameters(), lr=0.002, momentum=0.9)
+    size = clip_model.visual.input_resolution
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(spec["batch"], 3, size, size, generator=generator).to(device, clip_model.dtype)
+    labels = torch.randint(spec["classes"], (spec["batch"],), generator=generator).to(device)
+    tokens = classifier.prompt_learner.tokenized_prompts
+    length = int(tokens.argmax(-1).max()) + 1 if spec["truncate"] else tokens.shape[1]
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def step():
+        with torch.no_grad():
+            image_features = clip_model.encode_image(images)
+        logits = classifier(image_features)
+        loss = F.cross_entropy(logits, labels)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        return logits.detach()
+
+    sync()
+    base_mem = _memory_now(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    if spec["logits_only"]:
+        with torch.no_grad():
+            logits = classifier(clip_model.encode_image(images))
+        times = []
+    else:
+        times = []
+        for i in range(spec["steps"]):
+            start = time.perf_counter()
+            out = step()
+            sync()
+            times.append(time.perf_counter() - start)
+            if i == 0:
+                logits = out
+    torch.save(logits.float().cpu(), spec["logits_file"])
+    timed = times[1:] or times  # the first step also warms up kernels and allocators
+    return {"tokens": length, "step_s": statistics.median(timed) if timed else None,
+            "peak_gb": _peak_memory(device), "base_gb": base_mem}
+
+
+def _memory_now(device):
+    import torch
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _peak_memory(device):
+    import torch
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+# --------------------------------------------------------------------------- parent process
+def _run_child(spec):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.coop_text", "--child", json.dumps(spec)],
+                          cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child failed ({spec}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fmt(value, pattern, width=0):
+    return ("-" if value is None else pattern.format(value)).rjust(width)
+
+
+def run(report=print, classes=DEFAULT_CLASSES, arch="RN50", batch=32, steps=2, device=None,
+        precision="fp32", grad_checkpoint=False, full_length_max_classes=None):
+    """Measure every class count truncated and at 77 tokens; return a list of result dicts."""
+    import torch
+    import torch.nn.functional  # noqa: F401  (import cost stays out of the children's timings)
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if precision == "fp16" and device == "cpu":
+        raise ValueError("fp16 CLIP needs CUDA; use --precision fp32 on CPU")
+    if full_length_max_classes is None:
+        full_length_max_classes = CPU_FULL_LENGTH_MAX_CLASSES if device == "cpu" else max(classes)
+    where = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    report(f"CoOp step ({arch} random weights, {precision}, batch {batch}, 16 context tokens, "
+           f"{'grad checkpointing, ' if grad_checkpoint else ''}{where}); peak memory: "
+           f"{'torch peak allocated' if device == 'cuda' else 'process max RSS'}, step = peak - before step")
+    report(f"{'classes':>7} {'tokens':>6} {'step s':>8} {'peak GB':>8} {'step GB':>8} "
+           f"{'speed-up':>8} {'mem ratio':>9} {'max|dlogit|':>11}")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in classes:
+            rows = {}
+            for truncate in (True, False):
+                skip = not truncate and n > full_length_max_classes
+                spec = dict(arch=arch, batch=batch, steps=steps, device=device, precision=precision,
+                            classes=n, truncate=truncate, grad_checkpoint=grad_checkpoint,
+                            logits_only=skip, logits_file=_logits_file(tmp, n, truncate))
+                rows[truncate] = dict(_run_child(spec), classes=n, truncate=truncate, skipped=skip)
+            cut, full = rows[True], rows[False]
+            diff = (torch.load(_logits_file(tmp, n, True)) - torch.load(_logits_file(tmp, n, False))).abs().max().item()
+            cut["max_logit_diff"] = full["max_logit_diff"] = diff
+            if full["skipped"]:
+                previous = next((r for r in reversed(results) if not r["truncate"] and not r["skipped"]), None)
+                full["estimated_step_gb"] = (None if previous is None else
+                                             (previous["peak_gb"] - previous["base_gb"]) * n / previous["classes"])
+            for row in (cut, full):
+                results.append(row)
+                report(_row_line(row, cut, full))
+    return results
+
+
+def _logits_file(tmp, n, truncate):
+    return os.path.join(tmp, f"logits_{n}_{'cut' if truncate else 'full'}.pt")
+
+
+def _row_line(row, cut, full):
+    if row["skipped"]:
+        return (f"{row['classes']:>7} {row['tokens']:>6}  skipped: 77 tokens at {row['classes']} classes "
+                f"needs ~{_fmt(row.get('estimated_step_gb'), '{:.1f}')} GB for the step (linear in the "
+                f"class count from the largest measured one); max|dlogit| {row['max_logit_diff']:.2e} "
+                f"from a no-grad forward")
+    step_gb = row["peak_gb"] - row["base_gb"]
+    speedup = mem_ratio = None
+    if row["truncate"] and not full["skipped"]:
+        speedup = full["step_s"] / cut["step_s"]
+        mem_ratio = step_gb / (full["peak_gb"] - full["base_gb"])
+    return (f"{row['classes']:>7} {row['tokens']:>6} {_fmt(row['step_s'], '{:.2f}', 8)} "
+            f"{row['peak_gb']:8.2f} {step_gb:8.2f} {_fmt(speedup, '{:.2f}x', 8)} "
+            f"{_fmt(mem_ratio, '{:.2f}', 9)} {row['max_logit_diff']:11.2e}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classes", type=int, nargs="+", default=list(DEFAULT_CLASSES))
+    parser.add_argument("--arch", default="RN50", help="CLIP architecture (random weights)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=2, help="steps per configuration; the first warms up")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if present")
+    parser.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
+    parser.add_argument("--grad-checkpoint", action="store_true", help="also checkpoint the text blocks")
+    parser.add_argument("--full-length-max-classes", type=int, default=None,
+                        help=f"train 77 tokens only up to this many classes (CPU default "
+                             f"{CPU_FULL_LENGTH_MAX_CLASSES}); larger counts get logits only")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_measure(json.loads(args.child))))
+        return
+    results = run(classes=args.classes, arch=args.arch, batch=args.batch, steps=args.steps,
+                  device=args.device, precision=args.precision, grad_checkpoint=args.grad_checkpoint,
+                  full_length_max_classes=args.full_length_max_classes)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=4)
+
+
+if __name__ == "__main__":
+    main()

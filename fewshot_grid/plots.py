@@ -1,0 +1,100 @@
+"""Accuracy-versus-shots figure: one panel per dataset plus the average, one line per method
+(error bars: the table's spread), optionally the published numbers as dashed references."""
+import math
+
+from .benchmarks import SHOTS, display_name
+from .published import PUBLISHED, published_for
+
+AVERAGE = "average"
+
+
+def _series(table, panel):
+    """(shots, means, spreads) of one method in one panel, only where a value exists."""
+    points = []
+    for k in table.shots:
+        if panel == AVERAGE:
+            avg = table.averages[k]
+            if avg.mean is not None:
+                points.append((k, avg.mean, avg.spread or 0.0))
+        elif (panel, k) in table.cells and table.cells[(panel, k)].values:
+            cell = table.cells[(panel, k)]
+            points.append((k, cell.mean, cell.spread() if cell.n > 1 else 0.0))
+    return points
+
+
+def _panels(tables, published):
+    panels = []
+    for t in tables:
+        panels += [d for d in t.datasets if d not in panels]
+    keep = [d for d in panels
+            if any(_series(t, d) for t in tables) or (published and published_for(d))]
+    return keep + [AVERAGE]
+
+
+_OTHER_COLOURS = ("black", "dimgray", "saddlebrown", "olive", "darkmagenta", "teal")
+
+
+def _published_colour(series, tables):
+    """Colour of our table of the same trainer, so a published line sits next to ours;
+    else a dark colour of its own per published method (the same in every panel)."""
+    for i, t in enumerate(tables):
+        if series.trainer and t.method.split("/")[0] == series.trainer:
+            return f"C{i % 10}"
+    trained = {t.method.split("/")[0] for t in tables}
+    others = list(dict.fromkeys(s.method for s in PUBLISHED if s.trainer not in trained))
+    return _OTHER_COLOURS[others.index(series.method) % len(_OTHER_COLOURS)]
+
+
+def plot_fewshot(tables, path, keyword="accuracy", published=False):
+    """Write the figure as PNG to `path` (matplotlib, Agg backend: no display needed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = _panels(tables, published)
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    all_shots = sorted({k for t in tables for k in t.shots if k > 0} | set(SHOTS))
+    for ax, panel in zip(axes.flat, panels):
+        for i, t in enumerate(tables):
+            color = f"C{i % 10}"
+            for k, mean, err in _series(t, panel):
+                if k == 0:  # zero-shot: no shots axis position, a level to compare with
+                    ax.axhline(mean, color=color, linestyle=":", label=t.method)
+            points = [p for p in _series(t, panel) if p[0] > 0]
+            if points:
+                xs, ys, errs = zip(*points)
+                ax.errorbar(xs, ys, yerr=errs, color=color, marker="o", markersize=4,
+                            capsize=2, label=t.method)
+        if published:
+            for series in published_for(panel):
+                color = _published_colour(series, tables)
+                label = f"{series.method} (published)"
+                if 0 in series.points:
+                    ax.axhline(series.points[0], color=color, linestyle="--", label=label)
+                xs = sorted(k for k in series.points if k > 0)
+                if xs:
+                    ax.plot(xs, [series.points[k] for k in xs], color=color, linestyle="--",
+                            marker="x", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(all_shots)
+        ax.set_xticklabels([str(k) for k in all_shots])
+        ax.minorticks_off()
+        ax.set_title("Average" if panel == AVERAGE else display_name(panel))
+        ax.set_xlabel("shots per class")
+        ax.set_ylabel(f"{keyword} (%)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    handles = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), loc="lower center",
+               ncol=min(4, max(1, len(handles))), fontsize="small")
+    legend_rows = math.ceil(len(handles) / 4)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * legend_rows, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,209 @@
+#!/usr/bin/env python
+"""Aggregate the results of few-shot CLIP runs.
+
+Reference mode (the interface of the reference aggregator; per-run values, then mean +- std):
+
+    python parse_results.py output/dtd/CoOp/rn50_16shots/nctx16_cscFalse_ctpend
+    python parse_results.py DIR --ci95            # 1.96*std/sqrt(n) instead of std
+    python parse_results.py DIR --test-log        # eval-only runs: read after '=> result'
+    python parse_results.py DIR --multi-exp       # DIR/<experiment>/<seed folders>: average
+    python parse_results.py DIR --keyword macro_f1
+
+Table modes over a whole output tree (layout: see fewshot_grid/layout.py and the README):
+
+    python parse_results.py output --table [--per-seed] [--allow-partial]
+           [--markdown results.md] [--csv results.csv] [--plot fewshot.png [--published]]
+    python parse_results.py output/base2new --base2new
+    python parse_results.py output --dg
+
+A run's result comes from its result.json when the engine wrote one, else from its logs.
+Runs that did not finish are reported, never counted. Averages over datasets are only printed
+for a complete grid (every dataset x shots x seed) unless --allow-partial.
+"""
+import argparse
+import os.path as osp
+import sys
+
+from fewshot_grid import layout, render
+from fewshot_grid.benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SEEDS
+from fewshot_grid.collect import collect_runs
+from fewshot_grid.errors import ResultsError
+from fewshot_grid.grid import build_base2new_tables, build_dg_rows, build_method_tables
+from fewshot_grid.run_result import END_OF_TRAINING, RESULT_BLOCK
+from fewshot_grid.seed_summary import summarize_experiment, summarize_experiments
+
+TABLE_ONLY = ("seeds", "shots", "datasets", "allow_partial", "per_seed", "markdown", "csv",
+              "plot", "published")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("directory", help="experiment folder (reference mode) or output root")
+    parser.add_argument("--ci95", action="store_true",
+                        help="95%% confidence half-width 1.96*std/sqrt(n) instead of std")
+    parser.add_argument("--test-log", action="store_true",
+                        help="the runs are eval-only: take the metric after '=> result' "
+                             "instead of after 'Finish training'")
+    parser.add_argument("--multi-exp", action="store_true",
+                        help="reference mode: DIR holds several experiments; average them")
+    parser.add_argument("--keyword", default="accuracy",
+                        help="metric to read: accuracy (default), macro_f1, error")
+
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--table", action="store_true",
+                      help="tables over DIR/<dataset>/<Trainer>/<cfg>_<K>shots/...: rows "
+                           "datasets, columns shots, one table per method")
+    mode.add_argument("--base2new", action="store_true",
+                      help="base/new/HM tables over DIR/train_base and DIR/test_new "
+                           "(DIR = output/base2new, or output itself)")
+    mode.add_argument("--dg", action="store_true",
+                      help="domain generalisation table: DIR/imagenet (source) and "
+                           "DIR/dg/<target>/...")
+
+    opts = parser.add_argument_group("table options (with --table, --base2new or --dg)")
+    opts.add_argument("--seeds", type=int, nargs="+", default=None,
+                      help=f"seeds a complete cell has (default: {' '.join(map(str, SEEDS))})")
+    opts.add_argument("--shots", type=int, nargs="+", default=None,
+                      help="shot counts to show (default: those found)")
+    opts.add_argument("--datasets", nargs="+", default=None,
+                      help="datasets (config stems) to show and average (default: the 11 "
+                           "benchmarks; --dg: the 4 targets)")
+    opts.add_argument("--allow-partial", action="store_true",
+                      help="average an incomplete grid too (marked 'partial')")
+    opts.add_argument("--per-seed", action="store_true",
+                      help="also list every seed's value (--table)")
+    opts.add_argument("--markdown", metavar="FILE", help="also write the tables as Markdown")
+    opts.add_argument("--csv", metavar="FILE", help="write one tidy CSV row per cell")
+    opts.add_argument("--plot", metavar="PNG", help="accuracy-versus-shots figure (--table)")
+    opts.add_argument("--published", action="store_true",
+                      help="add the published numbers to --plot as dashed lines")
+    return parser
+
+
+def check_args(parser, args):
+    table_mode = args.table or args.base2new or args.dg
+    if not table_mode:
+        given = [f"--{name.replace('_', '-')}" for name in TABLE_ONLY
+                 if getattr(args, name) not in (None, False)]
+        if given:
+            parser.error(f"{', '.join(given)} need(s) --table, --base2new or --dg")
+        return
+    if args.multi_exp:
+        parser.error("--multi-exp is for reference mode; drop it or drop the table mode")
+    if (args.per_seed or args.plot) and not args.table:
+        parser.error("--per-seed and --plot go with --table")
+    if args.published and not args.plot:
+        parser.error("--published adds reference lines to --plot PNG; give --plot too")
+    if args.plot and not args.plot.lower().endswith(".png"):
+        parser.error(f"--plot {args.plot}: the figure is written as PNG; name it *.png")
+
+
+def _note_other_trees(root):
+    for name in layout.SPECIAL_TOP_DIRS:
+        if osp.isdir(osp.join(root, name)):
+            hint = {"dg": "--dg", "base2new": "--base2new", "eval": "--table --test-log"}[name]
+            print(f"[parse_results] {osp.join(root, name)} is not part of this table "
+                  f"(read it with {hint})", file=sys.stderr)
+
+
+def _require_runs(records, where):
+    if not records:
+        raise ResultsError(f"no run folders found in {where} (expected "
+                           f"<dataset>/<Trainer>/<cfg>_<K>shots/[<variant>/]seed<S>/ below it)")
+
+
+def _emit(text, rows, args):
+    print(text, end="")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+        print(f"[parse_results] wrote {args.markdown}", file=sys.stderr)
+    if args.csv:
+        render.write_csv(args.csv, rows, args.ci95)
+        print(f"[parse_results] wrote {args.csv}", file=sys.stderr)
+
+
+def run_table(args, seeds):
+    _note_other_trees(args.directory)
+    records = collect_runs(args.directory, args.keyword, args.test_log, args.datasets)
+    if args.shots:
+        records = [r for r in records if r.shots in args.shots]
+    _require_runs(records, args.directory)
+    tables = build_method_tables(records, args.datasets or BENCHMARKS, seeds, args.shots,
+                                 args.allow_partial, args.ci95)
+    text = render.fewshot_markdown(tables, args.keyword, args.ci95, args.per_seed)
+    _emit(text, render.fewshot_csv_rows(tables, args.keyword, args.ci95), args)
+    if args.plot:
+        from fewshot_grid.plots import plot_fewshot  # matplotlib only when a plot is asked for
+        plot_fewshot(tables, args.plot, args.keyword, args.published)
+        print(f"[parse_results] wrote {args.plot}", file=sys.stderr)
+
+
+def run_base2new(args, seeds):
+    root = args.directory
+    if not osp.isdir(osp.join(root, layout.TRAIN_BASE_DIR)) and \
+            osp.isdir(osp.join(root, layout.BASE2NEW_DIR)):
+        root = osp.join(root, layout.BASE2NEW_DIR)
+    base_root = osp.join(root, layout.TRAIN_BASE_DIR)
+    new_root = osp.join(root, layout.TEST_NEW_DIR)
+    for path in (base_root, new_root):
+        if not osp.isdir(path):
+            raise ResultsError(f"{path} is missing: --base2new reads "
+                               f"<DIR>/{layout.TRAIN_BASE_DIR} and <DIR>/{layout.TEST_NEW_DIR}")
+    base = collect_runs(base_root, args.keyword, False, args.datasets)
+    new = collect_runs(new_root, args.keyword, True, args.datasets)
+    _require_runs(base + new, root)
+    if args.shots:
+        base = [r for r in base if r.shots in args.shots]
+        new = [r for r in new if r.shots in args.shots]
+    tables = build_base2new_tables(base, new, args.datasets or BENCHMARKS, seeds,
+                                   args.allow_partial, args.ci95)
+    _emit(render.base2new_markdown(tables, args.keyword, args.ci95),
+          render.base2new_csv_rows(tables, args.ci95), args)
+
+
+def run_dg(args, seeds):
+    targets = args.datasets or DG_TARGETS
+    dg_root = osp.join(args.directory, layout.DG_DIR)
+    if not osp.isdir(dg_root):
+        raise ResultsError(f"{dg_root} is missing: --dg reads the DG evaluations from "
+                           f"<DIR>/{layout.DG_DIR}/<target>/... (written by scripts/taskres/dg.sh)")
+    source = collect_runs(args.directory, args.keyword, False, [DG_SOURCE])
+    target = collect_runs(dg_root, args.keyword, True, targets)
+    if args.shots:
+        source = [r for r in source if r.shots in args.shots]
+        target = [r for r in target if r.shots in args.shots]
+    _require_runs(target, dg_root)
+    rows = build_dg_rows(source, target, DG_SOURCE, targets, seeds, args.allow_partial,
+                         args.ci95)
+    _emit(render.dg_markdown(rows, DG_SOURCE, targets, args.keyword, args.ci95),
+          render.dg_csv_rows(rows, DG_SOURCE, targets, args.keyword, args.ci95), args)
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
+    seeds = tuple(args.seeds or SEEDS)
+    try:
+        if args.table:
+            run_table(args, seeds)
+        elif args.base2new:
+            run_base2new(args, seeds)
+        elif args.dg:
+            run_dg(args, seeds)
+        else:
+            signal = RESULT_BLOCK if args.test_log else END_OF_TRAINING
+            summarize = summarize_experiments if args.multi_exp else summarize_experiment
+            summarize(args.directory, args.keyword, signal, args.ci95)
+    except ResultsError as error:
+        print(f"parse_results.py: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+#!/usr/bin/env python
+"""The demo: zero-shot CLIP, TaskRes, CLIP-Adapter and CoOp on a small benchmark drawn in code.
+
+    bash scripts/demo.sh [--quick] [--random-weights] [--output DIR]
+
+1. Weights: pretrained CLIP from the cache (~/.cache/clip or $CLIP_CACHE_DIR) or a download;
+   if neither works, random weights, announced by a banner and in the results table.
+   `--quick` always uses a tiny random-weight CLIP (a smoke test of the whole pipeline).
+2. Data: DemoShapes (datasets/demo_shapes.py) drawn into OUTPUT/data, laid out like a real
+   benchmark (image folders + split file).
+3. Runs: planned by fewshot_grid.plan, the module behind scripts/<method>/main.sh, so each run
+   is exactly what a user runs, except for the demo's overrides (epochs, weights, loader
+   workers). One line per run; each run's full log is its folder's log.txt. A finished run is
+   kept and reused when the demo runs again; an interrupted one is rerun.
+4. Results: parse_results.py --table (Markdown table and accuracy-versus-shots plot).
+
+Outputs go to OUTPUT/<size>-<weights>/ (default OUTPUT: demo_output), so runs with pretrained
+and with random weights never mix.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # datasets/, trainers/ and fewshot_grid/ live in the repository root
+
+import torch  # noqa: E402
+from clip.clip import _MODELS  # noqa: E402
+from clip.model import CLIP  # noqa: E402
+
+from datasets.demo_shapes_generate import generate  # noqa: E402
+from fewshot_grid.plan import Options, PlanError, plan_runs  # noqa: E402
+from fewshot_grid.run_result import read_run_result  # noqa: E402
+from trainers.common.clip_loader import OFFLINE_ENV, cache_dir, resolve_weights_file  # noqa: E402
+
+DATASET = "demo_shapes"  # config stem: configs/datasets/demo_shapes.yaml
+PROBE_TIMEOUT_S = 5  # the "is the download server reachable" check; the download itself may take minutes
+METHOD_NAMES = {"zeroshot": "Zero-shot CLIP", "taskres": "TaskRes", "clip_adapter": "CLIP-Adapter",
+                "coop": "CoOp"}
+
+# A tiny CLIP for --quick (32 px input): random weights, real CLIP code, seconds per run.
+TINY_CLIP = dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=16,
+                 context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
+                 transformer_layers=2)
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    image_size: int  # side of the drawn images
+    per_class: tuple  # train, val, test images per class
+    shots: tuple
+    seeds: tuple
+    epochs: dict  # method -> OPTIM.MAX_EPOCH
+    tiny_clip: bool  # random tiny CLIP instead of BACKBONE (which then may be pretrained)
+
+
+BACKBONE = "RN50"  # the backbone of every official config the runs use
+FULL = Size("full", 224, (16, 4, 10), (1, 2, 4), (1, 2),
+            {"taskres": 50, "clip_adapter": 50, "coop": 20}, tiny_clip=False)
+QUICK = Size("quick", 32, (2, 1, 4), (1, 2), (1,),
+             {"taskres": 2, "clip_adapter": 2, "coop": 2}, tiny_clip=True)
+
+
+class DemoError(Exception):
+    """The demo cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    pretrained: bool
+    overrides: tuple  # train.py KEY VALUE pairs that select these weights
+    note: str  # where they come from, or why they are random
+
+
+def save_tiny_clip(path, seed=0):
+    """Random tiny CLIP weights (fp16, like the official files) for --quick."""
+    if not os.path.isfile(path):
+        torch.manual_seed(seed)
+        state = {k: v.half() if v.is_floating_point() else v for k, v in CLIP(**TINY_CLIP).state_dict().items()}
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.save(state, path + ".part")
+        os.replace(path + ".part", path)
+    return path
+
+
+def _server_reachable(url):
+    """A HEAD request with a short timeout, so an offline machine does not wait for long."""
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
+        return True, ""
+    except (urllib.error.URLError, OSError) as err:
+        return False, f"{url} is not reachable ({err})"
+
+
+def choose_weights(size, force_random, out_root):
+    """Decide once which weights every run uses (cache, else download, else random)."""
+    if size.tiny_clip:
+        path = save_tiny_clip(os.path.join(out_root, "weights", "tiny_random_clip.pt"))
+        return Weights(False, ("MODEL.BACKBONE.PATH", path, "INPUT.SIZE", f"({TINY_CLIP['image_resolution']}, "
+                                                                          f"{TINY_CLIP['image_resolution']})"),
+                       "--quick uses a tiny CLIP architecture with random weights")
+    random_weights = ("MODEL.BACKBONE.PRETRAINED", "False")
+    if force_random:
+        return Weights(False, random_weights, "--random-weights was given")
+    url = _MODELS[BACKBONE]
+    cached = os.path.join(cache_dir(), os.path.basename(url))
+    offline = os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+    if not os.path.isfile(cached) and not offline:
+        reachable, reason = _server_reachable(url)
+        if not reachable:
+            return Weights(False, random_weights, f"no {BACKBONE} weights in {cache_dir()} and {reason}")
+    try:
+        path = resolve_weights_file(BACKBONE)  # checks the sha256; downloads with a progress bar
+    except (RuntimeError, OSError) as err:
+        return Weights(False, random_weights, str(err).splitlines()[0])
+    return Weights(True, ("MODEL.BACKBONE.PATH", path), f"pretrained {BACKBONE} weights from {path}")
+
+
+def random_banner(weights):
+    bar = "!" * 78
+    return (f"{bar}\n!! RANDOM WEIGHTS: {weights.note}.\n"
+            "!! The pipeline runs for real, but the accuracies below mean nothing about CLIP.\n"
+            f"!! For real numbers put the {BACKBONE} weights in {cache_dir()} (or allow the download)\n"
+            f"!! and run the demo again without --quick.\n{bar}")
+
+
+def plan(size, weights, out_root, data_root):
+    """Zero-shot once, then every method x shots x seed, as scripts/<method>/main.sh plans them."""
+    common = (*weights.overrides, "DATALOADER.NUM_WORKERS", "0")
+    runs_root = os.path.join(out_root, "runs")
+    runs = plan_runs("zeroshot", DATASET, 0, output=runs_root, root=data_root, opts=Options(extra=common))
+    for method in ("taskres", "clip_adapter", "coop"):
+        extra = (*common, "OPTIM.MAX_EPOCH", str(size.epochs[method]))
+        for shots in size.shots:
+            runs += plan_runs(method, DATASET, shots, size.seeds, runs_root, data_root, Options(extra=extra))
+    return runs
+
+
+def describe(run):
+    if run.seed is None:
+        return METHOD_NAMES[run.method]
+    return f"{METHOD_NAMES[run.method]} {run.shots} shot{'s' if run.shots > 1 else ''} seed {run.seed}"
+
+
+def run_all(runs):
+    """Run (or reuse) every planned run, one progress line each; stop at the first failure."""
+    for i, run in enumerate(runs, 1):
+        label = f"[{i}/{len(runs)}] {describe(run)}"
+        if run.status == "done":
+            print(f"{label}: {read_run_result(run.output_dir).value:.1f}% (finished earlier; kept)", flush=True)
+            continue
+        print(f"{label} ...", end="", flush=True)
+        start = time.time()
+        proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *run.args],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        result = read_run_result(run.output_dir) if proc.returncode == 0 else None
+        if result is None:
+            print(" FAILED", flush=True)
+            tail = "\n".join(proc.stdout.splitlines()[-25:])
+            raise DemoError(f"{describe(run)} failed (exit code {proc.returncode}); its log is "
+                            f"{os.path.join(run.output_dir, 'log.txt')}. Last lines:\n{tail}")
+        print(f" {result.value:.1f}% ({time.time() - start:.0f} s)", flush=True)
+
+
+def write_results(size, weights, out_root):
+    """parse_results.py table + plot; the random-weights banner heads the Markdown file too."""
+    markdown = os.path.join(out_root, "results.md")
+    plot = os.path.join(out_root, "fewshot.png")
+    cmd = [sys.executable, os.path.join(REPO, "parse_results.py"), os.path.join(out_root, "runs"), "--table",
+           "--datasets", DATASET, "--seeds", *map(str, size.seeds), "--markdown", markdown, "--plot", plot]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode:
+        raise DemoError(f"parse_results.py failed (exit code {proc.returncode}):\n{proc.stdout}")
+    header = (f"Weights: {'PRETRAINED' if weights.pretrained else 'RANDOM'} ({weights.note})."
+              + ("" if weights.pretrained else " Accuracies mean nothing about CLIP.") + "\n\n")
+    with open(markdown) as f:
+        table = f.read()
+    with open(markdown, "w") as f:
+        f.write(f"# Demo results ({size.name} size, DemoShapes)\n\n{header}{table}")
+    return header + table, markdown, plot
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="reduced size (tiny random-weight CLIP, few images, 2 epochs): about 1-2 minutes")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="use random weights even if pretrained ones are available")
+    parser.add_argument("--output", default="demo_output", help="output root (default: demo_output)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    size = QUICK if args.quick else FULL
+    started = time.time()
+    out_root = os.path.abspath(args.output)
+    # The folder depends on the weights, known only after the check: decide them first.
+    weights = choose_weights(size, args.random_weights, os.path.join(out_root, size.name + "-random"))
+    out_root = os.path.join(out_root, f"{size.name}-{'pretrained' if weights.pretrained else 'random'}")
+    if not weights.pretrained:
+        print(random_banner(weights), flush=True)
+    else:
+        print(f"Weights: {weights.note}", flush=True)
+    try:
+        data_root = os.path.join(out_root, "data")
+        train, val, test = size.per_class
+        generate(data_root, size.image_size, train, val, test)
+        runs = plan(size, weights, out_root, data_root)
+        print(f"{len(runs)} runs ({', '.join(METHOD_NAMES.values())}; shots {list(size.shots)}, "
+              f"seeds {list(size.seeds)}); logs in {os.path.join(out_root, 'runs')}/<dataset>/<Trainer>/...",
+              flush=True)
+        run_all(runs)
+        table, markdown, plot = write_results(size, weights, out_root)
+    except (DemoError, PlanError, FileExistsError, ValueError) as err:
+        print(f"demo error: {err}", file=sys.stderr)
+        return 1
+    print(f"\n{table}")
+    if not weights.pretrained:
+        print(random_banner(weights))
+    print(f"Table: {markdown}\nPlot: {plot}\nDone in {time.time() - started:.0f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

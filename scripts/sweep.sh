@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every dataset x shot count of one method: the 11 benchmarks x 1 2 4 8 16 shots (zeroshot:
+# the 11 datasets). Runs scripts/<method>/main.sh (or scripts/zeroshot.sh) for each; finished
+# runs are skipped, so the sweep can be started again after a stop. A failing run does not
+# stop the sweep; the failures are listed at the end (exit status 1).
+#   DATA=/path/to/datasets bash scripts/sweep.sh METHOD [KEY VALUE ...]
+# METHOD: taskres, coop, clip_adapter or zeroshot. DATASETS="dtd eurosat" and SHOTS="1 16"
+# restrict the grid; the other settings (SEEDS, OUTPUT, FORCE, ...) pass through.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+[ $# -ge 1 ] || usage "bash scripts/sweep.sh METHOD [KEY VALUE ...]"
+method=$1
+shift
+grid_opts=()
+# shellcheck disable=SC2206
+[ -z "${DATASETS:-}" ] || grid_opts+=(--datasets $DATASETS)
+# shellcheck disable=SC2206
+[ -z "${SHOTS:-}" ] || grid_opts+=(--shots $SHOTS)
+pairs="$(plan grid "$method" "${grid_opts[@]}")" || exit $?
+# Fail once, early, on what every run shares (DATA, CFG, the method) rather than once per run.
+# shellcheck disable=SC2086
+plan runs "$method" ${pairs%%$'\n'*} "${PLAN_OPTS[@]}" >/dev/null || exit $?
+failed=()
+while read -r dataset shots; do
+    if [ "$method" = zeroshot ]; then
+        cmd=("$SCRIPTS_DIR/zeroshot.sh" "$dataset")
+    else
+        cmd=("$SCRIPTS_DIR/$method/main.sh" "$dataset" "$shots")
+    fi
+    echo "=== $method: $dataset, $shots shots"
+    if ! bash "${cmd[@]}" "$@" </dev/null; then
+        failed+=("$dataset $shots")
+    fi
+done <<< "$pairs"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "=== $method: ${#failed[@]} failed (rerun them with main.sh; see their log.txt):" >&2
+    printf '    %s shots\n' "${failed[@]}" >&2
+    exit 1
+fi
+echo "=== $method: all done. Table: python parse_results.py $OUTPUT --table"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Zero-shot CLIP on one dataset's test set (nothing trains; one seedless run), into
+# OUTPUT/<dataset>/<Trainer>/<cfg>_0shots/.
+#   DATA=/path/to/datasets bash scripts/zeroshot.sh DATASET [KEY VALUE ...]
+# TRAINER=ZeroshotCLIP2 uses the prompt ensemble; CFG picks the backbone config (default rn50).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+[ $# -ge 1 ] || usage "bash scripts/zeroshot.sh DATASET [KEY VALUE ...]"
+dataset=$1
+shift
+run_planned runs zeroshot "$dataset" 0 "${PLAN_OPTS[@]}" --trainer "${TRAINER:-}" -- "$@"

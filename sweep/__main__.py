@@ -1,0 +1,4 @@
+"""`python -m sweep`: see sweep/cli.py."""
+from .cli import run
+
+run()

@@ -1,0 +1,258 @@
+"""Command line of the sweep launcher (`python -m sweep`)."""
+import argparse
+import os
+import os.path as osp
+import shlex
+import sys
+
+from fewshot_grid import plan
+from fewshot_grid.benchmarks import BENCHMARKS, SEEDS, SHOTS
+
+from . import local, report, slurm
+from .runs import RUNNING, TO_SUBMIT, classify, expand, job_spec
+
+USAGE_EXAMPLES = """examples:
+  # every TaskRes run of two datasets, one job per visible GPU of this machine
+  python -m sweep --methods taskres --datasets dtd eurosat --data $DATA
+  # CPU only, 2 workers, 1 epoch (trailing KEY VALUE overrides go to every train.py)
+  python -m sweep --methods coop --datasets dtd --shots 1 2 --gpus none --workers 2 \\
+      -- OPTIM.MAX_EPOCH 1
+  # the whole paper grid of three methods on SLURM, 32 runs at a time
+  python -m sweep --methods taskres coop clip_adapter --launcher slurm --partition gpu \\
+      --array-parallelism 32 --data $DATA
+  # what would be submitted / where a sweep stands (results table, failed runs)
+  python -m sweep --methods taskres --dry-run
+  python -m sweep --methods taskres --status
+
+A run is done when its result.json exists (as for scripts/<method>/main.sh, which makes the
+same runs into the same folders); running the same command again submits only what is
+missing or failed. Each run's console output is <run folder>/sweep.log."""
+
+# Options that only make sense with one launcher (default None = not given).
+LOCAL_ONLY = ("gpus", "workers")
+SLURM_ONLY = ("partition", "gpus_per_job", "cpus_per_task", "mem_gb", "array_parallelism",
+              "group_size", "account", "qos", "constraint", "job_name", "slurm_setup",
+              "slurm_extra")
+
+
+def _bool(text):
+    if text in ("True", "true", "1"):
+        return True
+    if text in ("False", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, not {text}")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m sweep", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a grid of few-shot runs (methods x datasets x shots x seeds) in "
+                    "parallel on this machine or on a SLURM cluster.",
+        epilog=USAGE_EXAMPLES)
+    grid = p.add_argument_group("the grid")
+    grid.add_argument("--methods", nargs="+", required=True, choices=list(plan.METHODS))
+    grid.add_argument("--datasets", nargs="+", default=list(BENCHMARKS),
+                      help="dataset config stems (default: the 11 benchmarks)")
+    grid.add_argument("--shots", type=int, nargs="+", default=list(SHOTS),
+                      help="shot counts (default: 1 2 4 8 16; zeroshot has none)")
+    grid.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                      help="seeds (default: 1 2 3)")
+    grid.add_argument("--data", default="", help="dataset root (default: $DATA)")
+    grid.add_argument("--output", default="output", help="output root (default: output)")
+    grid.add_argument("--cfg", default="",
+                      help="one method only: this config file name instead of the official ones")
+    grid.add_argument("--enhanced-base", default="", help="taskres: weights file or strong_base/")
+    grid.add_argument("--zeroshot-trainer", default="",
+                      help="zeroshot: ZeroshotCLIP (default) or ZeroshotCLIP2")
+    grid.add_argument("--nctx", type=int, default=16, help="coop: context length")
+    grid.add_argument("--csc", type=_bool, default=False, help="coop: class-specific context")
+    grid.add_argument("--ctp", default="end", choices=("end", "middle", "front"),
+                      help="coop: class token position")
+
+    what = p.add_argument_group("what to do")
+    what.add_argument("--launcher", choices=("local", "slurm"), default="local")
+    what.add_argument("--dry-run", action="store_true",
+                      help="print what would be submitted, submit nothing")
+    what.add_argument("--status", action="store_true",
+                      help="submit nothing; print the state of every run, the failed runs "
+                           "with their log and the results table")
+    what.add_argument("--resubmit-running", action="store_true",
+                      help="also submit runs that look queued or running (use when their "
+                           "jobs were killed in a way that cannot be checked)")
+    what.add_argument("--time-min", type=int, default=None,
+                      help="time limit per job in minutes (default: slurm 1440, local none)")
+    what.add_argument("--submitit-dir", default="",
+                      help="submitit's job files (default: <output>/.sweep/<launcher>)")
+
+    loc = p.add_argument_group("--launcher local")
+    loc.add_argument("--gpus", default=None,
+                     help="auto (default: one job per visible GPU, CPU workers if none), none "
+                          "(CPU workers), or GPU ids like 0,1,3")
+    loc.add_argument("--workers", type=int, default=None,
+                     help="jobs at a time: CPU workers (default 1), or a multiple of the GPU "
+                          "count (jobs per GPU)")
+
+    sl = p.add_argument_group("--launcher slurm")
+    defaults = slurm.SlurmOptions()
+    sl.add_argument("--partition", default=None, help="SLURM partition")
+    sl.add_argument("--gpus-per-job", type=int, default=None,
+                    help=f"GPUs per job (default {defaults.gpus_per_job})")
+    sl.add_argument("--cpus-per-task", type=int, default=None,
+                    help=f"CPUs per job (default {defaults.cpus_per_task})")
+    sl.add_argument("--mem-gb", type=float, default=None,
+                    help=f"memory per job in GB (default {defaults.mem_gb:g})")
+    sl.add_argument("--array-parallelism", type=int, default=None,
+                    help=f"jobs running at a time (default {defaults.array_parallelism})")
+    sl.add_argument("--group-size", type=int, default=None,
+                    help="runs per job, run one after the other (default 1)")
+    sl.add_argument("--account", default=None)
+    sl.add_argument("--qos", default=None)
+    sl.add_argument("--constraint", default=None)
+    sl.add_argument("--job-name", default=None, help=f"default {defaults.job_name}")
+    sl.add_argument("--slurm-setup", action="append", default=None, metavar="CMD",
+                    help="shell line run in the job before train.py (e.g. 'module load cuda'); "
+                         "repeatable")
+    sl.add_argument("--slurm-extra", action="append", default=None, metavar="KEY=VALUE",
+                    help="any other sbatch option, e.g. mail-type=END; repeatable")
+    return p
+
+
+def _split_overrides(argv):
+    """Everything after the first `--` is KEY VALUE overrides for every train.py."""
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def check_args(parser, args, extra):
+    if len(extra) % 2:
+        parser.error(f"overrides after -- come in KEY VALUE pairs; got {len(extra)} words")
+    if args.cfg and len(args.methods) > 1:
+        parser.error("--cfg names one method's config file; sweep one method with it")
+    wrong = LOCAL_ONLY if args.launcher == "slurm" else SLURM_ONLY
+    given = [f"--{n.replace('_', '-')}" for n in wrong if getattr(args, n) is not None]
+    if given:
+        other = "local" if args.launcher == "slurm" else "slurm"
+        parser.error(f"{', '.join(given)} belong(s) to --launcher {other}")
+
+
+def slurm_options(args):
+    d = slurm.SlurmOptions()
+
+    def pick(name):
+        value = getattr(args, name)
+        return getattr(d, name) if value is None else value
+
+    return slurm.SlurmOptions(
+        partition=pick("partition"), gpus_per_job=pick("gpus_per_job"),
+        cpus_per_task=pick("cpus_per_task"), mem_gb=pick("mem_gb"),
+        time_min=args.time_min or d.time_min, array_parallelism=pick("array_parallelism"),
+        job_name=pick("job_name"), account=pick("account"), qos=pick("qos"),
+        constraint=pick("constraint"), setup=args.slurm_setup or [],
+        extra=slurm.parse_extra(args.slurm_extra))
+
+
+def _print_plan(todo, skipped_running):
+    for s in skipped_running:
+        print(f"  [skip, {s.state}] {s.run.output_dir}: {s.detail}")
+    for s in todo:
+        why = f" ({s.detail})" if s.detail else ""
+        print(f"  [{s.state}{why}] {s.run.output_dir}")
+
+
+def show_status(runs, states, output):
+    print(f"[sweep] {len(runs)} runs: {report.state_counts(states)}")
+    for s in states:
+        if s.state == RUNNING:
+            print(f"  [running] {s.run.output_dir}: {s.detail}")
+    report.print_failures([(s.run.output_dir, s.detail, s.log) for s in states
+                           if s.state == "failed"])
+    report.print_table(output, runs)
+    return 0
+
+
+def dry_run(args, todo, slurm_opts, folder):
+    print("[sweep] dry run, nothing submitted; the commands:")
+    for s in todo:
+        spec = job_spec(s.run, args.launcher)
+        print(f"  {shlex.join(spec['argv'])}")
+    if args.launcher == "slurm":
+        for line in slurm.describe(slurm_opts, len(todo), args.group_size or 1, folder):
+            print(line)
+    else:
+        slots = local.make_slots(args.gpus or "auto", args.workers)
+        print(f"local: {len(slots)} job(s) at a time: {', '.join(s.name for s in slots)}")
+    return 0
+
+
+def launch_local(args, runs, todo, folder):
+    slots = local.make_slots(args.gpus or "auto", args.workers)
+    print(f"[sweep] local: {len(slots)} job(s) at a time ({', '.join(s.name for s in slots)}); "
+          f"job files in {folder}")
+    outcomes = local.run_local([s.run for s in todo], slots, folder, args.time_min)
+    failures = [(o.run.output_dir, o.detail, o.log) for o in outcomes if not o.ok]
+    print(f"\n[sweep] finished: {len(outcomes) - len(failures)} done, {len(failures)} failed")
+    report.print_failures(failures)
+    report.print_table(args.output, runs)
+    return 1 if failures else 0
+
+
+def launch_slurm(args, todo, slurm_opts, folder):
+    submitted = slurm.submit([s.run for s in todo], folder, slurm_opts, args.group_size or 1)
+    ids = sorted({job.job_id.split("_")[0] for job, _ in submitted})
+    print(f"[sweep] submitted {len(todo)} run(s) as {len(submitted)} SLURM task(s), array "
+          f"job(s) {', '.join(ids)}; each run's output goes to <run folder>/sweep.log, "
+          f"submitit's files to {folder}")
+    print("[sweep] see where it stands (results table, failed runs): the same command with "
+          "--status")
+    return 0
+
+
+def main(argv=None):
+    argv, extra = _split_overrides(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args, extra)
+    opts = plan.Options(cfg=args.cfg, trainer=args.zeroshot_trainer,
+                        enhanced_base=args.enhanced_base, n_ctx=args.nctx, csc=args.csc,
+                        ctp=args.ctp, extra=tuple(extra))
+    try:
+        runs = expand(args.methods, args.datasets, args.shots, args.seeds, args.output,
+                      args.data, opts)
+        slurm_opts = slurm_options(args) if args.launcher == "slurm" else None
+    except (plan.PlanError, ValueError) as error:
+        print(f"python -m sweep: error: {error}", file=sys.stderr)
+        return 2
+    states = classify(runs)
+    if args.status:
+        return show_status(runs, states, args.output)
+
+    submit_states = TO_SUBMIT + ((RUNNING,) if args.resubmit_running else ())
+    todo = [s for s in states if s.state in submit_states]
+    skipped_running = [s for s in states if s.state == RUNNING and s not in todo]
+    print(f"[sweep] {len(runs)} runs: {report.state_counts(states)}; to submit: {len(todo)}")
+    _print_plan(todo, skipped_running)
+    folder = args.submitit_dir or osp.join(args.output, ".sweep", args.launcher)
+    try:
+        if args.dry_run:
+            return dry_run(args, todo, slurm_opts, folder)
+        if not todo:
+            print("[sweep] nothing to submit")
+            report.print_table(args.output, runs)
+            return 0
+        if args.launcher == "slurm":
+            return launch_slurm(args, todo, slurm_opts, folder)
+        return launch_local(args, runs, todo, folder)
+    except local.LauncherError as error:
+        print(f"python -m sweep: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def run():
+    """Entry point of `python -m sweep`; run from the repository root (or with it on
+    PYTHONPATH), like train.py."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

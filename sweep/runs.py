@@ -1,0 +1,155 @@
+"""The runs of a sweep and what state each one is in.
+
+Runs are expanded by `fewshot_grid.plan`, the planner `scripts/<method>/main.sh` uses, so a
+sweep makes the same runs into the same folders. A run is done only when the engine wrote its
+`result.json` (the same done marker as main.sh); the markers of its `sweep.log` tell apart a run
+that is queued or running now, one whose job failed, and one whose job vanished (killed).
+"""
+import getpass
+import os
+import os.path as osp
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from fewshot_grid import layout, plan
+
+from .job import LOG_NAME, read_last_marker
+
+DONE = "done"
+RUNNING = "running"  # queued or running in a job that still exists
+FAILED = "failed"  # its job ended without result.json
+LOST = "lost"  # queued or started, but its job is gone (killed, node died, ...)
+UNFINISHED = "unfinished"  # a folder without result.json that no sweep ran (e.g. main.sh)
+NEW = "new"
+TO_SUBMIT = (FAILED, LOST, UNFINISHED, NEW)
+STATES = (DONE, RUNNING, FAILED, LOST, UNFINISHED, NEW)
+
+
+def log_path(run):
+    return osp.join(run.output_dir, LOG_NAME)
+
+
+def result_path(run):
+    return osp.join(run.output_dir, layout.RESULT_FILE)
+
+
+def method_options(method, opts):
+    """Options of `plan.Options` that apply to `method` (a sweep mixes methods; the planner
+    rejects options of another method, e.g. an enhanced base for CoOp)."""
+    keep = {
+        "taskres": dict(enhanced_base=opts.enhanced_base),
+        "coop": dict(n_ctx=opts.n_ctx, csc=opts.csc, ctp=opts.ctp),
+        "zeroshot": dict(trainer=opts.trainer),
+    }.get(method, {})
+    return plan.Options(cfg=opts.cfg, extra=opts.extra, **keep)
+
+
+def expand(methods, datasets, shots, seeds, output, root, opts):
+    """Every run of methods x datasets x shots x seeds, in that order (zeroshot: one seedless
+    run per dataset). Raises `plan.PlanError` for an unknown method, dataset or config."""
+    runs = []
+    for method in methods:
+        for dataset, k in plan.grid(method, datasets, shots):
+            runs += plan.plan_runs(method, dataset, k, seeds, output, root,
+                                   method_options(method, opts))
+    return runs
+
+
+TRAIN_PY = osp.join(plan.REPO_ROOT, "train.py")
+
+
+def job_spec(run, launcher, env=None):
+    """What `job.run_one` needs to run `run` anywhere: train.py with the interpreter and the
+    working folder of this launcher (the planner's paths may be relative to it)."""
+    return {"argv": [sys.executable, TRAIN_PY, *run.args], "cwd": os.getcwd(),
+            "env": dict(env or {}), "log": osp.abspath(log_path(run)),
+            "done": osp.abspath(result_path(run)), "launcher": launcher}
+
+
+@dataclass(frozen=True)
+class RunState:
+    run: plan.Run
+    state: str
+    detail: str = ""  # why (exit code, job id, ...)
+
+    @property
+    def log(self):
+        return log_path(self.run)
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def live_slurm_jobs():
+    """Ids (`123`, `123_4`) of this user's jobs SLURM still knows; None if squeue is missing."""
+    if shutil.which("squeue") is None:
+        return None
+    proc = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-u", getpass.getuser()],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"[sweep] squeue failed ({proc.stderr.strip()}); treating the queued runs as "
+              f"running", file=sys.stderr)
+        return None
+    return set(proc.stdout.split())
+
+
+class _Liveness:
+    """Is the job named by a marker still there? Asks squeue at most once."""
+
+    def __init__(self):
+        self._slurm = "unknown"
+
+    def slurm_jobs(self):
+        if self._slurm == "unknown":
+            self._slurm = live_slurm_jobs()
+        return self._slurm
+
+    def check(self, fields):
+        """(alive, detail); alive None when it cannot be told (counted as running)."""
+        if fields.get("launcher") == "slurm":
+            job = fields.get("job", "-")
+            live = self.slurm_jobs()
+            if live is None:
+                return None, f"SLURM job {job} (no squeue here to check it)"
+            return job in live or job.split("_")[0] in live, f"SLURM job {job}"
+        host, pid = fields.get("host", ""), fields.get("pid", "")
+        if host != socket.gethostname():
+            return None, f"local job pid {pid} on {host} (another machine: cannot check)"
+        return pid.isdigit() and _pid_alive(int(pid)), f"local job pid {pid}"
+
+
+def classify(runs):
+    """The state of every run (see the module docstring)."""
+    liveness = _Liveness()
+    states = []
+    for run in runs:
+        if layout.is_finished(run.output_dir):
+            states.append(RunState(run, DONE))
+            continue
+        marker = read_last_marker(log_path(run))
+        if marker is None:
+            state = UNFINISHED if osp.exists(run.output_dir) else NEW
+            states.append(RunState(run, state))
+            continue
+        event, fields = marker
+        if event == "exit":
+            code = fields.get("code", "?")
+            why = "exited 0 without result.json" if code == "0" else f"exit code {code}"
+            states.append(RunState(run, FAILED, why))
+            continue
+        alive, detail = liveness.check(fields)
+        if alive is False:
+            states.append(RunState(run, LOST, f"{event} in {detail}, which is gone"))
+        else:
+            states.append(RunState(run, RUNNING, f"{event} in {detail}"))
+    return states

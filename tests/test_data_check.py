@@ -1,0 +1,91 @@
+"""`python -m datasets.check` on a complete fixture tree and on broken ones."""
+import os
+import subprocess
+import sys
+
+from datasets import check
+from tests.dataset_fixtures import DATASET_NAMES, fixture_counts, write_fixture
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEST_ONLY = {"ImageNetV2", "ImageNetSketch", "ImageNetA", "ImageNetR"}
+
+
+def sizes_line(name):
+    """How the check prints a fixture's sizes: '-' where a split does not exist."""
+    c = fixture_counts(name)
+    train = "-" if name in TEST_ONLY else f"{c['train']:,}"
+    val = "-" if name in TEST_ONLY or name == "ImageNet" else f"{c['val']:,}"
+    return f"train {train}  val {val}  test {c['test']:,}"
+
+
+def tree_snapshot(root):
+    return sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files)
+
+
+def block(out, name):
+    """The lines printed for one dataset."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.endswith(f"] {name}"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+    return "\n".join(lines[start:end])
+
+
+def test_complete_tree_passes_with_size_notes(tmp_path):
+    for name in DATASET_NAMES:
+        write_fixture(tmp_path, name)
+    before = tree_snapshot(tmp_path)
+    p = subprocess.run([sys.executable, "-m", "datasets.check", "--root", str(tmp_path)], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    for name in DATASET_NAMES:
+        text = block(p.stdout, name)
+        assert text.startswith(f"[{check.NOTE}] {name}"), text
+        assert sizes_line(name) in text, text
+        assert "sizes differ from the published split" in text
+    assert "15 usable (15 with notes), 0 unusable, 0 not present" in p.stdout
+    assert tree_snapshot(tmp_path) == before  # the check writes nothing
+
+
+def test_broken_tree_names_what_is_wrong_and_fails(tmp_path, capsys):
+    for name in ("Caltech101", "OxfordPets", "EuroSAT", "ImageNetV2", "FGVCAircraft"):
+        write_fixture(tmp_path, name)
+    gone = os.path.join(tmp_path, "caltech-101", "101_ObjectCategories", "Faces", "image_0002.jpg")
+    os.remove(gone)
+    os.remove(os.path.join(tmp_path, "oxford_pets", "split_zhou_OxfordPets.json"))
+    os.remove(os.path.join(tmp_path, "imagenetv2", "classnames.txt"))
+    before = tree_snapshot(tmp_path)
+
+    code = check.main(["--root", str(tmp_path), "--dataset", "Caltech101", "OxfordPets", "EuroSAT",
+                       "ImageNetV2", "FGVCAircraft", "SUN397"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert block(out, "EuroSAT").startswith(f"[{check.NOTE}]")
+    assert block(out, "FGVCAircraft").startswith(f"[{check.NOTE}]")
+    caltech = block(out, "Caltech101")
+    assert caltech.startswith(f"[{check.FAIL}]") and "1 of 30 images" in caltech and gone in caltech
+    assert "split_zhou_Caltech101.json" in caltech and "Re-extract" in caltech
+    pets = block(out, "OxfordPets")
+    assert pets.startswith(f"[{check.FAIL}]") and "split_zhou_OxfordPets.json is missing" in pets
+    assert "not comparable" in pets
+    v2 = block(out, "ImageNetV2")
+    assert v2.startswith(f"[{check.FAIL}]") and "classnames.txt" in v2
+    sun = block(out, "SUN397")
+    assert sun.startswith(f"[{check.ABSENT}]") and os.path.join(str(tmp_path), "sun397") in sun
+    assert "2 usable (2 with notes), 3 unusable, 1 not present" in out
+    assert tree_snapshot(tmp_path) == before  # no split built, no cache written
+
+
+def test_absent_datasets_fail_only_when_asked_for(tmp_path, capsys):
+    write_fixture(tmp_path, "DescribableTextures")
+    assert check.main(["--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"[{check.ABSENT}] Food101" in out and "no folder 'food-101'" in out
+    assert check.main(["--root", str(tmp_path), "--dataset", "Food101"]) == 1
+    assert "Download and extract it" in capsys.readouterr().out
+
+
+def test_empty_or_missing_root_fails(tmp_path, capsys):
+    assert check.main(["--root", str(tmp_path)]) == 1
+    assert "0 usable" in capsys.readouterr().out
+    assert check.main(["--root", str(tmp_path / "nope")]) == 1
+    assert "does not exist" in capsys.readouterr().out

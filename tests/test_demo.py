@@ -1,0 +1,118 @@
+"""The demo (`bash scripts/demo.sh --quick`) runs to its table as a real subprocess."""
+import glob
+import importlib.util
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.engine_helpers import REPO
+
+QUICK_RUNS = 7  # zero-shot + 3 methods x 2 shot counts x 1 seed
+TRAINERS = ("ZeroshotCLIP", "TaskRes", "CLIP_Adapter", "CoOp")
+
+
+def _load_demo():
+    spec = importlib.util.spec_from_file_location("demo_driver", os.path.join(REPO, "scripts", "demo.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _record(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _run_demo(output, env):
+    return subprocess.run(["bash", "scripts/demo.sh", "--quick", "--output", str(output)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def demo_env(tmp_path):
+    env = dict(os.environ, CLIP_CACHE_DIR=str(tmp_path / "clip_cache"), CLIP_OFFLINE="1",
+               FEWSHOT_FEATURE_CACHE=str(tmp_path / "feature_cache"))
+    return env
+
+
+def test_quick_demo_runs_to_its_table_and_reuses_finished_runs(tmp_path, demo_env):
+    out = tmp_path / "demo"
+    proc = _run_demo(out, demo_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    stdout = proc.stdout
+    assert "[setup] installing" not in stdout  # the existing venv is used as it is
+
+    # The random-weights banner comes before the runs and again after the table.
+    assert stdout.count("RANDOM WEIGHTS: --quick uses a tiny CLIP") == 2
+    progress = re.findall(r"^\[(\d+)/(\d+)\] (.+?) \.\.\. (\d+\.\d)% \(\d+ s\)$", stdout, re.M)
+    assert [(int(i), int(n)) for i, n, _, _ in progress] == [(i, QUICK_RUNS) for i in range(1, QUICK_RUNS + 1)]
+    assert progress[0][2] == "Zero-shot CLIP"
+    assert {p[2] for p in progress[1:]} == {f"{m} {k} seed 1" for m in ("TaskRes", "CLIP-Adapter", "CoOp")
+                                            for k in ("1 shot", "2 shots")}
+
+    root = out / "quick-random"
+    # Layout: the benchmark as a real dataset folder, one run folder per planned run.
+    data = root / "data" / "demo_shapes"
+    assert (data / "split_zhou_DemoShapes.json").is_file()
+    assert len(os.listdir(data / "images")) == 6
+    results = sorted(glob.glob(str(root / "runs" / "demo_shapes" / "*" / "**" / "result.json"), recursive=True))
+    assert len(results) == QUICK_RUNS
+    assert {_record(r)["trainer"] for r in results} == set(TRAINERS)
+    for r in results:
+        assert os.path.isfile(os.path.join(os.path.dirname(r), "log.txt"))
+    # Each progress line shows the accuracy its run recorded.
+    recorded = sorted(round(_record(r)["accuracy"], 1) for r in results)
+    assert recorded == sorted(float(p[3]) for p in progress)
+
+    # The table: one section per method, a demo_shapes row, and it says the weights were random.
+    table = stdout[stdout.index("Weights: RANDOM"):]
+    for trainer in TRAINERS:
+        assert re.search(rf"^## {trainer}/", table, re.M), trainer
+    assert len(re.findall(r"^\| demo_shapes ", table, re.M)) == 4
+    markdown = (root / "results.md").read_text()
+    assert "Weights: RANDOM" in markdown and "## CoOp/" in markdown
+    assert f"Table: {root / 'results.md'}" in stdout and f"Plot: {root / 'fewshot.png'}" in stdout
+    with open(root / "fewshot.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    # Running again keeps every finished run (nothing retrained, nothing overwritten).
+    mtimes = {r: os.path.getmtime(r) for r in results}
+    again = _run_demo(out, demo_env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.count("(finished earlier; kept)") == QUICK_RUNS
+    assert {r: os.path.getmtime(r) for r in results} == mtimes
+    assert "reusing" in again.stdout
+
+
+def test_weights_fall_back_to_random_with_the_reason(tmp_path, monkeypatch):
+    demo = _load_demo()
+    monkeypatch.setenv("CLIP_CACHE_DIR", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("CLIP_OFFLINE", "1")
+    weights = demo.choose_weights(demo.FULL, False, str(tmp_path))
+    assert not weights.pretrained
+    assert weights.overrides == ("MODEL.BACKBONE.PRETRAINED", "False")
+    assert "CLIP_OFFLINE is set" in weights.note and str(tmp_path / "empty_cache") in weights.note
+    assert "RANDOM WEIGHTS" in demo.random_banner(weights)
+
+    forced = demo.choose_weights(demo.FULL, True, str(tmp_path))
+    assert not forced.pretrained and forced.note == "--random-weights was given"
+
+
+def test_quick_weights_are_a_loadable_tiny_clip(tmp_path):
+    from dassl.config import get_cfg_default
+    from trainers.common.clip_loader import load_clip_to_cpu
+    from trainers.config import extend_cfg
+
+    demo = _load_demo()
+    weights = demo.choose_weights(demo.QUICK, False, str(tmp_path))
+    cfg = extend_cfg(get_cfg_default())
+    cfg.merge_from_list(list(weights.overrides))
+    model = load_clip_to_cpu(cfg)
+    assert model.visual.input_resolution == 32 == cfg.INPUT.SIZE[0]
+    first = Path(cfg.MODEL.BACKBONE.PATH).read_bytes()
+    demo.choose_weights(demo.QUICK, False, str(tmp_path))  # reused, not redrawn
+    assert Path(cfg.MODEL.BACKBONE.PATH).read_bytes() == first

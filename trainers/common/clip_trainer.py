@@ -1,0 +1,52 @@
+"""Base trainer for methods that learn a small module on top of a frozen CLIP.
+
+Images reach CLIP only through `image_features`, and a method only says how image features
+become logits (`logits`), so cached features can later replace the encoder pass without
+touching any method. CLIP is kept outside the registered modules: it is never saved,
+loaded, stepped or switched to train mode (RN50's BatchNorm keeps its running stats).
+"""
+import torch
+import torch.nn.functional as F
+
+from dassl.engine import TrainerX
+from dassl.metrics import compute_accuracy
+
+from trainers.common.clip_loader import check_input_size, load_clip_to_cpu
+
+
+class FrozenCLIPTrainer(TrainerX):
+    """Subclasses set `self.clip_model` (via `freeze_on_device`) and define `logits`."""
+
+    def load_clip(self):
+        print(f"Loading CLIP (backbone: {self.cfg.MODEL.BACKBONE.NAME})")
+        clip_model = load_clip_to_cpu(self.cfg)
+        check_input_size(self.cfg, clip_model)
+        return clip_model
+
+    def freeze_on_device(self, clip_model, precision):
+        """Frozen CLIP in eval mode on the device; fp16 weights kept only for "fp16"."""
+        if precision != "fp16":
+            clip_model.float()
+        clip_model.requires_grad_(False)
+        return clip_model.eval().to(self.device)
+
+    @torch.no_grad()
+    def image_features(self, images):
+        """The one place images meet the CLIP image encoder."""
+        return self.clip_model.encode_image(images.type(self.clip_model.dtype))
+
+    def logits(self, image_features):
+        raise NotImplementedError
+
+    def model_inference(self, input):
+        return self.logits(self.image_features(input))
+
+    def forward_backward(self, batch):
+        image, label = self.parse_batch_train(batch)
+        output = self.model_inference(image)
+        loss = F.cross_entropy(output, label)
+        self.model_backward_and_update(loss)
+        summary = {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}
+        if (self.batch_idx + 1) == self.num_batches:  # the CLIP methods step once per epoch
+            self.update_lr()
+        return summary

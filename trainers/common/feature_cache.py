@@ -1,0 +1,415 @@
+"""Cache of frozen image-encoder features, so a method that trains only a small head on top
+of a frozen CLIP encodes each image a handful of times instead of once per training step.
+
+What is cached, per image (identified by the sha256 of its file's bytes):
+- test/val: one feature, from the (deterministic) test transform;
+- train: V features, view v drawn with the training transform from the seed
+  `view_seed(image digest, v)`, so the views of an image are the same in every run, seed,
+  shot count and method that uses that image; an epoch e reads view `e % V` of each image.
+
+On-disk layout under the cache root (`TRAIN.FEATURE_CACHE.ROOT`, else $FEWSHOT_FEATURE_CACHE,
+else ~/.cache/fewshot-clip/features):
+
+    <root>/<encoder key>/<feature-set key>/shard-*.feat   features of some images
+    <root>/file-digests/<list key>.json                   memo: file stat -> content sha256
+
+Everything that changes the numbers is in the keys: backbone name, sha256 of the visual
+weights, encoder dtype and device type (encoder key); the transform's full description
+and V (feature-set key); the image bytes (per row). Each shard carries that description
+in its header and checksums of header and payload: a shard that does not match is not
+used, a damaged one (truncated, corrupted) is deleted and its images are encoded again.
+Shards are written to a temp file and renamed (readers never see half a file); processes
+that need the same missing images take turns through a lock file, so the second one finds
+the first one's shard instead of encoding the same images again.
+"""
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import struct
+import time
+import uuid
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset
+from tqdm import tqdm
+
+from dassl.data.data_manager import read_image
+from dassl.data.samplers import build_sampler
+from dassl.utils.tools import atomic_write
+
+CACHE_ENV = "FEWSHOT_FEATURE_CACHE"
+DEFAULT_ROOT = os.path.join("~", ".cache", "fewshot-clip", "features")
+FORMAT_VERSION = 1  # bump when the shard layout or the view seeding changes
+MAGIC = b"FEWSHOT-FEATURES\n"
+SHARD_SUFFIX = ".feat"
+DIGEST_DIR = "file-digests"
+# A file's digest is memoised under its stat only when the file has not changed for this
+# long: a later write then necessarily moves its ctime, even on coarse-clock file systems.
+DIGEST_TRUST_AGE_S = 2.0
+_DTYPES = {"float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
+
+
+class DamagedShard(Exception):
+    """A shard file that cannot be trusted (truncated, corrupted, not a shard)."""
+
+
+def cache_root(configured=""):
+    """The cache root: the config value, else $FEWSHOT_FEATURE_CACHE, else the default."""
+    return os.path.abspath(os.path.expanduser(configured or os.environ.get(CACHE_ENV) or DEFAULT_ROOT))
+
+
+def _sha256_hex(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def _key(description):
+    """Short folder name for a JSON-able description (the full description is in each shard)."""
+    return _sha256_hex(json.dumps(description, sort_keys=True).encode())[:24]
+
+
+# ----------------------------------------------------------------------------- fingerprints
+def encoder_fingerprint(visual, backbone_name, device):
+    """What identifies an image encoder's numbers: name, weights, dtype, device type.
+
+    Hashes the visual tower's state dict (parameters and BatchNorm buffers) as it will run,
+    so a different weights file, a re-initialised model or an fp16/fp32 cast all differ.
+    """
+    digest = hashlib.sha256()
+    dtype = None
+    for name, tensor in visual.state_dict().items():
+        tensor = tensor.detach().to("cpu").contiguous().reshape(-1)
+        dtype = dtype or str(tensor.dtype).replace("torch.", "")
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return {"backbone": backbone_name, "visual_weights_sha256": digest.hexdigest(),
+            "dtype": dtype, "device": torch.device(device).type}
+
+
+def describe_transform(transform):
+    """A text that changes whenever the transform's settings change.
+
+    torchvision transforms print all their settings; objects without their own `__repr__`
+    (which would print a memory address, a new one in every process) print their fields.
+    """
+    if transform is None:
+        return "None"
+    if hasattr(transform, "transforms"):  # Compose / RandomApply / ...
+        inner = ", ".join(describe_transform(t) for t in transform.transforms)
+        extra = {k: v for k, v in vars(transform).items() if k != "transforms"}
+        return f"{type(transform).__name__}([{inner}]{', ' + repr(sorted(extra.items())) if extra else ''})"
+    if type(transform).__repr__ is object.__repr__:
+        fields = sorted((k, repr(v)) for k, v in vars(transform).items())
+        return f"{type(transform).__module__}.{type(transform).__qualname__}({fields})"
+    return repr(transform)
+
+
+def view_seed(image_digest, view):
+    """The RNG seed of view `view` of the image whose content sha256 is `image_digest`."""
+    return int.from_bytes(hashlib.sha256(f"{image_digest}/view{view}".encode()).digest()[:8], "little") >> 1
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stat_key(st):
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def image_digests(paths, root):
+    """Content sha256 of every file in `paths` (a missing file is an error naming it).
+
+    Digests are memoised per list of paths under `root/file-digests/`, keyed by each file's
+    stat (size, mtime, ctime, inode), so a cache hit does not re-read a whole dataset.
+    """
+    paths = [os.path.abspath(p) for p in paths]
+    memo_path = os.path.join(root, DIGEST_DIR, _key(sorted(set(paths))) + ".json")
+    try:
+        with open(memo_path) as f:
+            memo = json.load(f)
+    except (OSError, ValueError):
+        memo = {}
+    fresh, digests = {}, []
+    for path in tqdm(paths, desc="Fingerprinting images", disable=len(paths) < 2000, leave=False):
+        try:
+            st = os.stat(path)
+        except OSError as err:
+            raise FileNotFoundError(f"Cannot read image {path} to fingerprint it for the feature cache: "
+                                    f"{err}. Restore the file or remove it from the split.") from err
+        entry = memo.get(path)
+        if entry is not None and entry[:-1] == _stat_key(st):
+            digest = entry[-1]
+        else:
+            digest = file_sha256(path)
+            settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > DIGEST_TRUST_AGE_S * 1e9
+            if settled and _stat_key(os.stat(path)) == _stat_key(st):
+                fresh[path] = _stat_key(st) + [digest]
+        digests.append(digest)
+    if fresh:
+        memo.update(fresh)
+        os.makedirs(os.path.dirname(memo_path), exist_ok=True)
+        with atomic_write(memo_path, "w") as f:
+            json.dump(memo, f)
+    return digests
+
+
+# ----------------------------------------------------------------------------- shard files
+def write_shard(path, description, digests, features):
+    """Atomically write `features` [N, V, D] for the images `digests` (header + raw payload).
+
+    Layout: MAGIC, u64 header length, sha256(header) (32 bytes), header JSON, payload.
+    """
+    features = features.detach().to("cpu").contiguous()
+    dtype = str(features.dtype).replace("torch.", "")
+    if dtype not in _DTYPES:
+        raise TypeError(f"feature cache stores {list(_DTYPES)} features, got {features.dtype}")
+    payload = features.reshape(-1).view(torch.uint8).numpy().tobytes()
+    header = json.dumps({"format": FORMAT_VERSION, "description": description, "digests": list(digests),
+                         "dtype": dtype, "shape": list(features.shape),
+                         "payload_sha256": _sha256_hex(payload)}).encode()
+    with atomic_write(path, "wb") as f:
+        f.write(MAGIC + struct.pack("<Q", len(header)) + hashlib.sha256(header).digest() + header)
+        f.write(payload)
+
+
+def _read_exact(f, n, path, what):
+    data = f.read(n)
+    if len(data) != n:
+        raise DamagedShard(f"{path}: truncated in the {what} ({len(data)} of {n} bytes)")
+    return data
+
+
+def read_shard_header(path):
+    """The header dict of a shard, plus `payload_offset`; DamagedShard if it is not intact."""
+    with open(path, "rb") as f:
+        if _read_exact(f, len(MAGIC), path, "magic") != MAGIC:
+            raise DamagedShard(f"{path}: not a feature shard (wrong magic bytes)")
+        (length,) = struct.unpack("<Q", _read_exact(f, 8, path, "header length"))
+        if length > os.path.getsize(path):
+            raise DamagedShard(f"{path}: header length {length} exceeds the file size")
+        checksum = _read_exact(f, 32, path, "header checksum")
+        header = _read_exact(f, length, path, "header")
+    if hashlib.sha256(header).digest() != checksum:
+        raise DamagedShard(f"{path}: header checksum mismatch (corrupted)")
+    header = json.loads(header)
+    if header.get("format") != FORMAT_VERSION or header.get("dtype") not in _DTYPES:
+        raise DamagedShard(f"{path}: unsupported shard format {header.get('format')} / dtype {header.get('dtype')}")
+    header["payload_offset"] = len(MAGIC) + 8 + 32 + length
+    return header
+
+
+def read_shard_features(path, header):
+    """The [N, V, D] features of a shard whose header was read; checks size and checksum."""
+    dtype = _DTYPES[header["dtype"]]
+    count = 1
+    for n in header["shape"]:
+        count *= n
+    size = count * torch.empty((), dtype=dtype).element_size()
+    with open(path, "rb") as f:
+        f.seek(header["payload_offset"])
+        payload = f.read(size + 1)
+    if len(payload) != size:
+        raise DamagedShard(f"{path}: payload has {len(payload)} bytes, expected {size} (truncated or extended)")
+    if _sha256_hex(payload) != header["payload_sha256"]:
+        raise DamagedShard(f"{path}: payload checksum mismatch (corrupted)")
+    return torch.frombuffer(bytearray(payload), dtype=dtype).reshape(header["shape"])
+
+
+# ----------------------------------------------------------------------------- encoding views
+class _SeededViews(Dataset):
+    """Item k = view k % V of image k // V, transformed under that view's own seed."""
+
+    def __init__(self, paths, digests, transform, views):
+        self.paths, self.digests, self.transform, self.views = paths, digests, transform, views
+
+    def __len__(self):
+        return len(self.paths) * self.views
+
+    def __getitem__(self, k):
+        i, v = divmod(k, self.views)
+        image = read_image(self.paths[i])
+        with torch.random.fork_rng(devices=[]):  # the run's own random stream is left untouched
+            torch.manual_seed(view_seed(self.digests[i], v))
+            return self.transform(image)
+
+
+class FeatureSet:
+    """Features of one encoder under one transform with V views per image, on disk."""
+
+    def __init__(self, root, encoder, transform, views):
+        if views < 1:
+            raise ValueError(f"TRAIN.FEATURE_CACHE.VIEWS = {views}; needs at least 1 view per image")
+        if transform is None:
+            raise ValueError("The feature cache needs an image transform (INPUT.NO_TRANSFORM is True); "
+                             "set TRAIN.FEATURE_CACHE.ENABLED False")
+        self.root = root
+        self.transform, self.views = transform, views
+        self.description = {"format": FORMAT_VERSION, "encoder": encoder,
+                            "transform": describe_transform(transform), "views": views}
+        self.directory = os.path.join(root, _key(encoder), _key(self.description))
+
+    def _shards(self):
+        if not os.path.isdir(self.directory):
+            return []
+        return sorted(os.path.join(self.directory, n) for n in os.listdir(self.directory)
+                      if n.startswith("shard-") and n.endswith(SHARD_SUFFIX))
+
+    def _discard(self, path, err):
+        print(f"Feature cache: {err}; deleting it, its images will be encoded again")
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+    def collect(self, wanted):
+        """{digest: [V, D] features} for the wanted digests found in intact, matching shards."""
+        wanted, found = set(wanted), {}
+        for path in self._shards():
+            try:
+                header = read_shard_header(path)
+            except (DamagedShard, ValueError) as err:
+                self._discard(path, err)
+                continue
+            if header["description"] != self.description:
+                print(f"Feature cache: {path} was written for other settings; not used")
+                continue
+            rows = [(i, d) for i, d in enumerate(header["digests"]) if d in wanted and d not in found]
+            if not rows:
+                continue
+            try:
+                features = read_shard_features(path, header)
+            except DamagedShard as err:
+                self._discard(path, err)
+                continue
+            for i, d in rows:
+                found[d] = features[i]
+        return found
+
+    @contextlib.contextmanager
+    def _lock(self, digests):
+        """Exclusive lock for building this set of images (waits for another builder)."""
+        os.makedirs(self.directory, exist_ok=True)
+        path = os.path.join(self.directory, f".lock-{_key(sorted(digests))}")
+        with open(path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"Feature cache: another process is encoding these images; waiting for it ({path})")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                # Removing the file may let a late comer lock a new one: at worst duplicate work.
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @torch.no_grad()
+    def _encode(self, paths, digests, encode, batch_size, num_workers, desc):
+        loader = DataLoader(_SeededViews(paths, digests, self.transform, self.views),
+                            batch_size=batch_size, num_workers=num_workers, shuffle=False)
+        chunks = [encode(images).detach().to("cpu") for images in tqdm(loader, desc=desc)]
+        features = torch.cat(chunks)
+        return features.reshape(len(paths), self.views, *features.shape[1:])
+
+    def load(self, paths, encode, batch_size=100, num_workers=0, desc="features"):
+        """[N, V, D] features of the images `paths`, encoding only those not cached yet.
+
+        `encode(images)` maps a batch of transformed images to features (the trainer's own
+        encoder call, so its forward counter sees the cache being built).
+        """
+        if not paths:
+            raise ValueError(f"No {desc} images to encode: the split is empty")
+        digests = image_digests(paths, self.root)
+        path_of = dict(zip(digests, (os.path.abspath(p) for p in paths)))
+        wanted = list(path_of)
+        found = self.collect(wanted)
+        missing = [d for d in wanted if d not in found]
+        if missing:
+            with self._lock(missing):
+                found.update(self.collect(missing))  # another process may have built them meanwhile
+                missing = [d for d in wanted if d not in found]
+                if missing:
+                    print(f"Feature cache: encoding {len(missing)} of {len(wanted)} {desc} images x "
+                          f"{self.views} view(s) into {self.directory}")
+                    new = self._encode([path_of[d] for d in missing], missing, encode, batch_size,
+                                       num_workers, f"Caching {desc} features")
+                    name = f"shard-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}{SHARD_SUFFIX}"
+                    write_shard(os.path.join(self.directory, name), self.description, missing, new)
+                    found.update(zip(missing, new))
+        if not missing:
+            print(f"Feature cache: all {len(wanted)} {desc} images found in {self.directory}")
+        return torch.stack([found[d] for d in digests])
+
+
+# ----------------------------------------------------------------------------- loaders
+class CachedFeatureBatches(Dataset):
+    """Cached features as Dassl batch dicts (img = features); indexed by a whole batch of
+    indices at once, and `view` picks which of the V views the current epoch sees."""
+
+    def __init__(self, features, items):
+        self.features = features
+        self.labels = torch.tensor([item.label for item in items])
+        self.domains = torch.tensor([item.domain for item in items])
+        self.impaths = [item.impath for item in items]
+        self.view = 0
+
+    def __len__(self):
+        return len(self.impaths)
+
+    def __getitem__(self, indices):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return {"img": self.features[index, self.view], "label": self.labels[index],
+                "domain": self.domains[index], "impath": [self.impaths[i] for i in indices], "index": index}
+
+
+def loader_like(reference, features, items):
+    """A loader over cached features with the reference loader's sampler type, batch size
+    and drop_last (one batch of features per step, as the reference yields images)."""
+    dataset = CachedFeatureBatches(features, items)
+    sampler = build_sampler(type(reference.sampler).__name__, data_source=dataset)
+    batches = BatchSampler(sampler, batch_size=reference.batch_size, drop_last=reference.drop_last)
+    return DataLoader(dataset, batch_size=None, sampler=batches, num_workers=0)
+
+
+# ----------------------------------------------------------------------------- trainer glue
+class TrainerFeatureCache:
+    """The cache as a frozen-CLIP trainer uses it: each image loader is replaced by a loader
+    over cached features with the same batching, and the features are computed with the
+    trainer's own encoder call (`trainer.image_features`), so they are what it would compute."""
+
+    def __init__(self, trainer):
+        cfg = trainer.cfg
+        node = cfg.TRAIN.FEATURE_CACHE
+        if node.VIEWS < 1:
+            raise ValueError(f"TRAIN.FEATURE_CACHE.VIEWS = {node.VIEWS}; use at least 1 "
+                             f"(or TRAIN.FEATURE_CACHE.ENABLED False for the per-step pipeline)")
+        root = cache_root(node.ROOT)
+        # More views than epochs would never be read.
+        self.views = min(node.VIEWS, max(cfg.OPTIM.MAX_EPOCH, 1))
+        encoder = encoder_fingerprint(trainer.clip_model.visual, cfg.MODEL.BACKBONE.NAME, trainer.device)
+        self.test_set = FeatureSet(root, encoder, trainer.dm.tfm_test, views=1)
+        self.train_set = FeatureSet(root, encoder, trainer.dm.tfm_train, views=self.views)
+        self._encode = lambda images: trainer.image_features(images.to(trainer.device))
+        self._batch_size = cfg.DATALOADER.TEST.BATCH_SIZE
+        self._workers = cfg.DATALOADER.NUM_WORKERS
+        print(f"Feature cache: on, {self.views} view(s) per training image, epoch e reads view e % "
+              f"{self.views}; cache root {root} (TRAIN.FEATURE_CACHE.ENABLED False: per-step pipeline)")
+
+    def eval_loader(self, reference, split):
+        """Loader of test-transform features in place of the `split` image loader."""
+        return self._loader(self.test_set, reference, split)
+
+    def train_loader(self, reference):
+        """Loader of training views in place of the training image loader."""
+        return self._loader(self.train_set, reference, "train")
+
+    def _loader(self, feature_set, reference, split):
+        items = reference.dataset.data_source
+        features = feature_set.load([item.impath for item in items], self._encode, self._batch_size,
+                                    self._workers, desc=split)
+        return loader_like(reference, features, items)
