@@ -88,15 +88,14 @@ def _measure(spec):
         return logits.detach()
 
     sync()
-    base_mem = _memory_now(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    base_gb = _peak_gb(device)
+    times = []
     if spec["logits_only"]:
         with torch.no_grad():
             logits = classifier(clip_model.encode_image(images))
-        times = []
     else:
-        times = []
         for i in range(spec["steps"]):
             start = time.perf_counter()
             out = step()
@@ -107,21 +106,15 @@ def _measure(spec):
     torch.save(logits.float().cpu(), spec["logits_file"])
     timed = times[1:] or times  # the first step also warms up kernels and allocators
     return {"tokens": length, "step_s": statistics.median(timed) if timed else None,
-            "peak_gb": _peak_memory(device), "base_gb": base_mem}
+            "peak_gb": _peak_gb(device), "base_gb": base_gb}
 
 
-def _memory_now(device):
-    import torch
-    if device.type == "cuda":
-        return torch.cuda.memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-
-
-def _peak_memory(device):
+def _peak_gb(device):
+    """Peak memory so far: torch's allocations on CUDA, the process's max RSS on CPU."""
     import torch
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 # --------------------------------------------------------------------------- parent process
@@ -141,7 +134,6 @@ def run(report=print, classes=DEFAULT_CLASSES, arch="RN50", batch=32, steps=2, d
         precision="fp32", grad_checkpoint=False, full_length_max_classes=None):
     """Measure every class count truncated and at 77 tokens; return a list of result dicts."""
     import torch
-    import torch.nn.functional  # noqa: F401  (import cost stays out of the children's timings)
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if precision == "fp16" and device == "cpu":
@@ -165,16 +157,25 @@ def run(report=print, classes=DEFAULT_CLASSES, arch="RN50", batch=32, steps=2, d
                             logits_only=skip, logits_file=_logits_file(tmp, n, truncate))
                 rows[truncate] = dict(_run_child(spec), classes=n, truncate=truncate, skipped=skip)
             cut, full = rows[True], rows[False]
-            diff = (torch.load(_logits_file(tmp, n, True)) - torch.load(_logits_file(tmp, n, False))).abs().max().item()
+            diff = (torch.load(_logits_file(tmp, n, True)) - torch.load(_logits_file(tmp, n, False)))
+            diff = diff.abs().max().item()
             cut["max_logit_diff"] = full["max_logit_diff"] = diff
             if full["skipped"]:
-                previous = next((r for r in reversed(results) if not r["truncate"] and not r["skipped"]), None)
-                full["estimated_step_gb"] = (None if previous is None else
-                                             (previous["peak_gb"] - previous["base_gb"]) * n / previous["classes"])
+                full["estimated_step_gb"] = _estimate_step_gb(results, n)
             for row in (cut, full):
                 results.append(row)
                 report(_row_line(row, cut, full))
     return results
+
+
+def _estimate_step_gb(results, n):
+    """Step memory of 77 tokens at n classes, linear in the class count (the activations of
+    the text transformer dominate) from the largest measured full-length run."""
+    measured = [r for r in results if not r["truncate"] and not r["skipped"]]
+    if not measured:
+        return None
+    largest = measured[-1]
+    return (largest["peak_gb"] - largest["base_gb"]) * n / largest["classes"]
 
 
 def _logits_file(tmp, n, truncate):

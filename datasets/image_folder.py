@@ -119,7 +119,7 @@ class ImageFolder(BenchmarkDataset):
     @staticmethod
     def _check_split_matches(split_path, saved, settings, splits, records):
         fix = f"Delete {split_path} to draw a new split (results will then differ from earlier runs)"
-        if saved != settings:
+        if saved is not None and saved != settings:  # None: a hand-made split file, settings unknown
             raise DatasetError(f"ImageFolder: {split_path} was drawn with {saved}, but the config now says "
                                f"{settings}. {fix}, or set DATASET.IMAGE_FOLDER back.")
         in_split = {(r.relpath, r.classname) for s in splits for r in s}

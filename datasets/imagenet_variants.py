@@ -32,8 +32,10 @@ class ImageNetVariant(BenchmarkDataset):
         image_dir = os.path.join(dataset_dir, cls.image_dir)
         folders = class_folders(image_dir, classnames, path)
         lists = list_class_images(image_dir, folders, desc=f"Listing {cls.__name__}")
-        data = [Record(join_rel(cls.image_dir, w, f), label, classnames[w])
-                for label, w in enumerate(folders) for f in lists[w]]
+        data = []
+        for label, w in enumerate(folders):
+            prefix = join_rel(cls.image_dir, w) + "/"
+            data.extend(Record(prefix + f, label, classnames[w]) for f in lists[w])
         return Splits([], None, data)
 
 

@@ -30,6 +30,8 @@ class ImageNetV2(ImageNetVariant):
             raise DatasetError(f"ImageNetV2: {image_dir} must hold folders 0..{len(wnids) - 1} (one per class in "
                                f"classnames.txt); missing: {missing[:5]}, unexpected: {extra[:5]}.")
         lists = list_class_images(image_dir, expected, desc="Listing ImageNetV2")
-        data = [Record(join_rel(cls.image_dir, str(y), f), y, classnames[w])
-                for y, w in enumerate(wnids) for f in lists[str(y)]]
+        data = []
+        for y, w in enumerate(wnids):
+            prefix = join_rel(cls.image_dir, str(y)) + "/"
+            data.extend(Record(prefix + f, y, classnames[w]) for f in lists[str(y)])
         return Splits([], None, data)

@@ -90,7 +90,6 @@ METHODS = {
     "clip_adapter": MethodSpec("CLIP_Adapter"),
     "zeroshot": MethodSpec("ZeroshotCLIP", eval_only=True),
 }
-ZEROSHOT_TRAINERS = layout.ZEROSHOT_TRAINERS
 
 
 @dataclass(frozen=True)
@@ -105,34 +104,35 @@ class Options:
     extra: tuple = ()  # trailing KEY VALUE overrides, last so they win
 
 
+def _uses_enhanced_base(opts):
+    return bool(opts.enhanced_base) and opts.enhanced_base.lower() != "none"
+
+
 def _method_choice(method, dataset, shots, opts):
     """(trainer, cfg, variant, train.py flags, config overrides) of one method."""
-    spec = METHODS[method]
-    trainer, flags, overrides, variant = spec.trainer, [], [], ""
-    if method == "zeroshot":
-        if opts.trainer:
-            if opts.trainer not in ZEROSHOT_TRAINERS:
-                raise PlanError(f"TRAINER={opts.trainer}: zeroshot runs one of "
-                                f"{', '.join(ZEROSHOT_TRAINERS)}")
-            trainer = opts.trainer
-        return trainer, opts.cfg or "rn50", "", flags, overrides
-    if opts.trainer:
+    trainer, flags, overrides, variant = METHODS[method].trainer, [], [], ""
+    if method != "taskres" and _uses_enhanced_base(opts):
+        raise PlanError(f"ENHANCED_BASE applies to taskres only, not {method}")
+    if opts.trainer and method != "zeroshot":
         raise PlanError(f"TRAINER={opts.trainer} only applies to zeroshot; {method} always "
                         f"runs {trainer}")
+    if method == "zeroshot":
+        if opts.trainer and opts.trainer not in layout.ZEROSHOT_TRAINERS:
+            raise PlanError(f"TRAINER={opts.trainer}: zeroshot runs one of "
+                            f"{', '.join(layout.ZEROSHOT_TRAINERS)}")
+        return opts.trainer or trainer, opts.cfg or "rn50", "", flags, overrides
     if method == "taskres":
         cfg = opts.cfg or _taskres_cfg(dataset, shots)
         overrides += ["TRAINER.TaskRes.RESIDUAL_SCALE", str(_taskres_alpha(dataset))]
-        if opts.enhanced_base and opts.enhanced_base.lower() != "none":
+        if _uses_enhanced_base(opts):
             flags += ["--enhanced-base", _enhanced_base_file(opts.enhanced_base, dataset, shots)]
             variant = "enhanced_base"
-    elif method in ("coop", "clip_adapter"):
+    else:  # coop, clip_adapter
         cfg = opts.cfg or _coop_schedule(dataset, shots)
         if method == "coop":
             variant = f"nctx{opts.n_ctx}_csc{opts.csc}_ctp{opts.ctp}"
             overrides += ["TRAINER.COOP.N_CTX", str(opts.n_ctx), "TRAINER.COOP.CSC",
                           str(opts.csc), "TRAINER.COOP.CLASS_TOKEN_POSITION", opts.ctp]
-    if method != "taskres" and opts.enhanced_base:
-        raise PlanError(f"ENHANCED_BASE applies to taskres only, not {method}")
     overrides += ["DATASET.NUM_SHOTS", str(shots)]
     return trainer, cfg, variant, flags, overrides
 
@@ -238,7 +238,7 @@ def plan_runs(method, dataset, shots, seeds=SEEDS, output="output", root=None,
     if eval_only:
         flags = flags + ["--eval-only"]
     runs = []
-    for seed in ([None] if eval_only else seeds):
+    for seed in ([None] if eval_only else list(dict.fromkeys(seeds))):
         out = layout.run_dir(output, dataset, trainer, cfg, shots, seed, variant)
         args = _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides,
                               opts.extra)
@@ -277,7 +277,7 @@ def plan_eval_runs(method, source, shots, targets, tree, seeds=SEEDS, output="ou
     trainer, cfg, variant, flags, overrides = _method_choice(method, source, shots, opts)
     cfg_file = method_config(method, cfg)
     runs = []
-    for seed in seeds:
+    for seed in dict.fromkeys(seeds):
         model_dir = layout.run_dir(output, source, trainer, cfg, shots, seed, variant)
         load = ["--eval-only", "--model-dir", model_dir,
                 "--load-epoch", str(trained_epochs(model_dir))]

@@ -24,10 +24,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # datasets/, trainers/ and fewshot_grid/ live in the repository root
+warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)  # clip's import; not ours to fix
 
 import torch  # noqa: E402
 from clip.clip import _MODELS  # noqa: E402
@@ -37,6 +39,7 @@ from datasets.demo_shapes_generate import generate  # noqa: E402
 from fewshot_grid.plan import Options, PlanError, plan_runs  # noqa: E402
 from fewshot_grid.run_result import read_run_result  # noqa: E402
 from trainers.common.clip_loader import OFFLINE_ENV, cache_dir, resolve_weights_file  # noqa: E402
+from trainers.common.feature_cache import CACHE_ENV as FEATURE_CACHE_ENV  # noqa: E402
 
 DATASET = "demo_shapes"  # config stem: configs/datasets/demo_shapes.yaml
 PROBE_TIMEOUT_S = 5  # the "is the download server reachable" check; the download itself may take minutes
@@ -148,7 +151,7 @@ def describe(run):
     return f"{METHOD_NAMES[run.method]} {run.shots} shot{'s' if run.shots > 1 else ''} seed {run.seed}"
 
 
-def run_all(runs):
+def run_all(runs, env):
     """Run (or reuse) every planned run, one progress line each; stop at the first failure."""
     for i, run in enumerate(runs, 1):
         label = f"[{i}/{len(runs)}] {describe(run)}"
@@ -158,7 +161,8 @@ def run_all(runs):
         print(f"{label} ...", end="", flush=True)
         start = time.time()
         proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *run.args],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env)
         result = read_run_result(run.output_dir) if proc.returncode == 0 else None
         if result is None:
             print(" FAILED", flush=True)
@@ -216,7 +220,11 @@ def main(argv=None):
         print(f"{len(runs)} runs ({', '.join(METHOD_NAMES.values())}; shots {list(size.shots)}, "
               f"seeds {list(size.seeds)}); logs in {os.path.join(out_root, 'runs')}/<dataset>/<Trainer>/...",
               flush=True)
-        run_all(runs)
+        # Frozen-encoder features are shared by all runs; they stay in the demo's folder
+        # unless the user keeps them elsewhere.
+        env = dict(os.environ)
+        env.setdefault(FEATURE_CACHE_ENV, os.path.join(out_root, "feature_cache"))
+        run_all(runs, env)
         table, markdown, plot = write_results(size, weights, out_root)
     except (DemoError, PlanError, FileExistsError, ValueError) as err:
         print(f"demo error: {err}", file=sys.stderr)

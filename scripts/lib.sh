@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared logic of the experiment scripts; sourced by them, not run on its own.
 #
 # Which runs exist (config per dataset and shots, seed loop, output folder, train.py
@@ -29,7 +30,7 @@ OUTPUT="${OUTPUT:-output}"
 SEEDS="${SEEDS:-1 2 3}"
 FORCE="${FORCE:-0}"
 # Planner options every script passes ($SEEDS is split into words on purpose).
-# shellcheck disable=SC2206
+# shellcheck disable=SC2206,SC2034
 PLAN_OPTS=(--output "$OUTPUT" --seeds $SEEDS --cfg "${CFG:-}")
 
 usage() {

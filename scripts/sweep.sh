@@ -6,6 +6,7 @@
 #   DATA=/path/to/datasets bash scripts/sweep.sh METHOD [KEY VALUE ...]
 # METHOD: taskres, coop, clip_adapter or zeroshot. DATASETS="dtd eurosat" and SHOTS="1 16"
 # restrict the grid; the other settings (SEEDS, OUTPUT, FORCE, ...) pass through.
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ $# -ge 1 ] || usage "bash scripts/sweep.sh METHOD [KEY VALUE ...]"
 method=$1

@@ -3,6 +3,7 @@
 # OUTPUT/<dataset>/<Trainer>/<cfg>_0shots/.
 #   DATA=/path/to/datasets bash scripts/zeroshot.sh DATASET [KEY VALUE ...]
 # TRAINER=ZeroshotCLIP2 uses the prompt ensemble; CFG picks the backbone config (default rn50).
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ $# -ge 1 ] || usage "bash scripts/zeroshot.sh DATASET [KEY VALUE ...]"
 dataset=$1

@@ -55,7 +55,8 @@ def expand(methods, datasets, shots, seeds, output, root, opts):
         for dataset, k in plan.grid(method, datasets, shots):
             runs += plan.plan_runs(method, dataset, k, seeds, output, root,
                                    method_options(method, opts))
-    return runs
+    # A name given twice (--datasets dtd dtd) must not give two jobs writing one folder.
+    return list({run.output_dir: run for run in runs}.values())
 
 
 TRAIN_PY = osp.join(plan.REPO_ROOT, "train.py")

@@ -76,6 +76,15 @@ def test_changed_images_or_settings_stop_with_a_fix(tmp_path):
     (folder / "split_ImageFolder.json").unlink()
     assert len(load(tmp_path, folder).classnames) == 4
 
+    # a hand-made split file (no recorded settings) is used as it is
+    split_path = folder / "split_ImageFolder.json"
+    data = json.loads(split_path.read_text())
+    del data["settings"]
+    data["train"], data["test"] = data["test"], data["train"]
+    split_path.write_text(json.dumps(data))
+    ds = load(tmp_path, folder, train_fraction=0.9)
+    assert len(ds.train_x) == len(data["train"]) == 4 * 2
+
 
 def test_folder_errors(tmp_path):
     with pytest.raises(DatasetNotFound, match="set DATASET.IMAGE_FOLDER.DIR"):

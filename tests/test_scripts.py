@@ -125,28 +125,28 @@ def test_force_reruns_and_keeps_the_old_folder(world, tmp_path):
 def test_killed_run_resumes_on_the_next_call(world, tmp_path):
     output = tmp_path / "output"
     env = script_env(world["data"], output, SEEDS="3")
-    args = ["bash", "scripts/taskres/main.sh", "dtd", "1",
-            *tiny_overrides(world["clip"], epochs=30), "TRAIN.CHECKPOINT_FREQ", "1"]
+    overrides = [*tiny_overrides(world["clip"], epochs=10), "TRAIN.CHECKPOINT_FREQ", "1"]
     run = output / TASKRES_1SHOT / "seed3"
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(["bash", "scripts/taskres/main.sh", "dtd", "1", *overrides],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    first_checkpoint = run / "prompt_learner" / "model.pth.tar-1"
+    pointer = run / "prompt_learner" / "checkpoint"  # written once a checkpoint is complete
     deadline = time.time() + 120
-    while not first_checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+    while not pointer.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the script and its train.py
     proc.wait()
-    assert first_checkpoint.exists() and not (run / "result.json").exists()
+    assert pointer.exists() and not (run / "result.json").exists()
 
-    resumed = run_script("scripts/taskres/main.sh", "dtd", 1,
-                         *tiny_overrides(world["clip"], epochs=30), "TRAIN.CHECKPOINT_FREQ", "1",
-                         env=env)
+    resumed = run_script("scripts/taskres/main.sh", "dtd", 1, *overrides, env=env)
     assert f"[resume] {output}/{TASKRES_1SHOT}/seed3: unfinished" in resumed.stdout
-    assert read_result(run)["epochs"] == 30
+    assert read_result(run)["epochs"] == 10
     logs = logs_of(run)
     assert len(logs) == 2 and logs[0] == "log.txt"  # the killed run's log is kept
     assert "Finish training" not in (run / "log.txt").read_text()
-    assert "will resume training" in (run / logs[1]).read_text()
+    second = (run / logs[1]).read_text()
+    assert "will resume training" in second and "epoch [1/10]" not in second
+    assert "epoch [10/10]" in second and "Finish training" in second
 
 
 def test_eval_sh_tests_the_trained_model(world):

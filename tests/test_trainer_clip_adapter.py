@@ -60,7 +60,7 @@ def test_class_prompts_read_underscores_as_spaces_and_clip_stays_bit_identical(p
     assert trainer.clip_model.dtype == torch.float32
     stored = file_weights(rn_path)
     before = {k: v.clone() for k, v in trainer.clip_model.state_dict().items()}
-    assert all(torch.equal(before[k], stored[k]) for k in stored)
+    assert all(torch.equal(before[k].cpu(), stored[k]) for k in stored)
 
     adapter_before = {k: v.clone() for k, v in trainer.adapter.state_dict().items()}
     trainer.train()
@@ -73,7 +73,7 @@ def test_ratio_mixes_adapted_and_original_features(pets):
     trainer = build_in_process(trainer_args("CLIP_Adapter", CONFIG, pets["data_root"], pets["clip_path"],
                                             pets["root"] / "ratio", "OxfordPets",
                                             "TRAINER.CLIP_ADAPTER.RATIO", "0.0"))
-    images = next(iter(trainer.test_loader))["img"]
+    images = next(iter(trainer.test_loader))["img"].to(trainer.device)
     features = trainer.image_features(images)
     with torch.no_grad():  # ratio 0: the adapter is bypassed, plain zero-shot CLIP logits
         expected = trainer.clip_model.logit_scale.exp() * l2_normalize(features) @ trainer.text_features.t()

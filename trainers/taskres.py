@@ -11,7 +11,7 @@ from dassl.utils import load_checkpoint
 
 from trainers.common.classifier import class_features, cosine_logits
 from trainers.common.clip_trainer import FrozenCLIPTrainer
-from trainers.common.precision import effective_precision
+from trainers.common.precision import PRECISIONS, effective_precision
 from trainers.common.templates import IMAGENET_TEMPLATES_SELECT, dataset_template
 
 
@@ -76,6 +76,10 @@ def imagenet_source_rows(dataset):
 @TRAINER_REGISTRY.register()
 class TaskRes(FrozenCLIPTrainer):
     """Task Residual tuning (Yu et al., CVPR 2023)."""
+
+    def check_cfg(self, cfg):  # fail before data and CLIP are loaded
+        if cfg.TRAINER.TaskRes.PREC not in PRECISIONS:
+            raise ValueError(f"TRAINER.TaskRes.PREC = {cfg.TRAINER.TaskRes.PREC!r}; use one of {PRECISIONS}")
 
     def base_templates(self):
         name = self.cfg.DATASET.NAME

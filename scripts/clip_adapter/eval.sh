@@ -3,6 +3,7 @@
 # the test set of each dataset in TARGETS (default: DATASET), into OUTPUT/eval/<target>/...
 #   DATA=/path/to/datasets bash scripts/clip_adapter/eval.sh DATASET SHOTS [KEY VALUE ...]
 # Pass the same CFG and KEY VALUE overrides as for training.
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 [ $# -ge 2 ] || usage "bash scripts/clip_adapter/eval.sh DATASET SHOTS [KEY VALUE ...]"
 dataset=$1 shots=$2

@@ -4,6 +4,7 @@
 #   DATA=/path/to/datasets bash scripts/coop/main.sh DATASET SHOTS [KEY VALUE ...]
 # NCTX (default 16), CSC (False) and CTP (end) set the context; they name the variant folder
 # nctx<NCTX>_csc<CSC>_ctp<CTP>. Other settings: see scripts/lib.sh.
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 [ $# -ge 2 ] || usage "bash scripts/coop/main.sh DATASET SHOTS [KEY VALUE ...]"
 dataset=$1 shots=$2

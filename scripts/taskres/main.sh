@@ -4,6 +4,7 @@
 #   DATA=/path/to/datasets bash scripts/taskres/main.sh DATASET SHOTS [KEY VALUE ...]
 # ENHANCED_BASE=<weights file | strong_base/ folder | none> trains on the enhanced base
 # (outputs in the variant folder enhanced_base/). Other settings: see scripts/lib.sh.
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 [ $# -ge 2 ] || usage "bash scripts/taskres/main.sh DATASET SHOTS [KEY VALUE ...]"
 dataset=$1 shots=$2

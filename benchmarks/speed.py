@@ -1,0 +1,310 @@
+"""Feature cache vs the reference per-step pipeline: wall time, image-encoder passes, accuracy.
+
+    python -m benchmarks.speed              # CPU: small CLIP, short runs, a few minutes
+    python -m benchmarks.speed --arch RN50 --epochs 100 200 --classes 10   # full size (GPU)
+
+Sections (--sections, default all of them, in this order):
+  single  one TaskRes and one CLIP-Adapter run, cached vs reference: same data, seed, epochs;
+  sweep   TaskRes over 5 shot counts x 3 seeds: cached (one cache shared by the 15 runs,
+          empty at the start) vs reference;
+  parity  final accuracy, mean and spread (population std) over the seeds, cached vs
+          reference: TaskRes at every shot count of the sweep, CLIP-Adapter at the largest;
+          then the cached accuracy for every V of --parity-views (how many views are enough);
+  coop    CoOp step time and peak memory, text encoder cut at the EOT vs 77 tokens
+          (benchmarks/coop_text.py).
+
+Every run is a real trainer built by train.py's own config code, in this process, logging to
+its own file; "encoder passes" is the trainer's counter (`image_encoder_forwards`), which
+also counts the passes that build the cache. Cached runs start from an empty cache root, so
+their wall time includes building it.
+
+Data: a synthetic image folder (noisy oriented gratings, one orientation per class, random
+colour, frequency and phase), drawn into a temp dir and read as DATASET.NAME ImageFolder.
+CLIP: random weights, no weights file needed (speed does not depend on the values; accuracy
+then only shows that both pipelines learn the same thing). "small" is a reduced ResNet CLIP
+at 64 px so that the CPU default finishes in minutes; on CUDA the default is RN50 at 224 px.
+"""
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+from tabulate import tabulate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # `python benchmarks/speed.py` as well as `python -m benchmarks.speed`
+    sys.path.insert(0, REPO)
+
+SMALL_CLIP = dict(embed_dim=256, image_resolution=64, vision_layers=(2, 2, 2, 2), vision_width=32,
+                  vision_patch_size=None, context_length=77, vocab_size=49408, transformer_width=256,
+                  transformer_heads=4, transformer_layers=4)
+SHOTS = (1, 2, 4, 8, 16)
+SEEDS = (1, 2, 3)
+# Official configs (SPEC 6.1); CLIP-Adapter uses CoOp's schedule. MAX_EPOCH is set per run.
+METHODS = {
+    "TaskRes": ("TaskRes/adam_lr2e-3_B256_ep200.yaml", ["TRAINER.TaskRes.RESIDUAL_SCALE", "0.5"]),
+    "CLIP_Adapter": ("CLIP_Adapter/rn50.yaml", []),
+}
+
+
+# ----------------------------------------------------------------------------- data and model
+def write_gratings(folder, n_classes, per_class, size, seed=0):
+    """`folder/pattern_XX/NNNN.jpg`: class c is a grating at angle c*180/n_classes degrees."""
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for c in range(n_classes):
+        os.makedirs(os.path.join(folder, f"pattern_{c:02d}"))
+        for i in range(per_class):
+            angle = np.pi * c / n_classes + rng.normal(0, 0.05)
+            wave = np.sin(2 * np.pi * rng.uniform(3, 6) * (xx * np.cos(angle) + yy * np.sin(angle))
+                          + rng.uniform(0, 2 * np.pi))
+            pixels = rng.uniform(0.25, 0.75, 3) + 0.2 * wave[..., None] + rng.normal(0, 0.15, (size, size, 3))
+            Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(
+                os.path.join(folder, f"pattern_{c:02d}", f"{i:04d}.jpg"), quality=90)
+    return folder
+
+
+def clip_options(arch, tmp):
+    """Config overrides that give the trainers a random-weight CLIP of `arch`."""
+    if arch != "small":
+        return ["MODEL.BACKBONE.NAME", arch, "MODEL.BACKBONE.PRETRAINED", "False"]
+    from clip.model import CLIP
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = CLIP(**SMALL_CLIP)
+    path = os.path.join(tmp, "small_clip.pt")
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, path)
+    size = SMALL_CLIP["image_resolution"]
+    return ["MODEL.BACKBONE.NAME", "small", "MODEL.BACKBONE.PATH", path, "INPUT.SIZE", f"({size}, {size})"]
+
+
+# ----------------------------------------------------------------------------- one run
+class Bench:
+    """Shared settings of every run, and the runner."""
+
+    def __init__(self, args, tmp):
+        self.args, self.tmp = args, tmp
+        self.data_root = os.path.join(tmp, "data")
+        write_gratings(os.path.join(self.data_root, "gratings"), args.classes, args.per_class, args.image_size)
+        self.clip_opts = clip_options(args.arch, tmp)
+        self.n_runs = 0
+
+    def epochs(self, shots):
+        low, high = self.args.epochs
+        return low if shots <= 4 else high
+
+    def run(self, method, shots, seed, cached, cache_root=None, views=None):
+        """Train and test one model; returns its wall time, encoder passes and accuracy."""
+        import train
+        from dassl.engine import build_trainer
+        from dassl.utils import set_random_seed
+
+        self.n_runs += 1
+        name = f"{self.n_runs:03d}-{method}-{shots}shot-seed{seed}-{'cached' if cached else 'reference'}"
+        config, method_opts = METHODS[method]
+        argv = [
+            "--root", self.data_root, "--seed", str(seed), "--trainer", method,
+            "--output-dir", os.path.join(self.tmp, "runs", name),
+            "--dataset-config-file", os.path.join(REPO, "configs", "datasets", "image_folder.yaml"),
+            "--config-file", os.path.join(REPO, "configs", "trainers", config),
+            "DATASET.IMAGE_FOLDER.DIR", "gratings", "DATASET.IMAGE_FOLDER.TRAIN_FRACTION", "0.5",
+            "DATASET.IMAGE_FOLDER.VAL_FRACTION", "0.1", "DATASET.NUM_SHOTS", str(shots),
+            "OPTIM.MAX_EPOCH", str(self.epochs(shots)), "DATALOADER.NUM_WORKERS", str(self.args.workers),
+            "TRAIN.PRINT_FREQ", "1000", "TRAIN.FEATURE_CACHE.ENABLED", str(cached),
+            "TRAIN.FEATURE_CACHE.VIEWS", str(views or self.args.views),
+            "TRAIN.FEATURE_CACHE.ROOT", cache_root or os.path.join(self.tmp, "unused-cache"),
+            *self.clip_opts, *method_opts,
+        ]
+        log = os.path.join(self.tmp, "logs", name + ".txt")
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+            start = time.perf_counter()
+            cfg = train.setup_cfg(train.build_parser().parse_args(argv))
+            set_random_seed(cfg.SEED)
+            trainer = build_trainer(cfg)
+            trainer.train()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - start
+        return dict(method=method, shots=shots, seed=seed, epochs=self.epochs(shots),
+                    pipeline="cached" if cached else "reference", views=views or self.args.views if cached else None,
+                    wall_s=wall, passes=trainer.image_encoder_forwards,
+                    accuracy=trainer.last_results["accuracy"], log=log)
+
+    def fresh_cache(self, label):
+        return os.path.join(self.tmp, "caches", label)
+
+
+# ----------------------------------------------------------------------------- sections
+def ratio(a, b):
+    return a / b if b else float("inf")
+
+
+def section_single(bench, report, results):
+    shots, seed = max(SHOTS), SEEDS[0]
+    report(f"\n## 1. One run per method: {shots} shots, seed {seed}, {bench.epochs(shots)} epochs "
+           f"(cached: empty cache at the start, V={bench.args.views})")
+    rows, lines = [], []
+    for method in METHODS:
+        ref = bench.run(method, shots, seed, cached=False)
+        hit = bench.run(method, shots, seed, cached=True, cache_root=bench.fresh_cache(f"single-{method}"))
+        results["single"] += [ref, hit]
+        for r in (ref, hit):
+            rows.append([method, r["pipeline"], f"{r['wall_s']:.1f}", f"{r['passes']:,}", f"{r['accuracy']:.1f}"])
+        lines.append(f"{method}: {ratio(ref['wall_s'], hit['wall_s']):.1f}x faster, "
+                     f"{ratio(ref['passes'], hit['passes']):.1f}x fewer encoder passes")
+    report(tabulate(rows, headers=["method", "pipeline", "wall s", "encoder passes", "accuracy %"]))
+    for line in lines:
+        report(line)
+
+
+def section_sweep(bench, report, results):
+    report(f"\n## 2. Sweep: TaskRes, shots {list(SHOTS)} x seeds {list(SEEDS)} = {len(SHOTS) * len(SEEDS)} runs, "
+           f"epochs {bench.args.epochs[0]} (<= 4 shots) / {bench.args.epochs[1]} (8, 16 shots); cached runs "
+           f"share one cache, empty at the start (V={bench.args.views})")
+    cache = bench.fresh_cache("sweep")
+    totals = {}
+    for cached in (False, True):
+        runs = [bench.run("TaskRes", k, s, cached=cached, cache_root=cache) for k in SHOTS for s in SEEDS]
+        results["sweep"] += runs
+        totals[cached] = (sum(r["passes"] for r in runs), sum(r["wall_s"] for r in runs))
+    rows = [[name, f"{totals[c][0]:,}", f"{totals[c][1]:.1f}"] for name, c in (("reference", False), ("cached", True))]
+    report(tabulate(rows, headers=["pipeline", "encoder passes (15 runs)", "wall s (15 runs)"]))
+    report(f"sweep: {ratio(totals[False][0], totals[True][0]):.1f}x fewer encoder passes, "
+           f"{ratio(totals[False][1], totals[True][1]):.1f}x faster")
+
+
+def _spread(values):
+    return statistics.mean(values), statistics.pstdev(values)
+
+
+def _parity_row(method, shots, ref, hit, label="cached"):
+    (rm, rs), (cm, cs) = _spread(ref), _spread(hit)
+    return [method, shots, label, f"{rm:.2f} +- {rs:.2f}", f"{cm:.2f} +- {cs:.2f}", f"{cm - rm:+.2f}",
+            "yes" if abs(cm - rm) <= rs + 1e-9 else "NO"]
+
+
+def section_parity(bench, report, results):
+    report(f"\n## 3. Parity: final test accuracy over seeds {list(SEEDS)}, mean +- population std "
+           f"(within spread: |cached mean - reference mean| <= reference std)")
+    runs = results["sweep"] + results["single"]
+
+    def accuracies(method, shots, pipeline, views=None):
+        return [next(r["accuracy"] for r in runs if r["method"] == method and r["shots"] == shots and r["seed"] == s
+                     and r["pipeline"] == pipeline and (views is None or r["views"] == views)) for s in SEEDS]
+
+    def ensure(method, shots, pipeline, views=None):
+        for seed in SEEDS:
+            have = any(r["method"] == method and r["shots"] == shots and r["seed"] == seed and r["pipeline"] == pipeline
+                       and (views is None or r["views"] == views) for r in runs)
+            if not have:
+                run = bench.run(method, shots, seed, cached=pipeline == "cached",
+                                cache_root=bench.fresh_cache(f"parity-{method}-V{views}"), views=views)
+                results["parity"].append(run)
+                runs.append(run)
+
+    rows = []
+    top = max(SHOTS)
+    cases = [("TaskRes", k) for k in SHOTS] + [("CLIP_Adapter", top)]
+    for method, shots in cases:
+        ensure(method, shots, "reference")
+        ensure(method, shots, "cached", bench.args.views)
+        rows.append(_parity_row(method, shots, accuracies(method, shots, "reference"),
+                                accuracies(method, shots, "cached", bench.args.views), f"V={bench.args.views}"))
+    for views in bench.args.parity_views:
+        if views == bench.args.views:
+            continue
+        for method in METHODS:
+            ensure(method, top, "cached", views)
+            rows.append(_parity_row(method, top, accuracies(method, top, "reference"),
+                                    accuracies(method, top, "cached", views), f"V={views}"))
+    report(tabulate(rows, headers=["method", "shots", "cache", "reference %", "cached %", "diff", "within spread"]))
+
+
+def section_coop(bench, report, results):
+    from benchmarks import coop_text
+    report("\n## 4. CoOp text encoder (benchmarks/coop_text.py)")
+    args = bench.args
+    arch = "RN50" if args.arch == "small" else args.arch
+    results["coop"] = coop_text.run(report=report, classes=args.coop_classes, arch=arch,
+                                    batch=args.coop_batch, steps=3)
+
+
+SECTIONS = {"single": section_single, "sweep": section_sweep, "parity": section_parity, "coop": section_coop}
+
+
+# ----------------------------------------------------------------------------- main
+def parse_args(argv=None):
+    cuda = torch.cuda.is_available()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--arch", default="RN50" if cuda else "small",
+                        help="CLIP architecture with random weights: a CLIP name (RN50, ViT-B/16, ...) or "
+                             "'small' (reduced ResNet, 64 px); default RN50 on CUDA, small on CPU")
+    parser.add_argument("--classes", type=int, default=10 if cuda else 6)
+    parser.add_argument("--per-class", type=int, default=60 if cuda else 40,
+                        help="images per class; split 50%% train (the few-shot pool) / 10%% val / 40%% test")
+    parser.add_argument("--image-size", type=int, default=128, help="side of the synthetic JPEGs")
+    parser.add_argument("--epochs", type=int, nargs=2, metavar=("LOW", "HIGH"),
+                        default=[100, 200] if cuda else [10, 20],
+                        help="epochs for 1/2/4 shots and for 8/16 shots (official: 100 200)")
+    parser.add_argument("--views", type=int, default=None,
+                        help="TRAIN.FEATURE_CACHE.VIEWS of the cached runs (default: the config default)")
+    parser.add_argument("--parity-views", type=int, nargs="*", default=[1, 2, 5, 10, 20] if cuda else [],
+                        help="also measure cached accuracy at these V (16 shots, 3 seeds, both methods)")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1) if cuda else 0,
+                        help="DATALOADER.NUM_WORKERS of every run")
+    parser.add_argument("--coop-classes", type=int, nargs="+", default=[10, 500, 1000] if cuda else [10, 50])
+    parser.add_argument("--coop-batch", type=int, default=32 if cuda else 8)
+    parser.add_argument("--json", help="also write every run's numbers to this file")
+    args = parser.parse_args(argv)
+    if args.views is None:
+        from dassl.config import get_cfg_default
+        from trainers.config import extend_cfg
+        args.views = extend_cfg(get_cfg_default()).TRAIN.FEATURE_CACHE.VIEWS
+    if args.per_class // 2 < max(SHOTS):
+        parser.error(f"--per-class {args.per_class} leaves {args.per_class // 2} training images per class; "
+                     f"the sweep needs {max(SHOTS)}: use at least {2 * max(SHOTS)}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # as train.py does
+        where = f"cuda ({torch.cuda.get_device_name(0)})"
+    else:
+        where = f"cpu ({torch.get_num_threads()} threads)"
+    size = SMALL_CLIP["image_resolution"] if args.arch == "small" else 224
+    n_train, n_val = args.per_class // 2, args.per_class // 10
+    print(f"# Feature cache benchmark on {where}\n"
+          f"sizes: CLIP {args.arch} random weights at {size} px; {args.classes} classes x {args.per_class} "
+          f"synthetic {args.image_size} px JPEGs (per class {n_train} train / {n_val} val / "
+          f"{args.per_class - n_train - n_val} test); epochs {args.epochs[0]} (1-4 shots) / {args.epochs[1]} "
+          f"(8-16 shots); V={args.views}; DATALOADER.NUM_WORKERS {args.workers}; official method configs "
+          f"(TaskRes Adam lr 2e-3 batch 256, CLIP-Adapter SGD lr 2e-3 batch 32)", flush=True)
+    results = {"single": [], "sweep": [], "parity": [], "coop": []}
+    report = lambda line: print(line, flush=True)  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="speed-bench-") as tmp:
+        bench = Bench(args, tmp)
+        for name in args.sections:
+            start = time.perf_counter()
+            SECTIONS[name](bench, report, results)
+            report(f"(section {name}: {time.perf_counter() - start:.0f} s)")
+    if args.json:
+        for runs in results.values():
+            for run in runs:
+                run.pop("log", None)
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "results": results}, f, indent=4)
+
+
+if __name__ == "__main__":
+    main()
