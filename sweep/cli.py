@@ -9,7 +9,7 @@ from fewshot_grid import plan
 from fewshot_grid.benchmarks import BENCHMARKS, SEEDS, SHOTS
 
 from . import local, report, slurm
-from .runs import RUNNING, TO_SUBMIT, classify, expand, job_spec
+from .runs import FAILED, RUNNING, TO_SUBMIT, classify, expand, job_spec
 
 USAGE_EXAMPLES = """examples:
   # every TaskRes run of two datasets, one job per visible GPU of this machine
@@ -167,7 +167,7 @@ def show_status(runs, states, output):
         if s.state == RUNNING:
             print(f"  [running] {s.run.output_dir}: {s.detail}")
     report.print_failures([(s.run.output_dir, s.detail, s.log) for s in states
-                           if s.state == "failed"])
+                           if s.state == FAILED])
     report.print_table(output, runs)
     return 0
 

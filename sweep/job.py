@@ -10,8 +10,10 @@ import datetime
 import os
 import os.path as osp
 import shlex
+import signal
 import socket
 import subprocess
+import sys
 
 LOG_NAME = "sweep.log"
 MARK = "[sweep] "
@@ -53,6 +55,17 @@ def slurm_job_id(environ=None):
     return env.get("SLURM_JOB_ID", "")
 
 
+def _die_with_job():
+    """In train.py's process before it starts (Linux): get SIGTERM when the job process dies,
+    so a killed job leaves no orphan training on and holding its GPU."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: nothing to do
+        pass
+
+
 def run_one(spec):
     """Run one planned run; returns train.py's exit code (0 also when it had already finished).
 
@@ -71,7 +84,8 @@ def run_one(spec):
         out.write(f"command: {shlex.join(spec['argv'])}\n")
         out.flush()
         proc = subprocess.Popen(spec["argv"], cwd=spec["cwd"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=_die_with_job)
         try:
             code = proc.wait()
         except BaseException:  # interrupted (Ctrl-C, job cancelled): stop train.py too
@@ -93,8 +107,6 @@ def run_group(specs):
 def register_job_module():
     """Pickle this module's functions by value into submitit's job files, so a job runs them
     without importing the repository (its working folder or PYTHONPATH may differ)."""
-    import sys
-
     import cloudpickle  # a submitit dependency; imported here, in the launcher only
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -4,7 +4,7 @@ tasks running at a time. Each run's console output goes to its own `sweep.log`; 
 files (job pickles, the task's own stdout) go to `<submitit dir>/<array id>_<task id>/`.
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import submitit
 
@@ -91,7 +91,7 @@ def describe(opts, n_runs, group_size, folder) -> List[str]:
     return lines
 
 
-def parse_extra(items) -> Optional[Dict[str, str]]:
+def parse_extra(items) -> Dict[str, str]:
     """`--slurm-extra KEY=VALUE` items -> {KEY: VALUE} (sbatch option names, e.g. mail-type)."""
     extra = {}
     for item in items or []:

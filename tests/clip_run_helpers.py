@@ -3,6 +3,7 @@ subprocess, or in-process through train.py's own config code (to inspect the tra
 import os
 import re
 
+import clip
 import torch
 
 import train
@@ -71,3 +72,10 @@ def file_weights(clip_path):
 def model_folders(output_dir):
     """Folders of `output_dir` that hold a saved model (they carry a `checkpoint` pointer)."""
     return sorted(d for d in os.listdir(output_dir) if os.path.isfile(os.path.join(output_dir, d, "checkpoint")))
+
+
+@torch.no_grad()
+def encode_texts(clip_model, texts):
+    """CLIP's own text features of `texts` (fp32), computed independently of the trainers."""
+    device = clip_model.text_projection.device
+    return clip_model.encode_text(clip.tokenize(texts).to(device)).float()

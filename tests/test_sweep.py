@@ -197,3 +197,21 @@ def test_failed_job_is_reported_and_rerun_alone_once_fixed(world, tmp_path):
     assert (bad / "result.json").is_file()
     assert (good / "sweep.log").read_text() == good_log  # the finished run was not touched
     assert [e for e, _ in markers(bad / "sweep.log")] == ["start", "exit", "start", "exit"]
+
+
+def test_sweep_sh_hands_the_grid_to_the_launcher(tmp_path):
+    """scripts/sweep.sh with LAUNCHER set: the same grid (its env settings) through the sweep."""
+    (tmp_path / "data").mkdir()
+    env = clean_env(tmp_path, DATA=str(tmp_path / "data"), OUTPUT=str(tmp_path / "out"),
+               DATASETS="dtd", SHOTS="1 2", SEEDS="2", NCTX="4", LAUNCHER="local",
+               SWEEP_OPTS="--dry-run --gpus none")
+    proc = subprocess.run(["bash", "scripts/sweep.sh", "coop", "OPTIM.MAX_EPOCH", "1"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 runs: 2 new; to submit: 2" in proc.stdout
+    for setting in ("rn50_ep50_1shots", "rn50_ep100_2shots"):
+        assert f"[new] {tmp_path}/out/dtd/CoOp/{setting}/nctx4_cscFalse_ctpend/seed2" in \
+            proc.stdout
+    assert proc.stdout.count("TRAINER.COOP.N_CTX 4") == 2
+    assert proc.stdout.count("OPTIM.MAX_EPOCH 1") == 2
+    assert not (tmp_path / "out").exists()

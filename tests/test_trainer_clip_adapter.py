@@ -1,12 +1,11 @@
 """CLIP-Adapter end to end on a fixture dataset with a tiny real CLIP (train.py subprocesses)."""
 import os
 
-import clip
 import pytest
 import torch
 
 from dassl.utils import load_checkpoint
-from tests.clip_run_helpers import (build_in_process, epoch_losses, file_weights, model_folders,
+from tests.clip_run_helpers import (build_in_process, encode_texts, epoch_losses, file_weights, model_folders,
                                     result, run, trainer_args, write_fixture_and_clip)
 from tests.tiny_clip import save_tiny_clip
 from trainers.common.classifier import l2_normalize
@@ -54,8 +53,7 @@ def test_class_prompts_read_underscores_as_spaces_and_clip_stays_bit_identical(p
                                             *TRAIN_OPTS))
     classnames = trainer.dm.dataset.classnames
     prompts = [f"a photo of a {c.replace('_', ' ')}, a type of pet." for c in classnames]
-    with torch.no_grad():
-        expected = l2_normalize(trainer.clip_model.encode_text(clip.tokenize(prompts)))
+    expected = l2_normalize(encode_texts(trainer.clip_model, prompts))
     torch.testing.assert_close(trainer.text_features, expected)
     assert trainer.clip_model.dtype == torch.float32
     stored = file_weights(rn_path)

@@ -1,12 +1,11 @@
 """TaskRes end to end on fixture datasets with a tiny real CLIP (train.py subprocesses)."""
 import os
 
-import clip
 import pytest
 import torch
 
 from dassl.utils import load_checkpoint, save_checkpoint
-from tests.clip_run_helpers import (ON_CPU, build_in_process, epoch_losses, file_weights,
+from tests.clip_run_helpers import (ON_CPU, build_in_process, encode_texts, epoch_losses, file_weights,
                                     model_folders, result, run, trainer_args, write_fixture_and_clip)
 from tests.dataset_fixtures import imagenet_subset_classnames, write_fixture
 from tests.tiny_clip import save_tiny_clip
@@ -76,7 +75,7 @@ def test_zero_residual_is_zero_shot_and_clip_stays_bit_identical(pets):
     assert any("_" in name for name in classnames)
     images = next(iter(trainer.test_loader))["img"].to(trainer.device)
     with torch.no_grad():
-        raw = trainer.clip_model.encode_text(clip.tokenize([PETS_TEMPLATE.format(c) for c in classnames]))
+        raw = encode_texts(trainer.clip_model, [PETS_TEMPLATE.format(c) for c in classnames])
         zero_shot = cosine_logits(trainer.clip_model.encode_image(images), raw, trainer.clip_model.logit_scale)
         torch.testing.assert_close(trainer.model_inference(images), zero_shot)
 
@@ -101,8 +100,8 @@ def test_enhanced_base_flag_replaces_the_text_projection(pets):
                                              flags=["--enhanced-base", path]))
     assert torch.equal(enhanced.clip_model.text_projection.cpu(), weight.t())
     classnames = enhanced.dm.dataset.classnames
-    with torch.no_grad():  # the base is computed with the new projection
-        expected = enhanced.clip_model.encode_text(clip.tokenize([PETS_TEMPLATE.format(c) for c in classnames]))
+    # The base is computed with the new projection.
+    expected = encode_texts(enhanced.clip_model, [PETS_TEMPLATE.format(c) for c in classnames])
     torch.testing.assert_close(enhanced.learner.base_text_features, expected)
     assert not torch.allclose(enhanced.learner.base_text_features, trainer.learner.base_text_features)
 
@@ -119,8 +118,7 @@ def test_imagenet_model_on_imagenet_a_uses_the_rows_of_its_classes(tmp_path):
     imagenet = build_in_process(imagenet_args)
     names = imagenet.dm.dataset.classnames
     prompts = [t.format(names[0]) for t in (*IMAGENET_TEMPLATES_SELECT, "a photo of a {}.")]
-    with torch.no_grad():
-        expected = imagenet.clip_model.encode_text(clip.tokenize(prompts)).mean(0)
+    expected = encode_texts(imagenet.clip_model, prompts).mean(0)
     torch.testing.assert_close(imagenet.learner.base_text_features[0], expected)
     imagenet.train()
     trained = load_checkpoint(os.path.join(out, "prompt_learner", "model.pth.tar-2"))["state_dict"]

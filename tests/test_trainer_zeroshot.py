@@ -4,7 +4,7 @@ import clip
 import pytest
 import torch
 
-from tests.clip_run_helpers import (FP16_TOLERANCE, ON_CPU, build_in_process, result, run, trainer_args,
+from tests.clip_run_helpers import (FP16_TOLERANCE, ON_CPU, build_in_process, encode_texts, result, run, trainer_args,
                                     write_fixture_and_clip)
 from tests.dataset_fixtures import write_fixture
 from trainers.common.classifier import l2_normalize
@@ -19,11 +19,6 @@ def fixtures(tmp_path_factory):
     data_root, clip_path = write_fixture_and_clip(root, "OxfordPets", arch="vit")
     write_fixture(data_root, "ImageNet", n_classes=4, per_class=3)
     return dict(root=root, data_root=data_root, clip_path=clip_path)
-
-
-def _encode(clip_model, texts):
-    with torch.no_grad():
-        return clip_model.encode_text(clip.tokenize(texts)).float()
 
 
 def test_train_py_run_evaluates_and_matches_the_in_process_trainer(fixtures):
@@ -45,7 +40,7 @@ def test_single_template_with_spaces_for_underscores(fixtures):
                                             fixtures["clip_path"], fixtures["root"] / "single", "OxfordPets"))
     names = trainer.dm.dataset.classnames
     assert "american_bulldog" in names
-    expected = l2_normalize(_encode(trainer.clip_model,
+    expected = l2_normalize(encode_texts(trainer.clip_model,
                                     [f"a photo of a {n.replace('_', ' ')}, a type of pet." for n in names]))
     torch.testing.assert_close(trainer.text_features, expected, **FP16_TOLERANCE)
 
@@ -57,7 +52,7 @@ def test_ensemble_normalises_each_template_then_the_mean(fixtures, dataset, own_
                                             fixtures["clip_path"], fixtures["root"] / f"ens_{dataset}", dataset))
     templates = list(IMAGENET_TEMPLATES_SELECT) + ([own_template] if own_template else [])
     name = trainer.dm.dataset.classnames[-1].replace("_", " ")
-    per_template = l2_normalize(_encode(trainer.clip_model, [t.format(name) for t in templates]))
+    per_template = l2_normalize(encode_texts(trainer.clip_model, [t.format(name) for t in templates]))
     torch.testing.assert_close(trainer.text_features[-1], l2_normalize(per_template.mean(0)), **FP16_TOLERANCE)
 
 
