@@ -8,3 +8,8 @@ The runs are those `scripts/<method>/main.sh` makes (both expand them with
 `fewshot_grid.plan`), into the same output folders, with the same done marker (`result.json`):
 a second invocation submits only what is missing. Repo-local (not installed), like `datasets/`.
 """
+
+
+class LauncherError(Exception):
+    """What a launcher cannot do here (a bad GPU list, no SLURM, a refused submission): the
+    message says what to change; the command line prints it without a traceback."""

@@ -8,7 +8,7 @@ import sys
 from fewshot_grid import plan
 from fewshot_grid.benchmarks import BENCHMARKS, SEEDS, SHOTS
 
-from . import local, report, slurm
+from . import LauncherError, local, report, slurm
 from .runs import FAILED, RUNNING, TO_SUBMIT, classify, expand, job_spec
 
 USAGE_EXAMPLES = """examples:
@@ -244,7 +244,7 @@ def main(argv=None):
         if args.launcher == "slurm":
             return launch_slurm(args, todo, slurm_opts, folder)
         return launch_local(args, runs, todo, folder)
-    except local.LauncherError as error:
+    except LauncherError as error:
         print(f"python -m sweep: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

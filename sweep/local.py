@@ -11,6 +11,7 @@ from typing import Dict
 import submitit
 from tqdm import tqdm
 
+from . import LauncherError
 from .job import register_job_module, run_one
 from .runs import job_spec, log_path, result_path
 
@@ -31,10 +32,6 @@ class Outcome:
     ok: bool
     detail: str  # "exit code 1", the submitit error, ...
     log: str
-
-
-class LauncherError(Exception):
-    """A launcher option that cannot work here (bad GPU list, no GPU, ...)."""
 
 
 def visible_gpus():

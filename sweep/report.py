@@ -29,7 +29,9 @@ def print_table(output, runs):
     datasets = list(dict.fromkeys(r.dataset for r in runs))  # in the sweep's order
     shots = sorted({r.shots for r in runs})
     seeds = sorted({r.seed for r in runs if r.seed is not None})
-    argv = [output, "--table", "--datasets", *datasets, "--shots", *map(str, shots)]
+    argv = [output, "--table", "--datasets", *datasets]
+    if not (0 in shots and len(shots) > 1):  # zero-shot beside trained methods: each its own
+        argv += ["--shots", *map(str, shots)]
     if seeds:
         argv += ["--seeds", *map(str, seeds)]
     print(f"\n$ python parse_results.py {' '.join(argv)}")

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Dict, List
 
 import submitit
+from submitit.core.utils import FailedJobError, FailedSubmissionError
 
+from . import LauncherError
 from .job import register_job_module, run_group, write_marker
 from .runs import job_spec
 
@@ -62,7 +64,11 @@ def group_runs(runs, group_size):
 def make_executor(folder, opts, cluster="slurm"):
     """The AutoExecutor a sweep submits with. `cluster` is submitit's: "slurm" on a cluster
     (needs `srun` on PATH); "local" or "debug" run the same parameters elsewhere."""
-    executor = submitit.AutoExecutor(folder=f"{folder}/%j", cluster=cluster)
+    try:
+        executor = submitit.AutoExecutor(folder=f"{folder}/%j", cluster=cluster)
+    except RuntimeError as error:  # submitit finds no `srun`
+        raise LauncherError(f"--launcher slurm: {error} Run the sweep on a machine that "
+                            f"submits to the cluster (a login node), or use --launcher local")
     executor.update_parameters(**executor_parameters(opts))
     return executor
 
@@ -74,7 +80,11 @@ def submit(runs, folder, opts, group_size=1, executor=None):
     executor = executor or make_executor(folder, opts)
     groups = group_runs(runs, group_size)
     specs = [[job_spec(run, "slurm") for run in group] for group in groups]
-    jobs = executor.map_array(run_group, specs)
+    try:
+        jobs = executor.map_array(run_group, specs)
+    except (FailedJobError, FailedSubmissionError) as error:
+        raise LauncherError(f"sbatch refused the submission: {error}. Check the partition, "
+                            f"account, time and memory options (--dry-run shows them)")
     for job, group in zip(jobs, specs):
         for spec in group:
             write_marker(spec["log"], "queued", launcher="slurm", job=job.job_id)

@@ -34,7 +34,7 @@ def clean_env(base, **extra):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable,
                FEWSHOT_FEATURE_CACHE=str(base / "feature_cache"))
     for key in ("SEEDS", "FORCE", "CFG", "ENHANCED_BASE", "DATASETS", "SHOTS", "OUTPUT",
-                "DATA", "CUDA_VISIBLE_DEVICES"):
+                "DATA", "CUDA_VISIBLE_DEVICES", "LAUNCHER", "SWEEP_OPTS"):
         env.pop(key, None)
     env.update(extra)
     return env

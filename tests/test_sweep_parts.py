@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from fewshot_grid import plan
-from sweep import job, local, runs
+from sweep import LauncherError, job, local, runs
 
 
 @pytest.fixture
@@ -99,10 +99,10 @@ def test_slots_one_job_per_visible_gpu(monkeypatch):
     # two jobs per GPU, spread round robin
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in local.make_slots("auto", 4)] == \
         ["2", "5", "2", "5"]
-    with pytest.raises(local.LauncherError, match="multiple of the GPU count"):
+    with pytest.raises(LauncherError, match="multiple of the GPU count"):
         local.make_slots("auto", 3)
     assert [s.name for s in local.make_slots("0,3", None)] == ["gpu 0", "gpu 3"]
-    with pytest.raises(local.LauncherError, match="listed twice"):
+    with pytest.raises(LauncherError, match="listed twice"):
         local.make_slots("1,1", None)
 
 

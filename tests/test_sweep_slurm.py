@@ -156,3 +156,23 @@ def test_options_of_the_other_launcher_are_refused(cluster):
     local = [a for a in grid_args(c) if a not in ("--launcher", "slurm")]
     proc = run_sweep(*local, "--partition", "gpu", env=c["env"], check=False)
     assert proc.returncode == 2 and "--partition belong(s) to --launcher slurm" in proc.stderr
+
+
+def test_submission_problems_are_explained(cluster, tmp_path):
+    c = cluster
+    refusing = tmp_path / "refusing"
+    refusing.mkdir()
+    write_executable(refusing / "sbatch", "#!/usr/bin/env bash\n"
+                     "echo 'sbatch: error: invalid partition specified: nope' >&2\nexit 1\n")
+    env = dict(c["env"], PATH=f"{refusing}{os.pathsep}{c['env']['PATH']}")
+    proc = run_sweep(*grid_args(c), "--partition", "nope", env=env, check=False)
+    assert proc.returncode == 2
+    assert "sbatch refused the submission: sbatch: error: invalid partition specified: nope" \
+        in proc.stderr
+    assert not (c["out"] / SETTING / "seed1" / "sweep.log").exists()  # nothing marked queued
+
+    no_slurm = dict(c["env"], PATH=os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                                   if not os.path.isfile(os.path.join(p, "srun"))))
+    proc = run_sweep(*grid_args(c), env=no_slurm, check=False)
+    assert proc.returncode == 2 and 'Could not detect "srun"' in proc.stderr
+    assert "or use --launcher local" in proc.stderr

@@ -12,10 +12,42 @@ from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 
 from trainers.common.clip_loader import check_input_size, load_clip_to_cpu
+from trainers.common.feature_cache import TrainerFeatureCache
 
 
 class FrozenCLIPTrainer(TrainerX):
-    """Subclasses set `self.clip_model` (via `freeze_on_device`) and define `logits`."""
+    """Subclasses set `self.clip_model` (via `freeze_on_device`) and define `logits`.
+
+    With TRAIN.FEATURE_CACHE.ENABLED the image loaders are swapped for loaders over cached
+    features (test/val at once, training views when training starts) and `image_features`
+    passes those [B, D] features through; the methods do not notice.
+    """
+
+    def __init__(self, cfg):
+        self.image_encoder_forwards = 0  # images through CLIP's image encoder (benchmarks read it)
+        self.feature_cache = None
+        super().__init__(cfg)
+        if cfg.TRAIN.FEATURE_CACHE.ENABLED:
+            self.feature_cache = TrainerFeatureCache(self)
+            self.test_loader = self.feature_cache.eval_loader(self.test_loader, "test")
+            # val is read only for best_val model selection or TEST.SPLIT val; otherwise its
+            # (rare) use runs through the encoder as before.
+            if self.val_loader is not None and (cfg.TEST.FINAL_MODEL == "best_val" or cfg.TEST.SPLIT == "val"):
+                self.val_loader = self.feature_cache.eval_loader(self.val_loader, "val")
+
+    def before_train(self):
+        if self.feature_cache is not None:
+            self.train_loader_x = self.feature_cache.train_loader(self.train_loader_x)
+        super().before_train()
+
+    def before_epoch(self):
+        if self.feature_cache is not None:
+            self.train_loader_x.dataset.view = self.epoch % self.feature_cache.views
+        super().before_epoch()
+
+    def after_train(self):
+        super().after_train()
+        print(f"Image encoder passes: {self.image_encoder_forwards:,}")
 
     def load_clip(self):
         print(f"Loading CLIP (backbone: {self.cfg.MODEL.BACKBONE.NAME})")
@@ -32,7 +64,10 @@ class FrozenCLIPTrainer(TrainerX):
 
     @torch.no_grad()
     def image_features(self, images):
-        """The one place images meet the CLIP image encoder."""
+        """The one place images meet the CLIP image encoder ([B, D] cached features pass)."""
+        if self.feature_cache is not None and images.dim() == 2:
+            return images
+        self.image_encoder_forwards += len(images)
         return self.clip_model.encode_image(images.type(self.clip_model.dtype))
 
     def logits(self, image_features):

@@ -1,0 +1,86 @@
+"""The feature cache inside the CLIP trainers (tiny real CLIP, fixture dataset on disk)."""
+import os
+
+import pytest
+import torch
+
+from tests.clip_run_helpers import build_in_process, result, run, trainer_args, write_fixture_and_clip
+from tests.dataset_fixtures import fixture_counts
+
+DATASET = "Caltech101"
+N_CLASSES, PER_CLASS = 3, 10
+EPOCHS, VIEWS = 4, 2
+BATCH = 5  # divides the 15 training images: no batch dropped, every image is seen each epoch
+CONFIGS = {
+    "TaskRes": "TaskRes/adam_lr2e-3_B256_ep100.yaml",
+    "CLIP_Adapter": "CLIP_Adapter/rn50.yaml",
+    "CoOp": "CoOp/rn50.yaml",
+    "ZeroshotCLIP": "ZeroshotCLIP/rn50.yaml",
+}
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache_trainers")
+    data_root, clip_path = write_fixture_and_clip(root, DATASET, n_classes=N_CLASSES, per_class=PER_CLASS)
+    return dict(root=root, data_root=data_root, clip_path=clip_path,
+                counts=fixture_counts(DATASET, n_classes=N_CLASSES, per_class=PER_CLASS))
+
+
+def args_for(fixture, trainer, out, cache_root=None, *opts):
+    cache = ["TRAIN.FEATURE_CACHE.ENABLED", "False"] if cache_root is None else [
+        "TRAIN.FEATURE_CACHE.ENABLED", "True", "TRAIN.FEATURE_CACHE.ROOT", str(cache_root),
+        "TRAIN.FEATURE_CACHE.VIEWS", str(VIEWS)]
+    return trainer_args(trainer, CONFIGS[trainer], fixture["data_root"], fixture["clip_path"],
+                        fixture["root"] / out, DATASET, "OPTIM.MAX_EPOCH", str(EPOCHS),
+                        "DATALOADER.TRAIN_X.BATCH_SIZE", str(BATCH), *cache, *opts)
+
+
+def test_cached_test_features_and_predictions_match_the_encoder(fixture, tmp_path):
+    trainer = build_in_process(args_for(fixture, "TaskRes", "match", tmp_path / "cache",
+                                        "TRAINER.TaskRes.PREC", "fp32", "DATALOADER.TEST.BATCH_SIZE", "4"))
+    assert trainer.test_loader is not trainer.dm.test_loader
+    n_batches = 0
+    for cached, reference in zip(trainer.test_loader, trainer.dm.test_loader, strict=True):
+        assert cached["impath"] == reference["impath"] and torch.equal(cached["label"], reference["label"])
+        fresh = trainer.image_features(reference["img"].to(trainer.device))
+        torch.testing.assert_close(cached["img"].to(trainer.device), fresh, rtol=1e-5, atol=1e-5)
+        assert torch.equal(trainer.model_inference(cached["img"].to(trainer.device)).argmax(1),
+                           trainer.model_inference(reference["img"].to(trainer.device)).argmax(1))
+        n_batches += 1
+    assert n_batches == len(trainer.dm.test_loader) > 1
+
+
+@pytest.mark.parametrize("trainer_name", list(CONFIGS))
+def test_every_trainer_counts_far_fewer_encoder_passes_with_the_cache(fixture, tmp_path, trainer_name):
+    n_train, n_test = fixture["counts"]["train"], fixture["counts"]["test"]
+    assert n_train % BATCH == 0
+    counts = {}
+    for cached in (False, True):
+        trainer = build_in_process(args_for(fixture, trainer_name, f"count-{trainer_name}-{cached}",
+                                            tmp_path / "cache" if cached else None))
+        trainer.train()
+        counts[cached] = trainer.image_encoder_forwards
+        if not cached:  # the switch off keeps the reference loaders and pipeline
+            assert trainer.test_loader is trainer.dm.test_loader
+            assert trainer.train_loader_x is trainer.dm.train_loader_x
+            assert not os.path.exists(tmp_path / "cache")
+    if trainer_name == "ZeroshotCLIP":  # nothing trained: the test set once either way
+        assert counts == {False: n_test, True: n_test}
+    else:
+        assert counts[False] == EPOCHS * n_train + n_test
+        assert counts[True] == VIEWS * n_train + n_test
+
+
+def test_train_py_runs_share_the_cache_and_report_passes(fixture, tmp_path):
+    cache = tmp_path / "cache"
+    first = run(args_for(fixture, "CLIP_Adapter", "e2e-1", cache))
+    n_train, n_test = fixture["counts"]["train"], fixture["counts"]["test"]
+    assert f"Image encoder passes: {VIEWS * n_train + n_test:,}" in first
+    assert "Feature cache: on, 2 view(s) per training image" in first
+    # Same images, other method and seed: everything comes from the cache.
+    second = run(args_for(fixture, "TaskRes", "e2e-2", cache, "SEED", "2"))
+    assert "Image encoder passes: 0" in second
+    assert f"Feature cache: all {n_train} train images found" in second
+    assert f"Feature cache: all {n_test} test images found" in second
+    assert 0 <= result(fixture["root"] / "e2e-2")["accuracy"] <= 100
