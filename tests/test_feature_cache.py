@@ -304,3 +304,11 @@ def test_loader_over_features_batches_like_the_reference_loader(images):
             torch.testing.assert_close(batch["img"], features[batch["index"], 1])
             assert batch["label"].tolist() == [items[i].label for i in batch["index"]]
             assert batch["impath"] == [items[i].impath for i in batch["index"]]
+
+
+def test_an_unusable_cache_root_is_an_error_naming_the_setting(tmp_path, images, model):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    fset = feature_set(blocker / "cache", model, build_transform(make_cfg(), is_train=False), views=1)
+    with pytest.raises(OSError, match="TRAIN.FEATURE_CACHE.ROOT"):
+        fset.load(images, CountingEncoder(model))

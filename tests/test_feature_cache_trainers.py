@@ -84,3 +84,16 @@ def test_train_py_runs_share_the_cache_and_report_passes(fixture, tmp_path):
     assert f"Feature cache: all {n_train} train images found" in second
     assert f"Feature cache: all {n_test} test images found" in second
     assert 0 <= result(fixture["root"] / "e2e-2")["accuracy"] <= 100
+
+
+def test_another_weights_file_misses_the_cache(fixture, tmp_path):
+    from tests.tiny_clip import save_tiny_clip
+
+    first = build_in_process(args_for(fixture, "ZeroshotCLIP", "weights-a", tmp_path / "cache"))
+    assert first.image_encoder_forwards == fixture["counts"]["test"]
+    same = build_in_process(args_for(fixture, "ZeroshotCLIP", "weights-b", tmp_path / "cache"))
+    assert same.image_encoder_forwards == 0
+    other_file = save_tiny_clip(str(tmp_path), arch="rn", seed=1)
+    other = build_in_process(args_for(fixture, "ZeroshotCLIP", "weights-c", tmp_path / "cache",
+                                      "MODEL.BACKBONE.PATH", other_file))
+    assert other.image_encoder_forwards == fixture["counts"]["test"]

@@ -4,10 +4,13 @@ submitit LocalExecutor jobs running real train.py processes of the tiny CLIP on 
 The reference is `scripts/taskres/main.sh` run sequentially on the same grid: the sweep must
 make the same output tree (plus one sweep.log per run) with the same results, skip finished runs
 on a second invocation, report a failing job with its log without stopping the others, and
-rerun only that job once it is fixed.
+rerun only that job once it is fixed. Both use the frozen-feature cache, each its own: the
+sweep's parallel jobs share theirs (the two first runs of a dataset need the same test
+features at the same time), main.sh builds its cache one run after the other.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,6 +18,7 @@ import pytest
 
 from tests.dataset_fixtures import write_fixture
 from tests.tiny_clip import save_tiny_clip
+from trainers.common import feature_cache
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATASETS = ("dtd", "eurosat")
@@ -86,23 +90,25 @@ def world(tmp_path_factory):
         write_fixture(data, FIXTURES[name])
     clip_path = save_tiny_clip(base)
     env = clean_env(base)
+    overrides = [*tiny_overrides(clip_path), "TRAIN.FEATURE_CACHE.ENABLED", "True"]
 
     reference = base / "main_sh"
     for dataset in DATASETS:
         for shots in SHOTS:
-            subprocess.run(["bash", "scripts/taskres/main.sh", dataset, shots,
-                            *tiny_overrides(clip_path)], cwd=REPO, check=True,
-                           capture_output=True, timeout=600,
+            subprocess.run(["bash", "scripts/taskres/main.sh", dataset, shots, *overrides],
+                           cwd=REPO, check=True, capture_output=True, timeout=600,
                            env=dict(env, DATA=str(data), OUTPUT=str(reference),
-                                    SEEDS=" ".join(SEEDS)))
+                                    SEEDS=" ".join(SEEDS),
+                                    FEWSHOT_FEATURE_CACHE=str(base / "cache_main_sh")))
     output = base / "sweep"
     grid = ["--methods", "taskres", "--datasets", *DATASETS, "--shots", *SHOTS,
             "--seeds", *SEEDS, "--data", data]
     workers = ["--gpus", "none", "--workers", "2"]
-    args = [*grid, "--output", output, *workers, "--", *tiny_overrides(clip_path)]
-    first = run_sweep(*args, env=env)
+    args = [*grid, "--output", output, *workers, "--", *overrides]
+    cache = base / "cache_sweep"
+    first = run_sweep(*args, env=dict(env, FEWSHOT_FEATURE_CACHE=str(cache)))
     return dict(base=base, data=data, clip=clip_path, env=env, reference=reference,
-                output=output, grid=grid, workers=workers, args=args, first=first)
+                output=output, grid=grid, workers=workers, args=args, first=first, cache=cache)
 
 
 def run_dirs(root):
@@ -134,6 +140,40 @@ def test_two_workers_ran_at_once_without_gpus(world):
     # with 2 slots the first two runs start together: the second starts before the first ends
     assert spans[1][0] < spans[0][1]
     assert max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans) == 2  # never 3
+
+
+ENCODING = re.compile(r"Feature cache: encoding (\d+) of \d+ (?:test|train) images")
+FOUND = re.compile(r"Feature cache: all \d+ (?:test|train) images found")
+
+
+def test_parallel_runs_share_the_feature_cache(world):
+    """Equal results with main.sh (first test) show that the shared cache gave every run the
+    right features; here: no image was encoded by two jobs (the cache is content-addressed, so
+    an image stored twice in one feature set means duplicate work), every encoding was kept,
+    and the cache is intact, with no temp or lock file left."""
+    encoded = 0
+    for run in run_dirs(world["output"]):
+        log = (world["output"] / run / "sweep.log").read_text()
+        assert len(ENCODING.findall(log)) + len(FOUND.findall(log)) == 2, log[-2000:]  # test, train
+        encoded += sum(int(n) for n in ENCODING.findall(log))
+    stored = 0
+    for folder, _, names in os.walk(world["cache"]):
+        assert not [n for n in names if n.endswith(".tmp") or n.startswith(".lock-")], names
+        digests = []
+        for name in names:
+            if name.endswith(feature_cache.SHARD_SUFFIX):
+                header = feature_cache.read_shard_header(os.path.join(folder, name))  # intact?
+                features = feature_cache.read_shard_features(os.path.join(folder, name), header)
+                assert features.shape[0] == len(header["digests"])
+                digests += header["digests"]
+        assert len(digests) == len(set(digests)), folder
+        stored += len(digests)
+    assert stored == encoded > 0
+    # the 4 runs of a dataset share its test set: at most one of them encodes it
+    found_test = sum(log.count("test images found") for log in
+                     ((world["output"] / r / "sweep.log").read_text()
+                      for r in run_dirs(world["output"])))
+    assert found_test >= len(DATASETS) * 3
 
 
 def test_progress_and_table_are_printed(world):

@@ -1,4 +1,9 @@
 """CLIP few-shot methods, registered in dassl TRAINER_REGISTRY on import."""
+import warnings
+
+# openai-clip imports pkg_resources (setuptools<81); its deprecation warning is not actionable.
+warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+
 from . import coop  # noqa: F401
 from . import clip_adapter  # noqa: F401
 from . import taskres  # noqa: F401

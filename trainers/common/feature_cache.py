@@ -64,6 +64,15 @@ def _sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def _make_dirs(path):
+    """Create a cache folder, or say which setting points at an unusable place."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"Feature cache: cannot create {path} ({err}). Point TRAIN.FEATURE_CACHE.ROOT or "
+                      f"${CACHE_ENV} at a writable folder, or set TRAIN.FEATURE_CACHE.ENABLED False.") from err
+
+
 def _key(description):
     """Short folder name for a JSON-able description (the full description is in each shard)."""
     return _sha256_hex(json.dumps(description, sort_keys=True).encode())[:24]
@@ -153,7 +162,7 @@ def image_digests(paths, root):
         digests.append(digest)
     if fresh:
         memo.update(fresh)
-        os.makedirs(os.path.dirname(memo_path), exist_ok=True)
+        _make_dirs(os.path.dirname(memo_path))
         with atomic_write(memo_path, "w") as f:
             json.dump(memo, f)
     return digests
@@ -211,14 +220,19 @@ def read_shard_features(path, header):
     for n in header["shape"]:
         count *= n
     size = count * torch.empty((), dtype=dtype).element_size()
+    payload = bytearray(size)  # read in place: a large shard is not held twice in memory
     with open(path, "rb") as f:
         f.seek(header["payload_offset"])
-        payload = f.read(size + 1)
-    if len(payload) != size:
-        raise DamagedShard(f"{path}: payload has {len(payload)} bytes, expected {size} (truncated or extended)")
+        got = f.readinto(payload)
+        extra = len(f.read(1))
+    if got != size or extra:
+        raise DamagedShard(f"{path}: payload is {'longer' if extra else f'{got} bytes'}, expected {size} bytes "
+                           f"(truncated or extended)")
     if _sha256_hex(payload) != header["payload_sha256"]:
         raise DamagedShard(f"{path}: payload checksum mismatch (corrupted)")
-    return torch.frombuffer(bytearray(payload), dtype=dtype).reshape(header["shape"])
+    if size == 0:
+        return torch.empty(header["shape"], dtype=dtype)
+    return torch.frombuffer(payload, dtype=dtype).reshape(header["shape"])
 
 
 # ----------------------------------------------------------------------------- encoding views
@@ -292,7 +306,7 @@ class FeatureSet:
     @contextlib.contextmanager
     def _lock(self, digests):
         """Exclusive lock for building this set of images (waits for another builder)."""
-        os.makedirs(self.directory, exist_ok=True)
+        _make_dirs(self.directory)
         path = os.path.join(self.directory, f".lock-{_key(sorted(digests))}")
         with open(path, "a") as handle:
             try:
