@@ -21,8 +21,13 @@ their wall time includes building it.
 Data: a synthetic image folder (noisy oriented gratings, one orientation per class, random
 colour, frequency and phase), drawn into a temp dir and read as DATASET.NAME ImageFolder.
 CLIP: random weights, no weights file needed (speed does not depend on the values; accuracy
-then only shows that both pipelines learn the same thing). "small" is a reduced ResNet CLIP
-at 64 px so that the CPU default finishes in minutes; on CUDA the default is RN50 at 224 px.
+then only shows that both pipelines learn the same thing), BatchNorm statistics calibrated on
+separate synthetic images. On CUDA the default is RN50 at 224 px; on CPU "small" (a reduced
+ResNet CLIP at 64 px) with 1/10 of the official epochs, so the default finishes in minutes;
+"tiny" (32 px, the test suite's size) runs the official epochs on CPU in about 20 minutes:
+
+    python -m benchmarks.speed --arch tiny --classes 4 --per-class 40 --epochs 100 200 \
+        --sections single sweep parity --parity-views 1 2 5 10 20
 """
 import argparse
 import colorsys
@@ -51,6 +56,9 @@ HUE_JITTER = 0.4  # hue std in units of the gap between two classes' hues
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]  # the configs' INPUT.PIXEL_MEAN/STD
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 CALIBRATION_PER_CLASS = 8
+TINY_CLIP = dict(embed_dim=64, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=16,
+                 vision_patch_size=None, context_length=77, vocab_size=49408, transformer_width=64,
+                 transformer_heads=1, transformer_layers=2)
 SHOTS = (1, 2, 4, 8, 16)
 SEEDS = (1, 2, 3)
 # Official configs (SPEC 6.1); CLIP-Adapter uses CoOp's schedule. MAX_EPOCH is set per run.
@@ -109,7 +117,7 @@ def clip_options(arch, tmp, calibration_folder):
     from dassl.data.data_manager import read_image
     from trainers.common.clip_loader import CLIP_ARCHITECTURES
 
-    config = SMALL_CLIP if arch == "small" else CLIP_ARCHITECTURES[arch]
+    config = {"small": SMALL_CLIP, "tiny": TINY_CLIP}.get(arch) or CLIP_ARCHITECTURES[arch]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = CLIP(**config)
@@ -281,8 +289,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--arch", default="RN50" if cuda else "small",
-                        help="CLIP architecture with random weights: a CLIP name (RN50, ViT-B/16, ...) or "
-                             "'small' (reduced ResNet, 64 px); default RN50 on CUDA, small on CPU")
+                        help="CLIP architecture with random weights: a ResNet CLIP name (RN50, RN101, ...), "
+                             "'small' (reduced ResNet, 64 px) or 'tiny' (32 px); default RN50 on CUDA, "
+                             "small on CPU")
     parser.add_argument("--classes", type=int, default=10 if cuda else 6)
     parser.add_argument("--per-class", type=int, default=60 if cuda else 40,
                         help="images per class; split 50%% train (the few-shot pool) / 10%% val / 40%% test")
@@ -325,7 +334,7 @@ def main(argv=None):
     report = lambda line: print(line, flush=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="speed-bench-") as tmp:
         bench = Bench(args, tmp)
-        size = SMALL_CLIP["image_resolution"] if args.arch == "small" else 224
+        size = {"small": SMALL_CLIP, "tiny": TINY_CLIP}.get(args.arch, {}).get("image_resolution", 224)
         n_train, n_val = args.per_class // 2, args.per_class // 10
         report(f"# Feature cache benchmark on {where}\n"
                f"sizes: CLIP {args.arch}, random weights, {size} px, BatchNorm statistics of its "

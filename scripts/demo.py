@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ class Size:
 BACKBONE = "RN50"  # the backbone of every official config the runs use
 # With cached features an epoch of TaskRes or CLIP-Adapter costs milliseconds, so they keep
 # their official epochs; CoOp runs the text encoder at every step, so it gets fewer.
-FULL = Size("full", 224, (16, 4, 10), (1, 2, 4), (1, 2), {"coop": 20}, views=4, tiny_clip=False)
+FULL = Size("full", 224, (16, 4, 10), (1, 4), (1, 2), {"coop": 20}, views=4, tiny_clip=False)
 QUICK = Size("quick", 32, (2, 1, 4), (1, 2), (1,), {"taskres": 2, "clip_adapter": 2, "coop": 2}, views=2,
              tiny_clip=True)
 
@@ -100,7 +101,8 @@ def _server_reachable(url):
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
         return True, ""
     except (urllib.error.URLError, OSError) as err:
-        return False, f"{url} is not reachable ({err})"
+        host = urllib.parse.urlsplit(url).netloc
+        return False, f"{host} is not reachable ({getattr(err, 'reason', err)})"
 
 
 def choose_weights(size, force_random, out_root):

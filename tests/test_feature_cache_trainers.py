@@ -6,6 +6,7 @@ import torch
 
 from tests.clip_run_helpers import build_in_process, result, run, trainer_args, write_fixture_and_clip
 from tests.dataset_fixtures import fixture_counts
+from tests.tiny_clip import save_tiny_clip
 
 DATASET = "Caltech101"
 N_CLASSES, PER_CLASS = 3, 10
@@ -87,8 +88,6 @@ def test_train_py_runs_share_the_cache_and_report_passes(fixture, tmp_path):
 
 
 def test_another_weights_file_misses_the_cache(fixture, tmp_path):
-    from tests.tiny_clip import save_tiny_clip
-
     first = build_in_process(args_for(fixture, "ZeroshotCLIP", "weights-a", tmp_path / "cache"))
     assert first.image_encoder_forwards == fixture["counts"]["test"]
     same = build_in_process(args_for(fixture, "ZeroshotCLIP", "weights-b", tmp_path / "cache"))
