@@ -29,7 +29,7 @@ def tiny_overrides(clip_path, epochs=2):
 def script_env(data, output, **extra):
     env = dict(os.environ, PYTHON=sys.executable, DATA=str(data), OUTPUT=str(output))
     for key in ("SEEDS", "FORCE", "CFG", "ENHANCED_BASE", "TARGETS", "DATASETS", "SHOTS",
-                "TRAINER", "NCTX", "CSC", "CTP"):
+                "TRAINER", "NCTX", "CSC", "CTP", "LAUNCHER", "SWEEP_OPTS"):
         env.pop(key, None)
     env.update({k: str(v) for k, v in extra.items()})
     return env
