@@ -192,7 +192,9 @@ def _row_line(row, cut, full):
     speedup = mem_ratio = None
     if row["truncate"] and not full["skipped"]:
         speedup = full["step_s"] / cut["step_s"]
-        mem_ratio = step_gb / (full["peak_gb"] - full["base_gb"])
+        full_step_gb = full["peak_gb"] - full["base_gb"]
+        # On CPU the peak is the process max RSS, which a step may not raise above start-up.
+        mem_ratio = step_gb / full_step_gb if full_step_gb > 0 else None
     return (f"{row['classes']:>7} {row['tokens']:>6} {_fmt(row['step_s'], '{:.2f}', 8)} "
             f"{row['peak_gb']:8.2f} {step_gb:8.2f} {_fmt(speedup, '{:.2f}x', 8)} "
             f"{_fmt(mem_ratio, '{:.2f}', 9)} {row['max_logit_diff']:11.2e}")

@@ -1,31 +1,36 @@
 #!/usr/bin/env python
 """The demo: zero-shot CLIP, TaskRes, CLIP-Adapter and CoOp on a small benchmark drawn in code.
 
-    bash scripts/demo.sh [--quick] [--random-weights] [--output DIR]
+    bash scripts/demo.sh [--quick] [--random-weights] [--output DIR] [--jobs N]
 
 1. Weights: pretrained CLIP from the cache (~/.cache/clip or $CLIP_CACHE_DIR) or a download;
    if neither works, random weights, announced by a banner and in the results table.
    `--quick` always uses a tiny random-weight CLIP (a smoke test of the whole pipeline).
-2. Data: DemoShapes (datasets/demo_shapes.py) drawn into OUTPUT/data, laid out like a real
+2. Data: DemoShapes (datasets/demo_shapes.py) drawn into <folder>/data, laid out like a real
    benchmark (image folders + split file).
 3. Runs: planned by fewshot_grid.plan, the module behind scripts/<method>/main.sh, so each run
-   is exactly what a user runs, except for the demo's overrides (epochs, weights, loader
-   workers). One line per run; each run's full log is its folder's log.txt. A finished run is
-   kept and reused when the demo runs again; an interrupted one is rerun.
+   is exactly what a user runs, except for the demo's overrides (weights, CoOp's epochs, the
+   feature cache on with 4 views, no loader workers). Runs go 2 at a time (`--jobs`), the CPU
+   threads split between them. One line per finished run; its full log is its folder's
+   log.txt. A finished run is kept and reused when the demo runs again; an interrupted one is rerun.
 4. Results: parse_results.py --table (Markdown table and accuracy-versus-shots plot).
 
-Outputs go to OUTPUT/<size>-<weights>/ (default OUTPUT: demo_output), so runs with pretrained
-and with random weights never mix.
+Everything goes to <folder> = OUTPUT/<size>-<weights>/ (default OUTPUT: demo_output; e.g.
+demo_output/full-pretrained), so runs with pretrained and with random weights never mix:
+data/, runs/, feature_cache/ (unless $FEWSHOT_FEATURE_CACHE is set), results.md, fewshot.png.
 """
 import argparse
+import itertools
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,7 +73,7 @@ class Size:
 BACKBONE = "RN50"  # the backbone of every official config the runs use
 # With cached features an epoch of TaskRes or CLIP-Adapter costs milliseconds, so they keep
 # their official epochs; CoOp runs the text encoder at every step, so it gets fewer.
-FULL = Size("full", 224, (16, 4, 10), (1, 4), (1, 2), {"coop": 20}, views=4, tiny_clip=False)
+FULL = Size("full", 224, (16, 4, 10), (1, 2, 4, 8), (1, 2), {"coop": 50}, views=4, tiny_clip=False)
 QUICK = Size("quick", 32, (2, 1, 4), (1, 2), (1,), {"taskres": 2, "clip_adapter": 2, "coop": 2}, views=2,
              tiny_clip=True)
 
@@ -82,6 +87,7 @@ class Weights:
     pretrained: bool
     overrides: tuple  # train.py KEY VALUE pairs that select these weights
     note: str  # where they come from, or why they are random
+    remedy: str = ""  # random weights: how to get real numbers instead
 
 
 def save_tiny_clip(path, seed=0):
@@ -111,21 +117,24 @@ def choose_weights(size, force_random, out_root):
         path = save_tiny_clip(os.path.join(out_root, "weights", "tiny_random_clip.pt"))
         return Weights(False, ("MODEL.BACKBONE.PATH", path, "INPUT.SIZE", f"({TINY_CLIP['image_resolution']}, "
                                                                           f"{TINY_CLIP['image_resolution']})"),
-                       "--quick uses a tiny CLIP architecture with random weights")
+                       "--quick uses a tiny CLIP architecture with random weights",
+                       f"run the full demo (without --quick): it uses pretrained {BACKBONE} weights when they "
+                       "are cached or can be downloaded")
     random_weights = ("MODEL.BACKBONE.PRETRAINED", "False")
     if force_random:
-        return Weights(False, random_weights, "--random-weights was given")
+        return Weights(False, random_weights, "--random-weights was given", "run the demo without --random-weights")
     url = _MODELS[BACKBONE]
     cached = os.path.join(cache_dir(), os.path.basename(url))
+    remedy = f"download {url} to {cached} (or allow the demo to download it) and run the demo again"
     offline = os.environ.get(OFFLINE_ENV, "") not in ("", "0")
     if not os.path.isfile(cached) and not offline:
         reachable, reason = _server_reachable(url)
         if not reachable:
-            return Weights(False, random_weights, f"no {BACKBONE} weights in {cache_dir()} and {reason}")
+            return Weights(False, random_weights, f"no {BACKBONE} weights in {cache_dir()} and {reason}", remedy)
     try:
         path = resolve_weights_file(BACKBONE)  # checks the sha256; downloads with a progress bar
     except (RuntimeError, OSError) as err:
-        return Weights(False, random_weights, str(err).splitlines()[0])
+        return Weights(False, random_weights, str(err).splitlines()[0], remedy)
     return Weights(True, ("MODEL.BACKBONE.PATH", path), f"pretrained {BACKBONE} weights from {path}")
 
 
@@ -133,8 +142,7 @@ def random_banner(weights):
     bar = "!" * 78
     return (f"{bar}\n!! RANDOM WEIGHTS: {weights.note}.\n"
             "!! The pipeline runs for real, but the accuracies below mean nothing about CLIP.\n"
-            f"!! For real numbers put the {BACKBONE} weights in {cache_dir()} (or allow the download)\n"
-            f"!! and run the demo again without --quick.\n{bar}")
+            f"!! For real numbers: {weights.remedy}.\n{bar}")
 
 
 def plan(size, weights, out_root, data_root):
@@ -157,25 +165,58 @@ def describe(run):
     return f"{METHOD_NAMES[run.method]} {run.shots} shot{'s' if run.shots > 1 else ''} seed {run.seed}"
 
 
-def run_all(runs, env):
-    """Run (or reuse) every planned run, one progress line each; stop at the first failure."""
-    for i, run in enumerate(runs, 1):
-        label = f"[{i}/{len(runs)}] {describe(run)}"
+def run_all(runs, env, jobs):
+    """Run (or reuse) every planned run, `jobs` at a time, one line per finished run.
+
+    After a failure no new run starts; the ones under way finish, then the first failure is raised.
+    """
+    lock = threading.Lock()
+    finished = itertools.count(1)
+    failures = []
+
+    def report(run, text):
+        with lock:
+            print(f"[{next(finished)}/{len(runs)}] {describe(run)}: {text}", flush=True)
+
+    def execute(run):
+        if failures:
+            return
         if run.status == "done":
-            print(f"{label}: {read_run_result(run.output_dir).value:.1f}% (finished earlier; kept)", flush=True)
-            continue
-        print(f"{label} ...", end="", flush=True)
+            report(run, f"{read_run_result(run.output_dir).value:.1f}% (finished earlier; kept)")
+            return
         start = time.time()
-        proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *run.args],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=env)
+        proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *run.args], env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         result = read_run_result(run.output_dir) if proc.returncode == 0 else None
         if result is None:
-            print(" FAILED", flush=True)
-            tail = "\n".join(proc.stdout.splitlines()[-25:])
-            raise DemoError(f"{describe(run)} failed (exit code {proc.returncode}); its log is "
-                            f"{os.path.join(run.output_dir, 'log.txt')}. Last lines:\n{tail}")
-        print(f" {result.value:.1f}% ({time.time() - start:.0f} s)", flush=True)
+            failures.append((run, proc))
+            report(run, "FAILED")
+        else:
+            report(run, f"{result.value:.1f}% ({time.time() - start:.0f} s)")
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(execute, runs))
+    if failures:
+        run, proc = failures[0]
+        tail = "\n".join(proc.stdout.splitlines()[-25:])
+        raise DemoError(f"{describe(run)} failed (exit code {proc.returncode}); its log is "
+                        f"{os.path.join(run.output_dir, 'log.txt')}. Last lines:\n{tail}")
+
+
+def run_environment(out_root, jobs):
+    """Environment of the runs: the demo's feature cache, and CPU threads split between the
+    parallel runs (oversubscribed threads make small ops, e.g. CoOp's, many times slower)."""
+    env = dict(os.environ)
+    env.setdefault(FEATURE_CACHE_ENV, os.path.join(out_root, "feature_cache"))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, available_cpus() // jobs)))
+    return env
+
+
+def available_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def write_results(size, weights, out_root):
@@ -203,11 +244,16 @@ def build_parser():
     parser.add_argument("--random-weights", action="store_true",
                         help="use random weights even if pretrained ones are available")
     parser.add_argument("--output", default="demo_output", help="output root (default: demo_output)")
+    parser.add_argument("--jobs", type=int, default=min(2, available_cpus()),
+                        help="runs at a time (default: 2, or 1 on a single CPU)")
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: give at least 1")
     size = QUICK if args.quick else FULL
     started = time.time()
     out_root = os.path.abspath(args.output)
@@ -223,18 +269,19 @@ def main(argv=None):
         train, val, test = size.per_class
         generate(data_root, size.image_size, train, val, test)
         runs = plan(size, weights, out_root, data_root)
+        env = run_environment(out_root, args.jobs)
         print(f"{len(runs)} runs ({', '.join(METHOD_NAMES.values())}; shots {list(size.shots)}, "
-              f"seeds {list(size.seeds)}); logs in {os.path.join(out_root, 'runs')}/<dataset>/<Trainer>/...",
-              flush=True)
-        # Frozen-encoder features are shared by all runs; they stay in the demo's folder
-        # unless the user keeps them elsewhere.
-        env = dict(os.environ)
-        env.setdefault(FEATURE_CACHE_ENV, os.path.join(out_root, "feature_cache"))
-        run_all(runs, env)
+              f"seeds {list(size.seeds)}), {args.jobs} at a time with {env['OMP_NUM_THREADS']} CPU thread(s) "
+              f"each; logs in {os.path.join(out_root, 'runs')}/<dataset>/<Trainer>/...", flush=True)
+        run_all(runs, env, args.jobs)
         table, markdown, plot = write_results(size, weights, out_root)
     except (DemoError, PlanError, FileExistsError, ValueError) as err:
         print(f"demo error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\nInterrupted. Finished runs are kept in {out_root}; run the demo again to do the rest.",
+              file=sys.stderr)
+        return 130
     print(f"\n{table}")
     if not weights.pretrained:
         print(random_banner(weights))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from datasets.demo_shapes_generate import generate
 from tests.engine_helpers import REPO
 
 QUICK_RUNS = 7  # zero-shot + 3 methods x 2 shot counts x 1 seed
@@ -28,14 +29,14 @@ def _record(path):
 
 
 def _run_demo(output, env):
-    return subprocess.run(["bash", "scripts/demo.sh", "--quick", "--output", str(output)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(["bash", "scripts/demo.sh", "--quick", "--jobs", "2", "--output", str(output)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture
 def demo_env(tmp_path):
-    env = dict(os.environ, CLIP_CACHE_DIR=str(tmp_path / "clip_cache"), CLIP_OFFLINE="1",
-               FEWSHOT_FEATURE_CACHE=str(tmp_path / "feature_cache"))
+    env = dict(os.environ, CLIP_CACHE_DIR=str(tmp_path / "clip_cache"), CLIP_OFFLINE="1")
+    env.pop("FEWSHOT_FEATURE_CACHE", None)  # the demo then keeps its features in its own folder
     return env
 
 
@@ -48,17 +49,20 @@ def test_quick_demo_runs_to_its_table_and_reuses_finished_runs(tmp_path, demo_en
 
     # The random-weights banner comes before the runs and again after the table.
     assert stdout.count("RANDOM WEIGHTS: --quick uses a tiny CLIP") == 2
-    progress = re.findall(r"^\[(\d+)/(\d+)\] (.+?) \.\.\. (\d+\.\d)% \(\d+ s\)$", stdout, re.M)
+    # One line per finished run with a running count (runs go 2 at a time: any order).
+    progress = re.findall(r"^\[(\d+)/(\d+)\] (.+?): (\d+\.\d)% \(\d+ s\)$", stdout, re.M)
     assert [(int(i), int(n)) for i, n, _, _ in progress] == [(i, QUICK_RUNS) for i in range(1, QUICK_RUNS + 1)]
-    assert progress[0][2] == "Zero-shot CLIP"
-    assert {p[2] for p in progress[1:]} == {f"{m} {k} seed 1" for m in ("TaskRes", "CLIP-Adapter", "CoOp")
-                                            for k in ("1 shot", "2 shots")}
+    assert sorted(p[2] for p in progress) == sorted(
+        ["Zero-shot CLIP"] + [f"{m} {k} seed 1" for m in ("TaskRes", "CLIP-Adapter", "CoOp")
+                              for k in ("1 shot", "2 shots")])
+    assert re.search(r"^7 runs .*, 2 at a time with \d+ CPU thread\(s\) each", stdout, re.M)
 
     root = out / "quick-random"
     # Layout: the benchmark as a real dataset folder, one run folder per planned run.
     data = root / "data" / "demo_shapes"
     assert (data / "split_zhou_DemoShapes.json").is_file()
     assert len(os.listdir(data / "images")) == 6
+    assert os.listdir(root / "feature_cache")
     results = sorted(glob.glob(str(root / "runs" / "demo_shapes" / "*" / "**" / "result.json"), recursive=True))
     assert len(results) == QUICK_RUNS
     assert {_record(r)["trainer"] for r in results} == set(TRAINERS)
@@ -116,3 +120,13 @@ def test_quick_weights_are_a_loadable_tiny_clip(tmp_path):
     first = Path(cfg.MODEL.BACKBONE.PATH).read_bytes()
     demo.choose_weights(demo.QUICK, False, str(tmp_path))  # reused, not redrawn
     assert Path(cfg.MODEL.BACKBONE.PATH).read_bytes() == first
+
+
+def test_a_data_folder_drawn_otherwise_stops_the_demo_with_the_fix(tmp_path, capsys):
+    demo = _load_demo()
+    conflicting = tmp_path / "quick-random" / "data"
+    generate(conflicting, size=16, train=1, val=1, test=1)
+    assert demo.main(["--quick", "--output", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "demo error:" in err and str(conflicting / "demo_shapes") in err and "Delete that folder" in err
+    assert not (tmp_path / "quick-random" / "runs").exists()

@@ -21,6 +21,10 @@ used, a damaged one (truncated, corrupted) is deleted and its images are encoded
 Shards are written to a temp file and renamed (readers never see half a file); processes
 that need the same missing images take turns through a lock file, so the second one finds
 the first one's shard instead of encoding the same images again.
+
+One known difference from the per-step pipeline besides the finite number of views: CoOp with
+PREC amp encodes training images under autocast (fp16) in the reference; cached training
+features come from the encoder without autocast (fp32), as its test features always do.
 """
 import contextlib
 import fcntl
