@@ -143,3 +143,14 @@ def test_install_does_not_shadow_common_top_level_names(tmp_path):
     for line in lines[1:]:
         origin = line.split(" ", 1)[1]
         assert origin == "None" or not os.path.realpath(origin).startswith(os.path.realpath(REPO))
+
+
+def test_corrupt_image_error_names_the_file(toy_root, tmp_path):
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(toy_root, root)
+    bad = root / "toy" / "train" / "class_1" / "img_2.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    proc = run_train(toy_args(str(root), str(tmp_path / "out"), "OPTIM.MAX_EPOCH", "1"), check=False)
+    assert proc.returncode != 0
+    assert f'Cannot read image "{bad}"' in proc.stderr
