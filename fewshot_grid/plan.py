@@ -325,7 +325,8 @@ def _print_runs(runs, fmt):
             print(_shell_line(run))
 
 
-def _bool(text):
+def parse_bool(text):
+    """argparse type for True/False flags (shared with the sweep launcher)."""
     if text in ("True", "true", "1"):
         return True
     if text in ("False", "false", "0"):
@@ -344,7 +345,7 @@ def _add_run_options(p):
     p.add_argument("--trainer", default="", help="zeroshot: ZeroshotCLIP or ZeroshotCLIP2")
     p.add_argument("--enhanced-base", default="", help="taskres: weights file or strong_base/")
     p.add_argument("--nctx", type=int, default=16, help="coop: context length")
-    p.add_argument("--csc", type=_bool, default=False, help="coop: class-specific context")
+    p.add_argument("--csc", type=parse_bool, default=False, help="coop: class-specific context")
     p.add_argument("--ctp", default="end", choices=("end", "middle", "front"),
                    help="coop: class token position")
     p.add_argument("--format", choices=("shell", "json"), default="shell")

@@ -35,14 +35,6 @@ SLURM_ONLY = ("partition", "gpus_per_job", "cpus_per_task", "mem_gb", "array_par
               "slurm_extra")
 
 
-def _bool(text):
-    if text in ("True", "true", "1"):
-        return True
-    if text in ("False", "false", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected True or False, not {text}")
-
-
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m sweep", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -65,7 +57,7 @@ def build_parser():
     grid.add_argument("--zeroshot-trainer", default="",
                       help="zeroshot: ZeroshotCLIP (default) or ZeroshotCLIP2")
     grid.add_argument("--nctx", type=int, default=16, help="coop: context length")
-    grid.add_argument("--csc", type=_bool, default=False, help="coop: class-specific context")
+    grid.add_argument("--csc", type=plan.parse_bool, default=False, help="coop: class-specific context")
     grid.add_argument("--ctp", default="end", choices=("end", "middle", "front"),
                       help="coop: class token position")
 

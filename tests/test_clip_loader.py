@@ -1,5 +1,4 @@
 """Loading CLIP: explicit file, cache by name with sha256, offline error, random weights."""
-import os
 
 import pytest
 import torch

@@ -1,4 +1,5 @@
 """Small file-system, JSON and seeding helpers (Dassl `dassl.utils.tools` API)."""
+import hashlib
 import json
 import os
 import os.path as osp
@@ -60,6 +61,15 @@ class atomic_write:
         self.file.close()
         os.replace(self.tmp, self.path)
         return False
+
+
+def file_sha256(path):
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def set_random_seed(seed):

@@ -7,7 +7,6 @@ import os
 import os.path as osp
 import signal
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from yacs.config import CfgNode as CN

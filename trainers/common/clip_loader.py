@@ -17,7 +17,6 @@ Where the weights come from, in order:
 3. a download into that cache (sha256-checked), unless `CLIP_OFFLINE=1`.
 With `MODEL.BACKBONE.PRETRAINED False` no file is read: the architecture gets random weights.
 """
-import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -27,6 +26,8 @@ import torch
 from clip.clip import _MODELS
 from clip.model import CLIP, build_model, convert_weights
 from tqdm import tqdm
+
+from dassl.utils import file_sha256
 
 CACHE_ENV = "CLIP_CACHE_DIR"
 OFFLINE_ENV = "CLIP_OFFLINE"
@@ -69,14 +70,6 @@ def cache_dir():
     return os.path.expanduser(os.environ.get(CACHE_ENV) or os.path.join("~", ".cache", "clip"))
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _download(url, target, expected_sha256):
     """Fetch `url` into `target` via a .part file, so a cut download never poses as weights."""
     os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -88,7 +81,7 @@ def _download(url, target, expected_sha256):
             for block in iter(lambda: source.read(1 << 16), b""):
                 out.write(block)
                 bar.update(len(block))
-    if _sha256(partial) != expected_sha256:
+    if file_sha256(partial) != expected_sha256:
         raise RuntimeError(f"Downloaded {url} but its sha256 does not match {expected_sha256}; "
                            f"the partial file is kept at {partial} for inspection. Retry the download.")
     os.replace(partial, target)
@@ -116,7 +109,7 @@ def resolve_weights_file(name, path=""):
     target = os.path.join(cache_dir(), os.path.basename(url))
     offline = os.environ.get(OFFLINE_ENV, "") not in ("", "0")
     if os.path.isfile(target):
-        if _sha256(target) == expected_sha256:
+        if file_sha256(target) == expected_sha256:
             return target
         if offline:
             raise _offline_error(name, url, target, f"{target} exists but its sha256 is not "

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from dassl.data.data_manager import read_image
 from dassl.data.samplers import build_sampler
-from dassl.utils.tools import atomic_write
+from dassl.utils.tools import atomic_write, file_sha256
 
 CACHE_ENV = "FEWSHOT_FEATURE_CACHE"
 DEFAULT_ROOT = os.path.join("~", ".cache", "fewshot-clip", "features")
@@ -121,14 +121,6 @@ def describe_transform(transform):
 def view_seed(image_digest, view):
     """The RNG seed of view `view` of the image whose content sha256 is `image_digest`."""
     return int.from_bytes(hashlib.sha256(f"{image_digest}/view{view}".encode()).digest()[:8], "little") >> 1
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stat_key(st):
