@@ -49,16 +49,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # `python benchmarks/speed.py` as well as `python -m benchmarks.speed`
     sys.path.insert(0, REPO)
 
-SMALL_CLIP = dict(embed_dim=256, image_resolution=64, vision_layers=(2, 2, 2, 2), vision_width=32,
-                  vision_patch_size=None, context_length=77, vocab_size=49408, transformer_width=256,
-                  transformer_heads=4, transformer_layers=4)
+from trainers.common.clip_loader import CLIP_ARCHITECTURES, TOY_ARCHITECTURES  # noqa: E402
+
 HUE_JITTER = 0.4  # hue std in units of the gap between two classes' hues
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]  # the configs' INPUT.PIXEL_MEAN/STD
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 CALIBRATION_PER_CLASS = 8
-TINY_CLIP = dict(embed_dim=64, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=16,
-                 vision_patch_size=None, context_length=77, vocab_size=49408, transformer_width=64,
-                 transformer_heads=1, transformer_layers=2)
+SMALL_CLIP = TOY_ARCHITECTURES["small-rn"]
+TINY_CLIP = TOY_ARCHITECTURES["tiny-rn"]
 SHOTS = (1, 2, 4, 8, 16)
 SEEDS = (1, 2, 3)
 # Official configs (SPEC 6.1); CLIP-Adapter uses CoOp's schedule. MAX_EPOCH is set per run.
@@ -115,7 +113,6 @@ def clip_options(arch, tmp, calibration_folder):
     from clip.model import CLIP
 
     from dassl.data.data_manager import read_image
-    from trainers.common.clip_loader import CLIP_ARCHITECTURES
 
     config = {"small": SMALL_CLIP, "tiny": TINY_CLIP}.get(arch) or CLIP_ARCHITECTURES[arch]
     with torch.random.fork_rng(devices=[]):

@@ -44,7 +44,7 @@ from clip.model import CLIP  # noqa: E402
 from datasets.demo_shapes_generate import generate  # noqa: E402
 from fewshot_grid.plan import Options, PlanError, plan_runs  # noqa: E402
 from fewshot_grid.run_result import read_run_result  # noqa: E402
-from trainers.common.clip_loader import OFFLINE_ENV, cache_dir, resolve_weights_file  # noqa: E402
+from trainers.common.clip_loader import OFFLINE_ENV, TOY_ARCHITECTURES, cache_dir, resolve_weights_file  # noqa: E402
 from trainers.common.feature_cache import CACHE_ENV as FEATURE_CACHE_ENV  # noqa: E402
 
 DATASET = "demo_shapes"  # config stem: configs/datasets/demo_shapes.yaml
@@ -53,9 +53,7 @@ METHOD_NAMES = {"zeroshot": "Zero-shot CLIP", "taskres": "TaskRes", "clip_adapte
                 "coop": "CoOp"}
 
 # A tiny CLIP for --quick (32 px input): random weights, real CLIP code, seconds per run.
-TINY_CLIP = dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=16,
-                 context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
-                 transformer_layers=2)
+TINY_CLIP = TOY_ARCHITECTURES["tiny-vit"]
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,9 @@ import os
 import torch
 from clip.model import CLIP
 
-# The vocabulary must stay the real one (49408) so clip.tokenize() ids fit.
-TINY_CONFIGS = {
-    # ModifiedResNet: width 16 -> 8 attention-pool heads; 32 px input -> 1x1 grid.
-    "rn": dict(embed_dim=64, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=16,
-               vision_patch_size=None, context_length=77, vocab_size=49408,
-               transformer_width=64, transformer_heads=1, transformer_layers=2),
-    # VisionTransformer: 2 layers, width 64 (1 head), 32 px with 16 px patches -> 2x2 grid.
-    "vit": dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64,
-                vision_patch_size=16, context_length=77, vocab_size=49408,
-                transformer_width=64, transformer_heads=1, transformer_layers=2),
-}
+from trainers.common.clip_loader import TOY_ARCHITECTURES
+
+TINY_CONFIGS = {"rn": TOY_ARCHITECTURES["tiny-rn"], "vit": TOY_ARCHITECTURES["tiny-vit"]}
 
 
 def build_tiny_clip(arch="rn", seed=0):

@@ -59,6 +59,23 @@ CLIP_ARCHITECTURES = {
                            vision_patch_size=14, transformer_width=768, transformer_heads=12, **_TEXT),
 }
 
+# Small architectures (not released models) for random-weight runs where only the pipeline
+# matters: the tests, the quick demo and CPU benchmarks. The vocabulary stays the real one
+# (49408) so clip.tokenize() ids fit.
+_TINY_TEXT = dict(context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
+                  transformer_layers=2)
+TOY_ARCHITECTURES = {
+    # ModifiedResNet: width 16 -> 8 attention-pool heads; 32 px input -> 1x1 grid.
+    "tiny-rn": dict(embed_dim=64, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=16,
+                    vision_patch_size=None, **_TINY_TEXT),
+    # VisionTransformer: 2 layers, width 64 (1 head), 32 px with 16 px patches -> 2x2 grid.
+    "tiny-vit": dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64,
+                     vision_patch_size=16, **_TINY_TEXT),
+    "small-rn": dict(embed_dim=256, image_resolution=64, vision_layers=(2, 2, 2, 2), vision_width=32,
+                     vision_patch_size=None, context_length=77, vocab_size=49408, transformer_width=256,
+                     transformer_heads=4, transformer_layers=4),
+}
+
 
 def _check_name(name):
     if name not in _MODELS:
