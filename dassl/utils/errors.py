@@ -1,0 +1,20 @@
+"""User mistakes: one message naming what is wrong and the fix, exit code 2, no traceback."""
+import os
+import sys
+
+DEBUG_ENV = "FEWSHOT_DEBUG"  # set to 1 to see the traceback of a user error
+
+
+class UserError(Exception):
+    """Input the user can fix (a file, key, value or folder); the message says how."""
+
+
+def run_cli(main, *args, **kwargs):
+    """Call a command-line entry point; a UserError becomes `error: <message>` and exit 2."""
+    try:
+        return main(*args, **kwargs)
+    except UserError as error:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
