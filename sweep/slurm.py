@@ -10,8 +10,8 @@ import submitit
 from submitit.core.utils import FailedJobError, FailedSubmissionError
 
 from . import LauncherError
+from .execute import job_spec, write_request
 from .job import register_job_module, run_group, write_marker
-from .runs import job_spec
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,8 @@ def submit(runs, folder, opts, group_size=1, executor=None):
     register_job_module()
     executor = executor or make_executor(folder, opts)
     groups = group_runs(runs, group_size)
+    for run in runs:
+        write_request(run)
     specs = [[job_spec(run, "slurm") for run in group] for group in groups]
     try:
         jobs = executor.map_array(run_group, specs)
