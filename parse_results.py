@@ -187,7 +187,8 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
-    load_methods(args.plugin)
+    if args.table or args.base2new or args.dg:
+        load_methods(args.plugin)  # table labels; slow (imports torch), so only for tables
     seeds = tuple(args.seeds or SEEDS)
     try:
         if args.table:
