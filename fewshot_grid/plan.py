@@ -89,11 +89,15 @@ def dataset_config(dataset):
 
 
 def method_config(method, cfg):
-    """configs/trainers/<Trainer>/<cfg>.yaml (alternatives share the method's configs)."""
-    path = osp.join(REPO_ROOT, "configs", "trainers", method.trainer, f"{cfg}.yaml")
+    """<config folder>/<cfg>.yaml, by default configs/trainers/<Trainer>/ (alternatives share
+    the method's configs); None for a method without config files."""
+    if method.config_dir is None:
+        return None
+    folder = method.config_dir or osp.join(REPO_ROOT, "configs", "trainers", method.trainer)
+    path = osp.join(folder, f"{cfg}.yaml")
     if not osp.isfile(path):
         raise UserError(f"no config '{cfg}' for {method.trainer}: {_shown(path)} is missing. "
-                        f"Configs: {', '.join(_config_stems(osp.dirname(path)))}")
+                        f"Configs: {', '.join(_config_stems(folder))}")
     return path
 
 
@@ -175,9 +179,10 @@ def _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides
     args = ["--root", root]
     if seed is not None:
         args += ["--seed", str(seed)]
-    return args + ["--trainer", trainer, "--dataset-config-file",
-                   _shown(dataset_config(dataset)), "--config-file", _shown(cfg_file),
-                   "--output-dir", out, *flags, *overrides, *extra]
+    args += ["--trainer", trainer, "--dataset-config-file", _shown(dataset_config(dataset))]
+    if cfg_file is not None:
+        args += ["--config-file", _shown(cfg_file)]
+    return args + ["--output-dir", out, *flags, *overrides, *extra]
 
 
 def plan_runs(method, dataset, shots, seeds=SEEDS, output="output", root=None,

@@ -143,14 +143,14 @@ def random_banner(weights):
             f"!! For real numbers: {weights.remedy}.\n{bar}")
 
 
-def plan(size, weights, out_root, data_root):
+def plan(size, weights, out_root, data_root, methods=METHODS):
     """Zero-shot once, then every method x shots x seed, as scripts/<method>/main.sh plans them."""
     # The feature cache computes each image's frozen features once for all runs (same numbers).
     common = (*weights.overrides, "DATALOADER.NUM_WORKERS", "0", "TRAIN.FEATURE_CACHE.ENABLED", "True",
               "TRAIN.FEATURE_CACHE.VIEWS", str(size.views))
     runs_root = os.path.join(out_root, "runs")
     runs = []
-    for method in METHODS:
+    for method in methods:
         extra = (*common, "OPTIM.MAX_EPOCH", str(size.epochs[method])) if method in size.epochs else common
         trains = get_method(method).trains
         for shots in (size.shots if trains else (0,)):
@@ -226,6 +226,9 @@ def build_parser():
     parser.add_argument("--random-weights", action="store_true",
                         help="use random weights even if pretrained ones are available")
     parser.add_argument("--output", default="demo_output", help="output root (default: demo_output)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS),
+                        help="declared methods to run (default: %(default)s); PLUGINS=FILE.py adds "
+                             "methods declared in that file")
     parser.add_argument("--jobs", type=int, default=min(2, available_cpus()),
                         help="runs at a time (default: 2, or 1 on a single CPU)")
     return parser
@@ -250,9 +253,9 @@ def main(argv=None):
         data_root = os.path.join(out_root, "data")
         train, val, test = size.per_class
         generate(data_root, size.image_size, train, val, test)
-        runs = plan(size, weights, out_root, data_root)
+        runs = plan(size, weights, out_root, data_root, args.methods)
         threads = cpu_slots(args.jobs)[0].env.get("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS"))
-        print(f"{len(runs)} runs ({', '.join(get_method(m).label for m in METHODS)}; shots {list(size.shots)}, "
+        print(f"{len(runs)} runs ({', '.join(get_method(m).label for m in args.methods)}; shots {list(size.shots)}, "
               f"seeds {list(size.seeds)}), {args.jobs} at a time with {threads} CPU thread(s) "
               f"each; logs in {os.path.join(out_root, 'runs')}/<dataset>/<Trainer>/...", flush=True)
         run_all(runs, out_root, args.jobs)

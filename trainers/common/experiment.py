@@ -55,6 +55,9 @@ class Method:
     trains: bool = True  # False: evaluation only, one seedless run at 0 shots
     # Other trainers the user may pick instead (TRAINER=...); they share this method's configs.
     alternatives: Tuple[str, ...] = ()
+    # Folder of its config files: "" for configs/trainers/<trainer>/ of the repository; None
+    # for none (train.py then runs on the default config, the overrides and the options).
+    config_dir: Optional[str] = ""
     plugin: str = ""  # the plugin file that declared it ("" for the repository's own methods)
 
     @property
