@@ -102,10 +102,17 @@ def sweep_runs(method, *extra):
                 *shlex.split(os.environ.get("SWEEP_OPTS", "")), "--", *extra]
         return sweep_cli.main(argv)
     pairs = plan.grid(method, datasets, shots)
-    runs = [plan.plan_runs(method, d, k, extra=tuple(extra), **request) for d, k in pairs]
+    # Fail once, early, on what every run shares (DATA, CFG, the options), not once per pair.
+    plan.plan_runs(method, *pairs[0], extra=tuple(extra), **request)
     failed = []
-    for (dataset, k), planned in zip(pairs, runs):
+    for dataset, k in pairs:
         print(f"=== {method}: {dataset}, {k} shots", flush=True)
+        try:  # a pair that cannot be planned (e.g. an unknown dataset) fails alone
+            planned = plan.plan_runs(method, dataset, k, extra=tuple(extra), **request)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed.append(f"{dataset} {k}")
+            continue
         if _execute(planned):
             failed.append(f"{dataset} {k}")
     if failed:
