@@ -93,7 +93,8 @@ def method_config(method, cfg):
     the method's configs); None for a method without config files."""
     if method.config_dir is None:
         return None
-    folder = method.config_dir or osp.join(REPO_ROOT, "configs", "trainers", method.trainer)
+    folder = osp.join(REPO_ROOT, method.config_dir or osp.join("configs", "trainers",
+                                                               method.trainer))
     path = osp.join(folder, f"{cfg}.yaml")
     if not osp.isfile(path):
         raise UserError(f"no config '{cfg}' for {method.trainer}: {_shown(path)} is missing. "
@@ -170,11 +171,6 @@ def _check_shots(method, shots):
         raise UserError(f"SHOTS must be a positive number of images per class, not {shots}")
 
 
-def _check_extra(extra):
-    if len(extra) % 2:
-        raise UserError(f"overrides come in KEY VALUE pairs; got an odd list: {list(extra)}")
-
-
 def _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides, extra):
     args = ["--root", root]
     if seed is not None:
@@ -185,17 +181,26 @@ def _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides
     return args + ["--output-dir", out, *flags, *overrides, *extra]
 
 
+def _prepare(name, datasets, shots, root, settings, extra, plugins):
+    """Check a request; (method, data root, its choice for datasets[0], the config file)."""
+    method = get_method(name, plugins)
+    _check_shots(method, shots)
+    if len(extra) % 2:
+        raise UserError(f"overrides come in KEY VALUE pairs; got an odd list: {list(extra)}")
+    root = data_root(root)
+    for dataset in datasets:
+        dataset_config(dataset)
+    choice = _choice(method, datasets[0], shots, settings or {})
+    return method, root, choice, method_config(method, choice[1])
+
+
 def plan_runs(method, dataset, shots, seeds=SEEDS, output="output", root=None,
               settings=None, extra=(), plugins=()):
     """The runs of `method` on `dataset` with `shots` shots: one per seed (training), or one
     seedless evaluation for an evaluation-only method."""
-    method = get_method(method, plugins)
-    _check_shots(method, shots)
-    _check_extra(extra)
-    root = data_root(root)
-    dataset_config(dataset)
-    trainer, cfg, variant, flags, overrides = _choice(method, dataset, shots, settings or {})
-    cfg_file = method_config(method, cfg)
+    method, root, choice, cfg_file = _prepare(method, [dataset], shots, root, settings, extra,
+                                              plugins)
+    trainer, cfg, variant, flags, overrides = choice
     if not method.trains:
         flags = flags + ["--eval-only"]
     runs = []
@@ -226,18 +231,13 @@ def plan_eval_runs(method, source, shots, targets, tree, seeds=SEEDS, output="ou
     """Tests of the finished `source` runs on each target dataset, written to
     `<output>/<tree>/<target>/...` (tree: `eval` or `dg`). The models keep their training
     settings (config, alpha, variant, overrides); only the dataset config changes."""
-    method = get_method(method, plugins)
-    if not method.trains:
-        raise UserError(f"{method.name} trains nothing to evaluate; run it directly")
+    if not get_method(method, plugins).trains:
+        raise UserError(f"{method} trains nothing to evaluate; run it directly")
     if tree not in (layout.EVAL_DIR, layout.DG_DIR):
         raise UserError(f"tree must be {layout.EVAL_DIR} or {layout.DG_DIR}, not {tree}")
-    _check_shots(method, shots)
-    _check_extra(extra)
-    root = data_root(root)
-    for dataset in [source, *targets]:
-        dataset_config(dataset)
-    trainer, cfg, variant, flags, overrides = _choice(method, source, shots, settings or {})
-    cfg_file = method_config(method, cfg)
+    method, root, choice, cfg_file = _prepare(method, [source, *targets], shots, root, settings,
+                                              extra, plugins)
+    trainer, cfg, variant, flags, overrides = choice
     runs = []
     for seed in dict.fromkeys(seeds):
         model_dir = layout.run_dir(output, source, trainer, cfg, shots, seed, variant)
@@ -273,12 +273,11 @@ def archive(run_dir):
     return target
 
 
-def requested_settings(method, environ, plugins=()):
-    """The settings a script passes: CFG, TRAINER (when the method has alternatives) and the
-    method's options, read from environment variables of those names where set."""
-    method = get_method(method, plugins)
+def method_settings(method, settings):
+    """The settings that apply to `method`: CFG, TRAINER (when it has alternatives) and its
+    options; e.g. NCTX applies to CoOp only. Empty values count as not given."""
     names = ["CFG", *(["TRAINER"] if method.alternatives else []), *method.options]
-    return {name: environ[name] for name in names if environ.get(name, "") != ""}
+    return {name: settings[name] for name in names if settings.get(name, "") != ""}
 
 
 def settings_from_pairs(pairs):

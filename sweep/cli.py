@@ -32,9 +32,7 @@ missing or failed. Each run's console output is <run folder>/sweep.log."""
 
 # Options that only make sense with one launcher (default None = not given).
 LOCAL_ONLY = ("gpus", "workers")
-SLURM_ONLY = ("partition", "gpus_per_job", "cpus_per_task", "mem_gb", "array_parallelism",
-              "group_size", "account", "qos", "constraint", "job_name", "slurm_setup",
-              "slurm_extra")
+SLURM_ONLY = (*slurm.SCALAR_OPTIONS, "group_size", "slurm_setup", "slurm_extra")
 
 
 def build_parser():
@@ -86,28 +84,7 @@ def build_parser():
                      help="jobs at a time: CPU workers (default 1), or a multiple of the GPU "
                           "count (jobs per GPU)")
 
-    sl = p.add_argument_group("--launcher slurm")
-    defaults = slurm.SlurmOptions()
-    sl.add_argument("--partition", default=None, help="SLURM partition")
-    sl.add_argument("--gpus-per-job", type=int, default=None,
-                    help=f"GPUs per job (default {defaults.gpus_per_job})")
-    sl.add_argument("--cpus-per-task", type=int, default=None,
-                    help=f"CPUs per job (default {defaults.cpus_per_task})")
-    sl.add_argument("--mem-gb", type=float, default=None,
-                    help=f"memory per job in GB (default {defaults.mem_gb:g})")
-    sl.add_argument("--array-parallelism", type=int, default=None,
-                    help=f"jobs running at a time (default {defaults.array_parallelism})")
-    sl.add_argument("--group-size", type=int, default=None,
-                    help="runs per job, run one after the other (default 1)")
-    sl.add_argument("--account", default=None)
-    sl.add_argument("--qos", default=None)
-    sl.add_argument("--constraint", default=None)
-    sl.add_argument("--job-name", default=None, help=f"default {defaults.job_name}")
-    sl.add_argument("--slurm-setup", action="append", default=None, metavar="CMD",
-                    help="shell line run in the job before train.py (e.g. 'module load cuda'); "
-                         "repeatable")
-    sl.add_argument("--slurm-extra", action="append", default=None, metavar="KEY=VALUE",
-                    help="any other sbatch option, e.g. mail-type=END; repeatable")
+    slurm.add_arguments(p.add_argument_group("--launcher slurm"))
     return p
 
 
@@ -129,22 +106,6 @@ def check_args(parser, args, extra):
     if given:
         other = "local" if args.launcher == "slurm" else "slurm"
         parser.error(f"{', '.join(given)} belong(s) to --launcher {other}")
-
-
-def slurm_options(args):
-    d = slurm.SlurmOptions()
-
-    def pick(name):
-        value = getattr(args, name)
-        return getattr(d, name) if value is None else value
-
-    return slurm.SlurmOptions(
-        partition=pick("partition"), gpus_per_job=pick("gpus_per_job"),
-        cpus_per_task=pick("cpus_per_task"), mem_gb=pick("mem_gb"),
-        time_min=args.time_min or d.time_min, array_parallelism=pick("array_parallelism"),
-        job_name=pick("job_name"), account=pick("account"), qos=pick("qos"),
-        constraint=pick("constraint"), setup=args.slurm_setup or [],
-        extra=slurm.parse_extra(args.slurm_extra))
 
 
 def _print_plan(todo, skipped_running):
@@ -210,7 +171,7 @@ def main(argv=None):
     runs = expand(args.methods, args.datasets, args.shots, args.seeds, args.output,
                   args.data, plan.settings_from_pairs(args.option), tuple(extra), args.plugin)
     try:
-        slurm_opts = slurm_options(args) if args.launcher == "slurm" else None
+        slurm_opts = slurm.options_from(args) if args.launcher == "slurm" else None
     except ValueError as error:
         raise UserError(str(error))
     states = classify(runs)

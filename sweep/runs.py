@@ -37,26 +37,20 @@ def result_path(run):
     return osp.join(run.output_dir, layout.RESULT_FILE)
 
 
-def method_settings(method, settings):
-    """The settings that apply to `method` (a sweep mixes methods; e.g. NCTX is CoOp's)."""
-    names = ["CFG", *(["TRAINER"] if method.alternatives else []), *method.options]
-    return {k: v for k, v in settings.items() if k in names}
-
-
 def expand(methods, datasets, shots, seeds, output, root, settings=None, extra=(), plugins=()):
     """Every run of methods x datasets x shots x seeds, in that order (an evaluation-only
     method: one seedless run per dataset). Raises UserError for an unknown method, dataset,
     option or config."""
     settings = settings or {}
     declared = [plan.get_method(m, plugins) for m in methods]
-    unused = [k for k in settings if not any(k in method_settings(m, {k: ""}) for m in declared)]
+    unused = [k for k in settings if not any(plan.method_settings(m, {k: "x"}) for m in declared)]
     if unused:
         raise UserError(f"--option {', '.join(unused)}: no method of this sweep has it")
     runs = []
     for method in declared:
         for dataset, k in plan.grid(method.name, datasets, shots, plugins):
             runs += plan.plan_runs(method.name, dataset, k, seeds, output, root,
-                                   method_settings(method, settings), extra, plugins)
+                                   plan.method_settings(method, settings), extra, plugins)
     # A name given twice (--datasets dtd dtd) must not give two jobs writing one folder.
     return list({run.output_dir: run for run in runs}.values())
 

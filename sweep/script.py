@@ -37,7 +37,7 @@ def _numbers(name, default):
 def _request(method):
     env = os.environ
     return dict(seeds=_numbers("SEEDS", (1, 2, 3)), output=env.get("OUTPUT", "") or "output",
-                root=None, settings=plan.requested_settings(method, env))
+                root=None, settings=plan.method_settings(plan.get_method(method), env))
 
 
 def _execute(runs):

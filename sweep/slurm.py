@@ -21,13 +21,40 @@ class SlurmOptions:
     cpus_per_task: int = 8
     mem_gb: float = 32
     time_min: int = 24 * 60
-    array_parallelism: int = 64
+    array_parallelism: int = 64  # jobs running at a time
     job_name: str = "fewshot-sweep"
     account: str = ""
     qos: str = ""
     constraint: str = ""
     setup: List[str] = field(default_factory=list)  # shell lines run before the job
     extra: Dict[str, str] = field(default_factory=dict)  # any other #SBATCH --KEY=VALUE
+
+
+# The options given as `--<name>` on the command line (time_min is shared with local runs).
+SCALAR_OPTIONS = ("partition", "gpus_per_job", "cpus_per_task", "mem_gb", "array_parallelism",
+                  "job_name", "account", "qos", "constraint")
+
+
+def add_arguments(group):
+    defaults = SlurmOptions()
+    for name in SCALAR_OPTIONS:
+        default = getattr(defaults, name)
+        group.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=None,
+                           help=f"default {default!r}" if default != "" else "unset by default")
+    group.add_argument("--group-size", type=int, default=None,
+                       help="runs per job, run one after the other (default 1)")
+    group.add_argument("--slurm-setup", action="append", default=None, metavar="CMD",
+                       help="shell line run in the job before train.py (e.g. 'module load "
+                            "cuda'); repeatable")
+    group.add_argument("--slurm-extra", action="append", default=None, metavar="KEY=VALUE",
+                       help="any other sbatch option, e.g. mail-type=END; repeatable")
+
+
+def options_from(args):
+    """SlurmOptions from the parsed command line (defaults where not given)."""
+    given = {n: getattr(args, n) for n in SCALAR_OPTIONS if getattr(args, n) is not None}
+    return SlurmOptions(**given, time_min=args.time_min or SlurmOptions.time_min,
+                        setup=args.slurm_setup or [], extra=parse_extra(args.slurm_extra))
 
 
 def executor_parameters(opts):
