@@ -171,7 +171,7 @@ def run_all(runs, out_root, jobs):
     failure is raised."""
     os.environ.setdefault(FEATURE_CACHE_ENV, os.path.join(out_root, "feature_cache"))
     counter = itertools.count(1)
-    todo = triage(runs, fix="delete the demo folder or pass another --output")
+    todo = triage(runs, fix="delete the demo folder or pass another --output", say=lambda text: None)
     for run in runs:
         if run not in todo:
             print(f"[{next(counter)}/{len(runs)}] {describe(run)}: "

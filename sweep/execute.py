@@ -85,7 +85,7 @@ def check_finished(run, fix):
 
 
 def triage(runs, force=False, fix="rerun with FORCE=1 (moves the old folder aside) or "
-                                    "write to another OUTPUT"):
+                                    "write to another OUTPUT", say=print):
     """The runs to start, in order; finished runs with the requested settings are left out
     (one `[skip]` line each). A finished run recorded with other settings stops everything
     (UserError) unless `force`, which moves it (and unfinished folders) aside."""
@@ -93,14 +93,14 @@ def triage(runs, force=False, fix="rerun with FORCE=1 (moves the old folder asid
     for run in runs:
         status = run.status
         if force and status != "new":
-            print(f"[force] {run.output_dir} moved aside to {archive(run.output_dir)}")
+            say(f"[force] {run.output_dir} moved aside to {archive(run.output_dir)}")
             status = "new"
         if status == "done":
             check_finished(run, fix)
-            print(f"[skip] {run.output_dir}: finished (result.json exists); FORCE=1 reruns it")
+            say(f"[skip] {run.output_dir}: finished (result.json exists); FORCE=1 reruns it")
             continue
         if status == "unfinished":
-            print(f"[resume] {run.output_dir}: unfinished (no result.json); running it again "
+            say(f"[resume] {run.output_dir}: unfinished (no result.json); running it again "
                   f"(training resumes from its last checkpoint, the old log is kept)")
         todo.append(run)
     return todo

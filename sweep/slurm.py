@@ -6,9 +6,6 @@ files (job pickles, the task's own stdout) go to `<submitit dir>/<array id>_<tas
 from dataclasses import dataclass, field
 from typing import Dict, List
 
-import submitit
-from submitit.core.utils import FailedJobError, FailedSubmissionError
-
 from . import LauncherError
 from .execute import job_spec, write_request
 from .job import register_job_module, run_group, write_marker
@@ -91,6 +88,8 @@ def group_runs(runs, group_size):
 def make_executor(folder, opts, cluster="slurm"):
     """The AutoExecutor a sweep submits with. `cluster` is submitit's: "slurm" on a cluster
     (needs `srun` on PATH); "local" or "debug" run the same parameters elsewhere."""
+    import submitit  # the `slurm` extra: only this launcher needs it
+
     try:
         executor = submitit.AutoExecutor(folder=f"{folder}/%j", cluster=cluster)
     except RuntimeError as error:  # submitit finds no `srun`
@@ -103,6 +102,8 @@ def make_executor(folder, opts, cluster="slurm"):
 def submit(runs, folder, opts, group_size=1, executor=None):
     """Submit the runs as one array; returns [(job, runs of that task)]. Each run's log is
     marked `queued` with its task's id, so a second sweep knows it is taken."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
     register_job_module()
     executor = executor or make_executor(folder, opts)
     groups = group_runs(runs, group_size)

@@ -55,8 +55,9 @@ class Method:
     trains: bool = True  # False: evaluation only, one seedless run at 0 shots
     # Other trainers the user may pick instead (TRAINER=...); they share this method's configs.
     alternatives: Tuple[str, ...] = ()
-    # Folder of its config files (relative: to the repository), "" for configs/trainers/<trainer>/; None
-    # for none (train.py then runs on the default config, the overrides and the options).
+    # Folder of its config files (a relative path: in the repository); "" for
+    # configs/trainers/<trainer>/; None for none (train.py then runs on the default config,
+    # the overrides and the options).
     config_dir: Optional[str] = ""
     plugin: str = ""  # the plugin file that declared it ("" for the repository's own methods)
 
