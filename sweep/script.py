@@ -67,9 +67,10 @@ def main_runs(method, dataset, *rest):
                                    **_request(method)))
 
 
-def eval_runs(method, dataset, shots, *extra):
+def eval_runs(method, dataset, *rest):
+    shots, extra = _shots_then_overrides(list(rest))
     targets = os.environ.get("TARGETS", "").split() or [dataset]
-    return _execute(plan.plan_eval_runs(method, dataset, int(shots), targets, "eval",
+    return _execute(plan.plan_eval_runs(method, dataset, shots, targets, "eval",
                                         extra=tuple(extra), **_request(method)))
 
 
