@@ -163,11 +163,21 @@ def launch_slurm(args, todo, slurm_opts, folder):
     return 0
 
 
-def main(argv=None):
-    argv, extra = _split_overrides(list(sys.argv[1:] if argv is None else argv))
+def parse(argv):
+    """(options, KEY VALUE overrides) of a launcher command line; exits on a malformed one."""
+    argv, extra = _split_overrides(list(argv))
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args, extra)
+    return args, extra
+
+
+def main(argv=None):
+    return sweep(*parse(sys.argv[1:] if argv is None else argv))
+
+
+def sweep(args, extra):
+    """Plan the grid, then submit what is missing (or show where it stands)."""
     runs = expand(args.methods, args.datasets, args.shots, args.seeds, args.output,
                   args.data, plan.settings_from_pairs(args.option), tuple(extra), args.plugin)
     try:

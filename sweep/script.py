@@ -101,7 +101,7 @@ def sweep_runs(method, *extra):
                 "--output", request["output"],
                 *[f"--option={k}={v}" for k, v in request["settings"].items()],
                 *shlex.split(os.environ.get("SWEEP_OPTS", "")), "--", *extra]
-        return sweep_cli.main(argv)
+        return sweep_cli.sweep(*sweep_cli.parse(argv))
     pairs = plan.grid(method, datasets, shots)
     # Fail once, early, on what every run shares (DATA, CFG, the options), not once per pair.
     plan.plan_runs(method, *pairs[0], extra=tuple(extra), **request)
