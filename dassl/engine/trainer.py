@@ -346,10 +346,13 @@ class SimpleTrainer(TrainerBase):
             "weights": weights if backbone.get("PRETRAINED", True) else "random",
             "pipeline": getattr(self, "pipeline", None),
         }
-        request = osp.join(self.output_dir, REQUEST_FILE)
-        if osp.isfile(request):
-            details["request"] = read_json(request)
-            details.update({k: details["request"][k] for k in ("method", "cfg", "variant")})
+        try:  # a damaged request file must not cost the finished run its result
+            request = read_json(osp.join(self.output_dir, REQUEST_FILE))
+        except (OSError, ValueError):
+            request = None
+        if isinstance(request, dict):
+            details["request"] = request
+            details.update({k: request[k] for k in ("method", "cfg", "variant") if k in request})
         details.update(getattr(self, "run_record", {}))
         return details
 
