@@ -3,6 +3,7 @@ datasets), one line per method (error bars: the table's spread), chance level (1
 result.json), the weights the runs used in the title, optionally the published numbers as
 dashed references."""
 import math
+import os
 
 from .benchmarks import display_name
 from .published import PUBLISHED, published_for
@@ -47,9 +48,9 @@ def chance_level(tables, dataset):
 
 
 def weights_used(tables):
-    """The weights the runs recorded (e.g. "random"), one phrase."""
-    weights = sorted({str(info.get("weights", "not recorded")) for t in tables
-                      for info in _run_infos(t)})
+    """The weights the runs recorded ("random", or the file name), one phrase."""
+    weights = sorted({os.path.basename(str(info.get("weights", "not recorded")))
+                      for t in tables for info in _run_infos(t)})
     return ", ".join(weights) if weights else "not recorded"
 
 
@@ -117,11 +118,15 @@ def plot_fewshot(tables, path, keyword="accuracy", published=False):
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
-    fig.legend(list(handles.values()), list(handles), loc="lower center",
-               ncol=min(4, max(1, len(handles))), fontsize="small")
-    fig.suptitle(f"weights: {weights_used(tables)}", fontsize="small")
-    legend_rows = math.ceil(len(handles) / 4)
-    fig.tight_layout(rect=(0, 0.04 + 0.03 * legend_rows, 1, 0.95))
+    columns = max(1, min(len(handles), 2 * ncols, 4))  # a narrow figure gets a narrow legend
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=columns,
+               fontsize="small")
+    fig.suptitle(f"weights: {weights_used(tables)}", fontsize="small", wrap=True)
+    legend_rows = math.ceil(len(handles) / columns)
+    # The legend (about 0.22 inch a row) and the title get room of their own below and above.
+    below, above = 0.25 + 0.22 * legend_rows, 0.3
+    fig.set_figheight(3.4 * nrows + below + above)
+    fig.tight_layout(rect=(0, below / fig.get_figheight(), 1, 1 - above / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -80,7 +80,7 @@ def test_table_and_plot_use_the_declared_label_and_recorded_facts(world):
     tables = fewshot_tables(str(out), ["dtd"], (1,))
     assert [t.method for t in tables] == [LABEL]
     assert chance_level(tables, "dtd") == 25.0  # 4 classes, from result.json
-    assert weights_used(tables) == str(world["clip"])
+    assert weights_used(tables) == os.path.basename(world["clip"])
     assert tables[0].shots == [1, 2]  # only the shots that ran: no empty column
 
 
