@@ -25,10 +25,11 @@ import os.path as osp
 import sys
 
 from fewshot_grid import layout, render
+from trainers.common.experiment import load_methods
 from fewshot_grid.benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SEEDS
 from fewshot_grid.collect import collect_runs
 from fewshot_grid.errors import ResultsError
-from fewshot_grid.grid import build_base2new_tables, build_dg_rows, build_method_tables
+from fewshot_grid.grid import build_base2new_tables, build_dg_rows, fewshot_tables
 from fewshot_grid.run_result import END_OF_TRAINING, RESULT_BLOCK
 from fewshot_grid.seed_summary import summarize_experiment, summarize_experiments
 
@@ -80,6 +81,8 @@ def build_parser():
     opts.add_argument("--plot", metavar="PNG", help="accuracy-versus-shots figure (--table)")
     opts.add_argument("--published", action="store_true",
                       help="add the published numbers to --plot as dashed lines")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                        help="a file declaring more methods (their table labels); also $PLUGINS")
     return parser
 
 
@@ -128,12 +131,9 @@ def _emit(text, rows, args):
 
 def run_table(args, seeds):
     _note_other_trees(args.directory)
-    records = collect_runs(args.directory, args.keyword, args.test_log, args.datasets)
-    if args.shots:
-        records = [r for r in records if r.shots in args.shots]
-    _require_runs(records, args.directory)
-    tables = build_method_tables(records, args.datasets or BENCHMARKS, seeds, args.shots,
-                                 args.allow_partial, args.ci95)
+    tables = fewshot_tables(args.directory, args.datasets, seeds, args.shots, args.keyword,
+                            args.test_log, args.allow_partial, args.ci95)
+    _require_runs(tables, args.directory)
     text = render.fewshot_markdown(tables, args.keyword, args.ci95, args.per_seed)
     _emit(text, render.fewshot_csv_rows(tables, args.keyword, args.ci95), args)
     if args.plot:
@@ -187,6 +187,8 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
+    if args.table or args.base2new or args.dg:
+        load_methods(args.plugin)  # table labels; slow (imports torch), so only for tables
     seeds = tuple(args.seeds or SEEDS)
     try:
         if args.table:

@@ -13,9 +13,10 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["dassl", "dassl.*"]),
     install_requires=[
-        "torch",
-        "torchvision",
+        "torch>=2.3",  # torch.amp.GradScaler("cuda") (CoOp's amp precision)
+        "torchvision>=0.18",  # the release paired with torch 2.3
         "yacs",
+        "pyyaml",  # dataset configs read by the planner and TaskRes' strong_base layout
         "openai-clip",
         "setuptools<81",  # clip imports pkg_resources
         "ftfy",
@@ -24,11 +25,14 @@ setup(
         "tabulate",
         "numpy",
         "pillow",
+        "pandas>=1.3",  # results tables
+        "scikit-learn>=1.0",  # the linear-probe baseline (logistic regression)
     ],
     extras_require={
-        "plot": ["matplotlib"],
+        "plot": ["matplotlib"],  # parse_results.py --plot, the demo's figure
         "tensorboard": ["tensorboard"],
-        "slurm": ["submitit"],
+        "slurm": ["submitit"],  # python -m sweep --launcher slurm (the local launcher needs none)
+        "matlab-splits": ["scipy"],  # Stanford Cars' original .mat annotations
         "test": ["pytest", "pytest-timeout", "matplotlib", "submitit"],
     },
 )

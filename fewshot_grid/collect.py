@@ -1,11 +1,14 @@
 """Walk an output tree (see `layout`) and read every run folder's result."""
+import json
 import os.path as osp
 import sys
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
 
 from .errors import ResultsError
-from .layout import (SPECIAL_TOP_DIRS, ZEROSHOT_TRAINERS, has_run_files, list_subdirs,
+from trainers.common.experiment import method_of_trainer
+
+from .layout import (RESULT_FILE, SPECIAL_TOP_DIRS, has_run_files, list_subdirs,
                      parse_seed_dir, parse_setting_dir)
 from .run_result import END_OF_TRAINING, RESULT_BLOCK, RunResult, read_run_result
 
@@ -20,6 +23,27 @@ class RunRecord:
     seed: Optional[int]  # None for seedless (zero-shot) runs
     path: str
     result: Optional[RunResult]  # None: the run has not finished (crashed, running, ...)
+    method: str = ""  # the declared method, as result.json records it ("" for reference logs)
+    info: Mapping = field(default_factory=dict, compare=False, hash=False)  # all of result.json
+
+
+def _result_json(path):
+    try:
+        with open(osp.join(path, RESULT_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def make_record(dataset, trainer, cfg, shots, variant, seed, path, result):
+    """A run's record: what result.json's request says it was, else what its folders say."""
+    info = _result_json(path)
+    req = info.get("request") or {}
+    if req:
+        dataset, trainer, cfg = req["dataset"], req["trainer"], req["cfg"]
+        shots, variant, seed = req["shots"], req["variant"], req["seed"]
+    return RunRecord(dataset, trainer, cfg, shots, variant, seed, path, result,
+                     req.get("method", ""), info)
 
 
 def _ignored(path, why):
@@ -55,8 +79,8 @@ def collect_runs(root, keyword="accuracy", eval_only=False, datasets=None):
     """Every run folder of the tree `root/<dataset>/<Trainer>/<cfg>_<K>shots/...`.
 
     Folders that hold other trees (eval/, dg/, base2new/) are not datasets and are skipped.
-    `eval_only`: the runs are tests of trained models (parse logs after `=> result`); zero-shot
-    trainers are always eval-only. `datasets`: read only these dataset folders.
+    `eval_only`: the runs are tests of trained models (parse logs after `=> result`); the runs
+    of evaluation-only methods always are. `datasets`: read only these dataset folders.
     """
     if not osp.isdir(root):
         raise ResultsError(f"{root} is not a folder")
@@ -65,7 +89,9 @@ def collect_runs(root, keyword="accuracy", eval_only=False, datasets=None):
         if dataset in SPECIAL_TOP_DIRS or (datasets is not None and dataset not in datasets):
             continue
         for trainer in list_subdirs(osp.join(root, dataset)):
-            signal = RESULT_BLOCK if eval_only or trainer in ZEROSHOT_TRAINERS else END_OF_TRAINING
+            declared = method_of_trainer(trainer)
+            tests_only = eval_only or (declared is not None and not declared.trains)
+            signal = RESULT_BLOCK if tests_only else END_OF_TRAINING
             trainer_path = osp.join(root, dataset, trainer)
             for setting in list_subdirs(trainer_path):
                 parsed = parse_setting_dir(setting)
@@ -75,6 +101,6 @@ def collect_runs(root, keyword="accuracy", eval_only=False, datasets=None):
                 cfg, shots = parsed
                 for variant, seed, path in _run_folders(osp.join(trainer_path, setting)):
                     result = read_run_result(path, keyword, signal)
-                    records.append(RunRecord(dataset, trainer, cfg, shots, variant, seed,
-                                             path, result))
+                    records.append(make_record(dataset, trainer, cfg, shots, variant, seed,
+                                               path, result))
     return records

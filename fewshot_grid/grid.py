@@ -1,11 +1,13 @@
 """Aggregate run records into tables: one cell per (method, dataset, shots) holding the values
 of its seeds, and averages over datasets that are only computed on a complete grid.
 
-A *method* is a trainer plus the config family (the config name without its schedule tokens
-`ep<N>` / `lr<X>`, which the official configs vary with the dataset and shot count) plus the
-variant folder, e.g. `CoOp/rn50/nctx16_cscFalse_ctpend` gathers rn50_ep50 (1 shot), rn50_ep100
-(2, 4 shots) and rn50 (8, 16 shots). If one (dataset, shots) cell holds two configs of a family
-(an ablation), that family is split by full config name instead.
+A table's method is the declared method of its runs, labelled as declared (e.g. "CoOp"), with
+the trainer when an alternative ran, the variant folder when it is not the method's default,
+and the config family when it is not the one the method chooses. The config family is the
+config name without the schedule tokens `ep<N>` / `lr<X>` that the official configs vary with
+the dataset and shot count. Runs of no declared method are labelled trainer/family/variant.
+If one (dataset, shots) cell holds two configs of a family (an ablation), that method is
+split by full config name instead.
 """
 import re
 import statistics
@@ -14,6 +16,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from trainers.common.experiment import METHODS, method_of_trainer
+
+from .benchmarks import BENCHMARKS
+from .collect import collect_runs
 from .seed_summary import spread
 
 _SCHEDULE_TOKEN = re.compile(r"^(ep\d+|lr[\d.]+(e-?\d+)?)$")
@@ -24,15 +30,25 @@ def cfg_family(cfg):
     return "_".join(tok for tok in cfg.split("_") if not _SCHEDULE_TOKEN.match(tok))
 
 
-def method_label(trainer, cfg_name, variant):
-    return "/".join(part for part in (trainer, cfg_name, variant) if part)
+def method_label(rec, cfg_name):
+    """The label of a record's method (see the module docstring)."""
+    declared = METHODS.get(rec.method) or method_of_trainer(rec.trainer)
+    if declared is None:
+        return "/".join(part for part in (rec.trainer, cfg_name, rec.variant) if part)
+    label = declared.label + (f" ({rec.trainer})" if rec.trainer != declared.trainer else "")
+    defaults = {name: option.default for name, option in declared.options.items()}
+    extra = [rec.variant] if rec.variant and rec.variant != (
+        declared.variant(defaults) if declared.variant else "") else []
+    if cfg_name != cfg_family(declared.config(rec.dataset, max(rec.shots, 1))):
+        extra.append(cfg_name)
+    return f"{label} [{', '.join(extra)}]" if extra else label
 
 
 def group_by_method(records):
     """{method label: [records]}; see the module docstring for what a method is."""
     by_family = defaultdict(list)
     for rec in records:
-        by_family[method_label(rec.trainer, cfg_family(rec.cfg), rec.variant)].append(rec)
+        by_family[method_label(rec, cfg_family(rec.cfg))].append(rec)
     methods = {}
     for label, recs in by_family.items():
         cfgs_per_cell = defaultdict(set)
@@ -46,7 +62,7 @@ def group_by_method(records):
               f"({', '.join(sorted(cfgs_per_cell[clash]))}); listing its configs separately",
               file=sys.stderr)
         for rec in recs:
-            methods.setdefault(method_label(rec.trainer, rec.cfg, rec.variant), []).append(rec)
+            methods.setdefault(method_label(rec, rec.cfg), []).append(rec)
     return dict(sorted(methods.items()))
 
 
@@ -57,6 +73,7 @@ class Cell:
     values: Dict = field(default_factory=dict)  # seed -> value
     unfinished: Dict = field(default_factory=dict)  # seed -> run folder without a result
     left_out: Dict = field(default_factory=dict)  # seed -> run folder of a seed not expected
+    infos: Dict = field(default_factory=dict)  # seed -> the finished run's result.json
 
     @property
     def n(self):
@@ -123,6 +140,7 @@ def build_cells(records, expected_seeds):
             cell.unfinished[rec.seed] = rec.path
         else:
             cell.values[rec.seed] = rec.result.value
+            cell.infos[rec.seed] = rec.info
     return cells, expected
 
 
@@ -135,6 +153,7 @@ class MethodTable:
     shots: List[int]
     cells: Dict  # (dataset, shots) -> Cell (an empty Cell where nothing ran)
     averages: Dict  # shots -> Average
+    trainer: str = ""  # the trainer of its runs
 
 
 def build_method_tables(records, datasets, seeds, shots=None, allow_partial=False, ci95=False):
@@ -150,8 +169,20 @@ def build_method_tables(records, datasets, seeds, shots=None, allow_partial=Fals
                 for d in rows for k in columns}
         averages = {k: average_cells([full[(d, k)] for d in datasets], allow_partial, ci95)
                     for k in columns}
-        tables.append(MethodTable(method, rows, list(datasets), columns, full, averages))
+        tables.append(MethodTable(method, rows, list(datasets), columns, full, averages,
+                                  recs[0].trainer))
     return tables
+
+
+def fewshot_tables(root, datasets, seeds, shots=None, keyword="accuracy", test_log=False,
+                   allow_partial=False, ci95=False):
+    """The method tables of an output tree: its runs on `datasets` (None: every dataset found,
+    the 11 benchmarks averaged) at `shots` (None: those found)."""
+    records = collect_runs(root, keyword, test_log, datasets)
+    if shots:
+        records = [r for r in records if r.shots in shots]
+    return build_method_tables(records, datasets or BENCHMARKS, seeds, shots, allow_partial,
+                               ci95)
 
 
 def harmonic_mean(base, new):

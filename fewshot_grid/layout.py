@@ -1,6 +1,6 @@
 """The output tree: where every run writes, built by the planner and parsed by the aggregator.
 
-Reference layout (SPEC 7), extended by the trees this project adds::
+The reference layout, extended by the trees this project adds::
 
     <root>/<dataset>/<Trainer>/<cfg>_<K>shots/[<variant>/]seed<S>/        training runs
     <root>/<dataset>/<ZeroshotTrainer>/<cfg>_0shots/                      zero-shot (no seed)
@@ -29,7 +29,6 @@ TEST_NEW_DIR = "test_new"
 # Top-level folders of <root> that hold other trees, not datasets.
 SPECIAL_TOP_DIRS = (EVAL_DIR, DG_DIR, BASE2NEW_DIR)
 
-ZEROSHOT_TRAINERS = ("ZeroshotCLIP", "ZeroshotCLIP2")
 ZEROSHOT_SHOTS = 0
 
 ARCHIVE_MARK = ".replaced-"

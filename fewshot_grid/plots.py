@@ -1,8 +1,11 @@
-"""Accuracy-versus-shots figure: one panel per dataset plus the average, one line per method
-(error bars: the table's spread), optionally the published numbers as dashed references."""
+"""Accuracy-versus-shots figure: one panel per dataset plus the average (when there are several
+datasets), one line per method (error bars: the table's spread), chance level (1/classes, from
+result.json), the weights the runs used in the title, optionally the published numbers as
+dashed references."""
 import math
+import os
 
-from .benchmarks import SHOTS, display_name
+from .benchmarks import display_name
 from .published import PUBLISHED, published_for
 
 AVERAGE = "average"
@@ -28,7 +31,27 @@ def _panels(tables, published):
         panels += [d for d in t.datasets if d not in panels]
     keep = [d for d in panels
             if any(_series(t, d) for t in tables) or (published and published_for(d))]
-    return keep + [AVERAGE]
+    return keep + [AVERAGE] if len(keep) > 1 else keep
+
+
+def _run_infos(table, dataset=None):
+    """The result.json records of a table's finished runs (of one dataset, or all)."""
+    return [info for (d, _), cell in table.cells.items() if dataset in (None, d)
+            for info in cell.infos.values()]
+
+
+def chance_level(tables, dataset):
+    """100/classes of the dataset, as its runs recorded it; None when none did."""
+    classes = {info.get("num_classes") for t in tables for info in _run_infos(t, dataset)}
+    classes.discard(None)
+    return 100.0 / classes.pop() if len(classes) == 1 else None
+
+
+def weights_used(tables):
+    """The weights the runs recorded ("random", or the file name), one phrase."""
+    weights = sorted({os.path.basename(str(info.get("weights", "not recorded")))
+                      for t in tables for info in _run_infos(t)})
+    return ", ".join(weights) if weights else "not recorded"
 
 
 _OTHER_COLOURS = ("black", "dimgray", "saddlebrown", "olive", "darkmagenta", "teal")
@@ -38,9 +61,9 @@ def _published_colour(series, tables):
     """Colour of our table of the same trainer, so a published line sits next to ours;
     else a dark colour of its own per published method (the same in every panel)."""
     for i, t in enumerate(tables):
-        if series.trainer and t.method.split("/")[0] == series.trainer:
+        if series.trainer and t.trainer == series.trainer:
             return f"C{i % 10}"
-    trained = {t.method.split("/")[0] for t in tables}
+    trained = {t.trainer for t in tables}
     others = list(dict.fromkeys(s.method for s in PUBLISHED if s.trainer not in trained))
     return _OTHER_COLOURS[others.index(series.method) % len(_OTHER_COLOURS)]
 
@@ -55,8 +78,11 @@ def plot_fewshot(tables, path, keyword="accuracy", published=False):
     ncols = min(4, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
-    all_shots = sorted({k for t in tables for k in t.shots if k > 0} | set(SHOTS))
+    all_shots = sorted({k for t in tables for (_, k), c in t.cells.items() if k > 0 and c.values})
     for ax, panel in zip(axes.flat, panels):
+        chance = None if panel == AVERAGE else chance_level(tables, panel)
+        if chance is not None:
+            ax.axhline(chance, color="gray", linestyle="-.", linewidth=1, label="chance level")
         for i, t in enumerate(tables):
             color = f"C{i % 10}"
             for k, mean, err in _series(t, panel):
@@ -78,7 +104,8 @@ def plot_fewshot(tables, path, keyword="accuracy", published=False):
                     ax.plot(xs, [series.points[k] for k in xs], color=color, linestyle="--",
                             marker="x", label=label)
         ax.set_xscale("log", base=2)
-        ax.set_xticks(all_shots)
+        if all_shots:
+            ax.set_xticks(all_shots)
         ax.set_xticklabels([str(k) for k in all_shots])
         ax.minorticks_off()
         ax.set_title("Average" if panel == AVERAGE else display_name(panel))
@@ -91,10 +118,15 @@ def plot_fewshot(tables, path, keyword="accuracy", published=False):
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
-    fig.legend(list(handles.values()), list(handles), loc="lower center",
-               ncol=min(4, max(1, len(handles))), fontsize="small")
-    legend_rows = math.ceil(len(handles) / 4)
-    fig.tight_layout(rect=(0, 0.04 + 0.03 * legend_rows, 1, 1))
+    columns = max(1, min(len(handles), 2 * ncols, 4))  # a narrow figure gets a narrow legend
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=columns,
+               fontsize="small")
+    fig.suptitle(f"weights: {weights_used(tables)}", fontsize="small", wrap=True)
+    legend_rows = math.ceil(len(handles) / columns)
+    # The legend (about 0.22 inch a row) and the title get room of their own below and above.
+    below, above = 0.25 + 0.22 * legend_rows, 0.3
+    fig.set_figheight(3.4 * nrows + below + above)
+    fig.tight_layout(rect=(0, below / fig.get_figheight(), 1, 1 - above / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -1,4 +1,4 @@
-"""Published RN50 accuracies (%), drawn as dashed references in the plots (SPEC 8).
+"""Published RN50 accuracies (%), drawn as dashed references in the plots.
 
 Shots 0 means zero-shot (drawn as a horizontal line). Dataset keys are the config stems of
 `benchmarks`, plus "average" for the mean over the 11 benchmarks.

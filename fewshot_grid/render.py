@@ -6,8 +6,7 @@ confidence half-width. Average cells: `mean ± std (n datasets)`; `incomplete (c
 cells complete) when the grid is incomplete; with --allow-partial the mean of the cells that have
 any value, marked `partial`.
 """
-import csv
-
+import pandas as pd
 from tabulate import tabulate
 
 from .benchmarks import display_name
@@ -162,37 +161,40 @@ def dg_markdown(rows, source, targets, keyword, ci95=False):
 
 # ---- CSV: one tidy row per cell (and per average), the same numbers as the Markdown ----
 
-def _csv_row(table, method, dataset, shots, quantity, mean, spread_value, n, expected,
-             complete, values=None):
-    row = {"table": table, "method": method, "dataset": dataset, "shots": shots,
-           "quantity": quantity, "mean": "" if mean is None else f"{mean:.4f}",
-           "spread": "" if spread_value is None else f"{spread_value:.4f}",
-           "n": n, "expected": expected, "complete": int(bool(complete))}
-    for seed, value in (values or {}).items():
-        if seed is not None:
-            row[f"seed_{seed}"] = f"{value:.4f}"
+def _row(table, method, dataset, shots, quantity, mean, spread_value, n, expected, complete,
+         values=None):
+    row = dict(table=table, method=method, dataset=dataset, shots=shots, quantity=quantity,
+               mean=mean, spread=spread_value, n=n, expected=expected,
+               complete=int(bool(complete)))
+    row.update({f"seed_{seed}": v for seed, v in (values or {}).items() if seed is not None})
     return row
 
 
-def _cell_row(table, method, dataset, shots, quantity, cell, ci95):
-    return _csv_row(table, method, dataset, shots, quantity, cell.mean, cell.spread(ci95),
-                    cell.n, len(cell.expected), cell.complete, cell.values)
+def _cell(table, method, dataset, shots, quantity, cell, ci95):
+    return _row(table, method, dataset, shots, quantity, cell.mean, cell.spread(ci95), cell.n,
+                len(cell.expected), cell.complete, cell.values)
 
 
-def _avg_row(table, method, dataset, shots, quantity, avg):
-    return _csv_row(table, method, dataset, shots, quantity, avg.mean, avg.spread, avg.n,
-                    avg.expected, avg.mean is not None and not avg.partial)
+def _avg(table, method, dataset, shots, quantity, avg):
+    return _row(table, method, dataset, shots, quantity, avg.mean, avg.spread, avg.n,
+                avg.expected, avg.mean is not None and not avg.partial)
 
 
 def fewshot_csv_rows(tables, keyword, ci95=False):
     rows = []
     for t in tables:
-        for d in t.datasets:
-            rows += [_cell_row("fewshot", t.method, d, k, keyword, t.cells[(d, k)], ci95)
-                     for k in t.shots]
-        rows += [_avg_row("fewshot", t.method, "average", k, keyword, t.averages[k])
+        rows += [_cell("fewshot", t.method, d, k, keyword, t.cells[(d, k)], ci95)
+                 for d in t.datasets for k in t.shots]
+        rows += [_avg("fewshot", t.method, "average", k, keyword, t.averages[k])
                  for k in t.shots]
     return rows
+
+
+def _hm_row(method, dataset, shots, base_mean, new_mean, n, expected, complete):
+    both = base_mean is not None and new_mean is not None
+    return _row("base2new", method, dataset, shots, "hm",
+                harmonic_mean(base_mean, new_mean) if both else None, None, n, expected,
+                both and complete)
 
 
 def base2new_csv_rows(tables, ci95=False):
@@ -200,40 +202,31 @@ def base2new_csv_rows(tables, ci95=False):
     for t in tables:
         for d in t.datasets:
             base, new = t.base[d], t.new[d]
-            rows.append(_cell_row("base2new", t.method, d, t.shots, "base", base, ci95))
-            rows.append(_cell_row("base2new", t.method, d, t.shots, "new", new, ci95))
-            both = bool(base.values and new.values)
-            rows.append(_csv_row("base2new", t.method, d, t.shots, "hm",
-                                 harmonic_mean(base.mean, new.mean) if both else None, None,
-                                 min(base.n, new.n), len(base.expected),
-                                 both and base.complete and new.complete))
-        rows.append(_avg_row("base2new", t.method, "average", t.shots, "base", t.base_avg))
-        rows.append(_avg_row("base2new", t.method, "average", t.shots, "new", t.new_avg))
-        done = t.base_avg.mean is not None and t.new_avg.mean is not None
-        rows.append(_csv_row("base2new", t.method, "average", t.shots, "hm",
-                             harmonic_mean(t.base_avg.mean, t.new_avg.mean) if done else None,
-                             None, min(t.base_avg.n, t.new_avg.n), t.base_avg.expected,
-                             done and not (t.base_avg.partial or t.new_avg.partial)))
+            rows += [_cell("base2new", t.method, d, t.shots, "base", base, ci95),
+                     _cell("base2new", t.method, d, t.shots, "new", new, ci95),
+                     _hm_row(t.method, d, t.shots, base.mean, new.mean, min(base.n, new.n),
+                             len(base.expected), base.complete and new.complete)]
+        rows += [_avg("base2new", t.method, "average", t.shots, "base", t.base_avg),
+                 _avg("base2new", t.method, "average", t.shots, "new", t.new_avg),
+                 _hm_row(t.method, "average", t.shots, t.base_avg.mean, t.new_avg.mean,
+                         min(t.base_avg.n, t.new_avg.n), t.base_avg.expected,
+                         not (t.base_avg.partial or t.new_avg.partial))]
     return rows
 
 
 def dg_csv_rows(rows_in, source, targets, keyword, ci95=False):
     rows = []
     for r in rows_in:
-        rows += [_cell_row("dg", r.method, d, r.shots, keyword, r.cells[d], ci95)
+        rows += [_cell("dg", r.method, d, r.shots, keyword, r.cells[d], ci95)
                  for d in [source] + list(targets)]
-        rows.append(_avg_row("dg", r.method, "target_average", r.shots, keyword, r.target_avg))
+        rows.append(_avg("dg", r.method, "target_average", r.shots, keyword, r.target_avg))
     return rows
 
 
 def write_csv(path, rows, ci95=False):
     """Write tidy rows; the spread column is named `std` or `ci95`, then one column per seed."""
-    seeds = sorted({int(k[5:]) for r in rows for k in r if k.startswith("seed_")})
-    fields = ["table", "method", "dataset", "shots", "quantity", "mean", "spread", "n",
-              "expected", "complete"] + [f"seed_{s}" for s in seeds]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, restval="")
-        header = dict(zip(fields, fields))
-        header["spread"] = _spread_name(ci95)
-        writer.writerow(header)
-        writer.writerows(rows)
+    frame = pd.DataFrame(rows)
+    seeds = sorted((c for c in frame.columns if c.startswith("seed_")), key=lambda c: int(c[5:]))
+    frame = frame[[c for c in frame.columns if not c.startswith("seed_")] + seeds]
+    frame.rename(columns={"spread": _spread_name(ci95)}).to_csv(path, index=False,
+                                                                 float_format="%.4f")

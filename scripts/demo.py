@@ -8,11 +8,12 @@
    `--quick` always uses a tiny random-weight CLIP (a smoke test of the whole pipeline).
 2. Data: DemoShapes (datasets/demo_shapes.py) drawn into <folder>/data, laid out like a real
    benchmark (image folders + split file).
-3. Runs: planned by fewshot_grid.plan, the module behind scripts/<method>/main.sh, so each run
-   is exactly what a user runs, except for the demo's overrides (weights, CoOp's epochs, the
-   feature cache on with 4 views, no loader workers). Runs go 2 at a time (`--jobs`), the CPU
-   threads split between them. One line per finished run; its full log is its folder's
-   log.txt. A finished run is kept and reused when the demo runs again; an interrupted one is rerun.
+3. Runs: planned from the method declarations and run by the run executor, as
+   scripts/<method>/main.sh does, so each run is exactly what a user runs, except for the
+   demo's overrides (weights, CoOp's epochs, the feature cache on with 4 views, no loader
+   workers). Runs go 2 at a time (`--jobs`), the CPU threads split between them. One line per
+   finished run; its console output is its folder's sweep.log. A finished run is kept and
+   reused when the demo runs again; an interrupted one is rerun.
 4. Results: parse_results.py --table (Markdown table and accuracy-versus-shots plot).
 
 Everything goes to <folder> = OUTPUT/<size>-<weights>/ (default OUTPUT: demo_output; e.g.
@@ -24,13 +25,11 @@ import itertools
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,15 +41,16 @@ from clip.clip import _MODELS  # noqa: E402
 from clip.model import CLIP  # noqa: E402
 
 from datasets.demo_shapes_generate import generate  # noqa: E402
-from fewshot_grid.plan import Options, PlanError, plan_runs  # noqa: E402
+from dassl.utils.errors import UserError  # noqa: E402
+from fewshot_grid.plan import get_method, plan_runs  # noqa: E402
 from fewshot_grid.run_result import read_run_result  # noqa: E402
+from sweep.execute import cpu_slots, run_parallel, triage  # noqa: E402
 from trainers.common.clip_loader import OFFLINE_ENV, TOY_ARCHITECTURES, cache_dir, resolve_weights_file  # noqa: E402
 from trainers.common.feature_cache import CACHE_ENV as FEATURE_CACHE_ENV  # noqa: E402
 
 DATASET = "demo_shapes"  # config stem: configs/datasets/demo_shapes.yaml
 PROBE_TIMEOUT_S = 5  # the "is the download server reachable" check; the download itself may take minutes
-METHOD_NAMES = {"zeroshot": "Zero-shot CLIP", "taskres": "TaskRes", "clip_adapter": "CLIP-Adapter",
-                "coop": "CoOp"}
+METHODS = ("zeroshot", "taskres", "clip_adapter", "coop")  # declared methods, in run order
 
 # A tiny CLIP for --quick (32 px input): random weights, real CLIP code, seconds per run.
 TINY_CLIP = TOY_ARCHITECTURES["tiny-vit"]
@@ -143,71 +143,55 @@ def random_banner(weights):
             f"!! For real numbers: {weights.remedy}.\n{bar}")
 
 
-def plan(size, weights, out_root, data_root):
+def plan(size, weights, out_root, data_root, methods=METHODS):
     """Zero-shot once, then every method x shots x seed, as scripts/<method>/main.sh plans them."""
     # The feature cache computes each image's frozen features once for all runs (same numbers).
     common = (*weights.overrides, "DATALOADER.NUM_WORKERS", "0", "TRAIN.FEATURE_CACHE.ENABLED", "True",
               "TRAIN.FEATURE_CACHE.VIEWS", str(size.views))
     runs_root = os.path.join(out_root, "runs")
-    runs = plan_runs("zeroshot", DATASET, 0, output=runs_root, root=data_root, opts=Options(extra=common))
-    for method in ("taskres", "clip_adapter", "coop"):
+    runs = []
+    for method in methods:
         extra = (*common, "OPTIM.MAX_EPOCH", str(size.epochs[method])) if method in size.epochs else common
-        for shots in size.shots:
-            runs += plan_runs(method, DATASET, shots, size.seeds, runs_root, data_root, Options(extra=extra))
+        trains = get_method(method).trains
+        for shots in (size.shots if trains else (0,)):
+            runs += plan_runs(method, DATASET, shots, size.seeds, runs_root, data_root, extra=extra)
     return runs
 
 
 def describe(run):
+    label = get_method(run.method).label
     if run.seed is None:
-        return METHOD_NAMES[run.method]
-    return f"{METHOD_NAMES[run.method]} {run.shots} shot{'s' if run.shots > 1 else ''} seed {run.seed}"
+        return label
+    return f"{label} {run.shots} shot{'s' if run.shots > 1 else ''} seed {run.seed}"
 
 
-def run_all(runs, env, jobs):
-    """Run (or reuse) every planned run, `jobs` at a time, one line per finished run.
+def run_all(runs, out_root, jobs):
+    """Run (or reuse) every planned run through the run executor, `jobs` at a time, one line per
+    finished run. After a failure no new run starts; the ones under way finish, then the first
+    failure is raised."""
+    os.environ.setdefault(FEATURE_CACHE_ENV, os.path.join(out_root, "feature_cache"))
+    counter = itertools.count(1)
+    todo = triage(runs, fix="delete the demo folder or pass another --output", say=lambda text: None)
+    for run in runs:
+        if run not in todo:
+            print(f"[{next(counter)}/{len(runs)}] {describe(run)}: "
+                  f"{read_run_result(run.output_dir).value:.1f}% (finished earlier; kept)", flush=True)
+    started = {}
 
-    After a failure no new run starts; the ones under way finish, then the first failure is raised.
-    """
-    lock = threading.Lock()
-    finished = itertools.count(1)
-    failures = []
+    def finished(outcome):
+        run = outcome.run
+        text = (f"{read_run_result(run.output_dir).value:.1f}% ({time.time() - started[run.output_dir]:.0f} s)"
+                if outcome.ok else "FAILED")
+        print(f"[{next(counter)}/{len(runs)}] {describe(run)}: {text}", flush=True)
 
-    def report(run, text):
-        with lock:
-            print(f"[{next(finished)}/{len(runs)}] {describe(run)}: {text}", flush=True)
-
-    def execute(run):
-        if failures:
-            return
-        if run.status == "done":
-            report(run, f"{read_run_result(run.output_dir).value:.1f}% (finished earlier; kept)")
-            return
-        start = time.time()
-        proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *run.args], env=env,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        result = read_run_result(run.output_dir) if proc.returncode == 0 else None
-        if result is None:
-            failures.append((run, proc))
-            report(run, "FAILED")
-        else:
-            report(run, f"{result.value:.1f}% ({time.time() - start:.0f} s)")
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(execute, runs))
-    if failures:
-        run, proc = failures[0]
-        tail = "\n".join(proc.stdout.splitlines()[-25:])
-        raise DemoError(f"{describe(run)} failed (exit code {proc.returncode}); its log is "
-                        f"{os.path.join(run.output_dir, 'log.txt')}. Last lines:\n{tail}")
-
-
-def run_environment(out_root, jobs):
-    """Environment of the runs: the demo's feature cache, and CPU threads split between the
-    parallel runs (oversubscribed threads make small ops, e.g. CoOp's, many times slower)."""
-    env = dict(os.environ)
-    env.setdefault(FEATURE_CACHE_ENV, os.path.join(out_root, "feature_cache"))
-    env.setdefault("OMP_NUM_THREADS", str(max(1, available_cpus() // jobs)))
-    return env
+    outcomes = run_parallel(todo, cpu_slots(jobs, name="job"), lambda run, slot: started.setdefault(run.output_dir, time.time()),
+                            finished, stop_after_failure=True)
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        with open(failed[0].log, errors="replace") as f:
+            tail = "\n".join(f.read().splitlines()[-25:])
+        raise DemoError(f"{describe(failed[0].run)} failed ({failed[0].detail}); its log is "
+                        f"{failed[0].log}. Last lines:\n{tail}")
 
 
 def available_cpus():
@@ -242,6 +226,9 @@ def build_parser():
     parser.add_argument("--random-weights", action="store_true",
                         help="use random weights even if pretrained ones are available")
     parser.add_argument("--output", default="demo_output", help="output root (default: demo_output)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS),
+                        help="declared methods to run (default: %(default)s); PLUGINS=FILE.py adds "
+                             "methods declared in that file")
     parser.add_argument("--jobs", type=int, default=min(2, available_cpus()),
                         help="runs at a time (default: 2, or 1 on a single CPU)")
     return parser
@@ -266,14 +253,14 @@ def main(argv=None):
         data_root = os.path.join(out_root, "data")
         train, val, test = size.per_class
         generate(data_root, size.image_size, train, val, test)
-        runs = plan(size, weights, out_root, data_root)
-        env = run_environment(out_root, args.jobs)
-        print(f"{len(runs)} runs ({', '.join(METHOD_NAMES.values())}; shots {list(size.shots)}, "
-              f"seeds {list(size.seeds)}), {args.jobs} at a time with {env['OMP_NUM_THREADS']} CPU thread(s) "
+        runs = plan(size, weights, out_root, data_root, args.methods)
+        threads = cpu_slots(args.jobs)[0].env.get("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS"))
+        print(f"{len(runs)} runs ({', '.join(get_method(m).label for m in args.methods)}; shots {list(size.shots)}, "
+              f"seeds {list(size.seeds)}), {args.jobs} at a time with {threads} CPU thread(s) "
               f"each; logs in {os.path.join(out_root, 'runs')}/<dataset>/<Trainer>/...", flush=True)
-        run_all(runs, env, args.jobs)
+        run_all(runs, out_root, args.jobs)
         table, markdown, plot = write_results(size, weights, out_root)
-    except (DemoError, PlanError, FileExistsError, ValueError) as err:
+    except (DemoError, UserError, FileExistsError, ValueError) as err:
         print(f"demo error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -5,7 +5,5 @@
 # TRAINER=ZeroshotCLIP2 uses the prompt ensemble; CFG picks the backbone config (default rn50).
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-[ $# -ge 1 ] || usage "bash scripts/zeroshot.sh DATASET [KEY VALUE ...]"
-dataset=$1
-shift
-run_planned runs zeroshot "$dataset" 0 "${PLAN_OPTS[@]}" --trainer "${TRAINER:-}" -- "$@"
+[ $# -ge 1 ] || { echo "usage: bash scripts/zeroshot.sh DATASET [KEY VALUE ...]" >&2; exit 2; }
+experiment main zeroshot "$@"

@@ -1,6 +1,7 @@
-"""Sweep launcher: run a grid of few-shot runs (methods x datasets x shots x seeds) in parallel,
-on one machine (`--launcher local`: one job per GPU or N CPU workers) or on a SLURM cluster
-(`--launcher slurm`), through submitit.
+"""Running experiments: the run executor behind the scripts, the demo and the local launcher
+(`execute`, `script`), and the sweep launcher that runs a grid of few-shot runs (methods x
+datasets x shots x seeds) in parallel, on one machine (`--launcher local`: one job per GPU or N
+CPU workers) or on a SLURM cluster (`--launcher slurm`, through submitit).
 
     python -m sweep --methods taskres --datasets dtd eurosat --shots 1 16 --data $DATA
 

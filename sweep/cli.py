@@ -5,11 +5,13 @@ import os.path as osp
 import shlex
 import sys
 
+from dassl.utils.errors import UserError, run_cli
 from fewshot_grid import plan
 from fewshot_grid.benchmarks import BENCHMARKS, SEEDS, SHOTS
 
 from . import LauncherError, local, report, slurm
-from .runs import FAILED, RUNNING, TO_SUBMIT, classify, expand, job_spec
+from .execute import check_finished, job_spec
+from .runs import DONE, FAILED, RUNNING, TO_SUBMIT, classify, expand
 
 USAGE_EXAMPLES = """examples:
   # every TaskRes run of two datasets, one job per visible GPU of this machine
@@ -30,9 +32,7 @@ missing or failed. Each run's console output is <run folder>/sweep.log."""
 
 # Options that only make sense with one launcher (default None = not given).
 LOCAL_ONLY = ("gpus", "workers")
-SLURM_ONLY = ("partition", "gpus_per_job", "cpus_per_task", "mem_gb", "array_parallelism",
-              "group_size", "account", "qos", "constraint", "job_name", "slurm_setup",
-              "slurm_extra")
+SLURM_ONLY = (*slurm.SCALAR_OPTIONS, "group_size", "slurm_setup", "slurm_extra")
 
 
 def build_parser():
@@ -42,7 +42,9 @@ def build_parser():
                     "parallel on this machine or on a SLURM cluster.",
         epilog=USAGE_EXAMPLES)
     grid = p.add_argument_group("the grid")
-    grid.add_argument("--methods", nargs="+", required=True, choices=list(plan.METHODS))
+    grid.add_argument("--methods", nargs="+", required=True,
+                      help="declared methods: taskres, coop, clip_adapter, zeroshot, and "
+                           "those of --plugin files")
     grid.add_argument("--datasets", nargs="+", default=list(BENCHMARKS),
                       help="dataset config stems (default: the 11 benchmarks)")
     grid.add_argument("--shots", type=int, nargs="+", default=list(SHOTS),
@@ -51,15 +53,13 @@ def build_parser():
                       help="seeds (default: 1 2 3)")
     grid.add_argument("--data", default="", help="dataset root (default: $DATA)")
     grid.add_argument("--output", default="output", help="output root (default: output)")
-    grid.add_argument("--cfg", default="",
-                      help="one method only: this config file name instead of the official ones")
-    grid.add_argument("--enhanced-base", default="", help="taskres: weights file or strong_base/")
-    grid.add_argument("--zeroshot-trainer", default="",
-                      help="zeroshot: ZeroshotCLIP (default) or ZeroshotCLIP2")
-    grid.add_argument("--nctx", type=int, default=16, help="coop: context length")
-    grid.add_argument("--csc", type=plan.parse_bool, default=False, help="coop: class-specific context")
-    grid.add_argument("--ctp", default="end", choices=("end", "middle", "front"),
-                      help="coop: class token position")
+    grid.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                      help="a setting of the methods that declare it, as the scripts' "
+                           "environment variables: CFG=rn50_ep50 (one method only), "
+                           "TRAINER=ZeroshotCLIP2, NCTX=4, ENHANCED_BASE=strong_base/, ...; "
+                           "repeatable")
+    grid.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                      help="a file declaring more methods (also read from $PLUGINS)")
 
     what = p.add_argument_group("what to do")
     what.add_argument("--launcher", choices=("local", "slurm"), default="local")
@@ -84,28 +84,7 @@ def build_parser():
                      help="jobs at a time: CPU workers (default 1), or a multiple of the GPU "
                           "count (jobs per GPU)")
 
-    sl = p.add_argument_group("--launcher slurm")
-    defaults = slurm.SlurmOptions()
-    sl.add_argument("--partition", default=None, help="SLURM partition")
-    sl.add_argument("--gpus-per-job", type=int, default=None,
-                    help=f"GPUs per job (default {defaults.gpus_per_job})")
-    sl.add_argument("--cpus-per-task", type=int, default=None,
-                    help=f"CPUs per job (default {defaults.cpus_per_task})")
-    sl.add_argument("--mem-gb", type=float, default=None,
-                    help=f"memory per job in GB (default {defaults.mem_gb:g})")
-    sl.add_argument("--array-parallelism", type=int, default=None,
-                    help=f"jobs running at a time (default {defaults.array_parallelism})")
-    sl.add_argument("--group-size", type=int, default=None,
-                    help="runs per job, run one after the other (default 1)")
-    sl.add_argument("--account", default=None)
-    sl.add_argument("--qos", default=None)
-    sl.add_argument("--constraint", default=None)
-    sl.add_argument("--job-name", default=None, help=f"default {defaults.job_name}")
-    sl.add_argument("--slurm-setup", action="append", default=None, metavar="CMD",
-                    help="shell line run in the job before train.py (e.g. 'module load cuda'); "
-                         "repeatable")
-    sl.add_argument("--slurm-extra", action="append", default=None, metavar="KEY=VALUE",
-                    help="any other sbatch option, e.g. mail-type=END; repeatable")
+    slurm.add_arguments(p.add_argument_group("--launcher slurm"))
     return p
 
 
@@ -120,29 +99,13 @@ def _split_overrides(argv):
 def check_args(parser, args, extra):
     if len(extra) % 2:
         parser.error(f"overrides after -- come in KEY VALUE pairs; got {len(extra)} words")
-    if args.cfg and len(args.methods) > 1:
-        parser.error("--cfg names one method's config file; sweep one method with it")
+    if any(o.startswith("CFG=") for o in args.option) and len(args.methods) > 1:
+        parser.error("--option CFG=... names one method's config file; sweep one method with it")
     wrong = LOCAL_ONLY if args.launcher == "slurm" else SLURM_ONLY
     given = [f"--{n.replace('_', '-')}" for n in wrong if getattr(args, n) is not None]
     if given:
         other = "local" if args.launcher == "slurm" else "slurm"
         parser.error(f"{', '.join(given)} belong(s) to --launcher {other}")
-
-
-def slurm_options(args):
-    d = slurm.SlurmOptions()
-
-    def pick(name):
-        value = getattr(args, name)
-        return getattr(d, name) if value is None else value
-
-    return slurm.SlurmOptions(
-        partition=pick("partition"), gpus_per_job=pick("gpus_per_job"),
-        cpus_per_task=pick("cpus_per_task"), mem_gb=pick("mem_gb"),
-        time_min=args.time_min or d.time_min, array_parallelism=pick("array_parallelism"),
-        job_name=pick("job_name"), account=pick("account"), qos=pick("qos"),
-        constraint=pick("constraint"), setup=args.slurm_setup or [],
-        extra=slurm.parse_extra(args.slurm_extra))
 
 
 def _print_plan(todo, skipped_running):
@@ -178,11 +141,10 @@ def dry_run(args, todo, slurm_opts, folder):
     return 0
 
 
-def launch_local(args, runs, todo, folder):
+def launch_local(args, runs, todo):
     slots = local.make_slots(args.gpus or "auto", args.workers)
-    print(f"[sweep] local: {len(slots)} job(s) at a time ({', '.join(s.name for s in slots)}); "
-          f"job files in {folder}")
-    outcomes = local.run_local([s.run for s in todo], slots, folder, args.time_min)
+    print(f"[sweep] local: {len(slots)} job(s) at a time ({', '.join(s.name for s in slots)})")
+    outcomes = local.run_local([s.run for s in todo], slots)
     failures = [(o.run.output_dir, o.detail, o.log) for o in outcomes if not o.ok]
     print(f"\n[sweep] finished: {len(outcomes) - len(failures)} done, {len(failures)} failed")
     report.print_failures(failures)
@@ -201,24 +163,34 @@ def launch_slurm(args, todo, slurm_opts, folder):
     return 0
 
 
-def main(argv=None):
-    argv, extra = _split_overrides(list(sys.argv[1:] if argv is None else argv))
+def parse(argv):
+    """(options, KEY VALUE overrides) of a launcher command line; exits on a malformed one."""
+    argv, extra = _split_overrides(list(argv))
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args, extra)
-    opts = plan.Options(cfg=args.cfg, trainer=args.zeroshot_trainer,
-                        enhanced_base=args.enhanced_base, n_ctx=args.nctx, csc=args.csc,
-                        ctp=args.ctp, extra=tuple(extra))
+    return args, extra
+
+
+def main(argv=None):
+    return sweep(*parse(sys.argv[1:] if argv is None else argv))
+
+
+def sweep(args, extra):
+    """Plan the grid, then submit what is missing (or show where it stands)."""
+    runs = expand(args.methods, args.datasets, args.shots, args.seeds, args.output,
+                  args.data, plan.settings_from_pairs(args.option), tuple(extra), args.plugin)
     try:
-        runs = expand(args.methods, args.datasets, args.shots, args.seeds, args.output,
-                      args.data, opts)
-        slurm_opts = slurm_options(args) if args.launcher == "slurm" else None
-    except (plan.PlanError, ValueError) as error:
-        print(f"python -m sweep: error: {error}", file=sys.stderr)
-        return 2
+        slurm_opts = slurm.options_from(args) if args.launcher == "slurm" else None
+    except ValueError as error:
+        raise UserError(str(error))
     states = classify(runs)
     if args.status:
         return show_status(runs, states, args.output)
+    for state in states:
+        if state.state == DONE:
+            check_finished(state.run, "move it aside (python -m sweep.script archive DIR) or "
+                                      "sweep into another --output")
 
     submit_states = TO_SUBMIT + ((RUNNING,) if args.resubmit_running else ())
     todo = [s for s in states if s.state in submit_states]
@@ -235,10 +207,9 @@ def main(argv=None):
             return 0
         if args.launcher == "slurm":
             return launch_slurm(args, todo, slurm_opts, folder)
-        return launch_local(args, runs, todo, folder)
+        return launch_local(args, runs, todo)
     except LauncherError as error:
-        print(f"python -m sweep: error: {error}", file=sys.stderr)
-        return 2
+        raise UserError(str(error))
     except KeyboardInterrupt:
         return 130
 
@@ -247,4 +218,4 @@ def run():
     """Entry point of `python -m sweep`; run from the repository root (or with it on
     PYTHONPATH), like train.py."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -1,37 +1,13 @@
-"""`--launcher local`: run the sweep on this machine through submitit's LocalExecutor, a fixed
-number of jobs at a time: one per visible GPU (its `CUDA_VISIBLE_DEVICES` set to that GPU) or N
-CPU workers (no GPU, threads shared out), with a progress bar of done/running/failed/remaining.
+"""`--launcher local`: run the sweep on this machine through the run executor, a fixed number
+of runs at a time: one per visible GPU (its `CUDA_VISIBLE_DEVICES` set to that GPU) or N CPU
+workers (no GPU, threads shared out), with a progress bar of done/running/failed/remaining.
 """
 import os
-import time
-from collections import deque
-from dataclasses import dataclass
-from typing import Dict
 
-import submitit
 from tqdm import tqdm
 
 from . import LauncherError
-from .job import register_job_module, run_one
-from .runs import job_spec, log_path, result_path
-
-POLL_S = 0.5
-NO_TIMEOUT_MIN = 30 * 24 * 60  # submitit's LocalExecutor kills a job after 2 min by default
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One place a job runs: its name in messages and the variables its job gets."""
-    name: str
-    env: Dict[str, str]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    run: object  # fewshot_grid.plan.Run
-    ok: bool
-    detail: str  # "exit code 1", the submitit error, ...
-    log: str
+from .execute import Slot, cpu_slots, run_parallel
 
 
 def visible_gpus():
@@ -74,72 +50,37 @@ def make_slots(gpus, workers):
     n = 1 if workers is None else workers
     if n < 1:
         raise LauncherError(f"--workers {n}: need at least 1")
-    # A CPU job gets no GPU and its share of the cores (unless the user fixed the threads).
-    env = {"CUDA_VISIBLE_DEVICES": ""}
-    if "OMP_NUM_THREADS" not in os.environ:
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
-    return [Slot(f"cpu {i}", dict(env)) for i in range(n)]
+    return cpu_slots(n)
 
 
-def _outcome(run, job):
-    log = log_path(run)
-    try:
-        code = job.result()
-    except Exception as error:  # the job process itself died (killed, out of memory, ...)
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return Outcome(run, False, f"job failed: {first} (submitit log: {job.paths.stdout})", log)
-    if code != 0:
-        return Outcome(run, False, f"exit code {code}", log)
-    if not os.path.isfile(result_path(run)):
-        return Outcome(run, False, "exited 0 without result.json", log)
-    return Outcome(run, True, "", log)
-
-
-def _show_counts(bar, outcomes, running, pending):
-    """done/running/failed/remaining after the bar; redrawn only when they change (a bar
-    that is not on a terminal prints a new line per redraw)."""
-    failed = sum(1 for o in outcomes if not o.ok)
-    text = (f"done={len(outcomes) - failed} running={len(running)} failed={failed} "
-            f"remaining={len(pending)}")
-    if text != bar.postfix:
-        bar.set_postfix_str(text)
-
-
-def run_local(runs, slots, folder, timeout_min=None, poll_s=POLL_S):
-    """Run `runs` (planned runs) with at most one job per slot; returns their outcomes in
-    the order they finished. A failing run does not stop the others."""
-    register_job_module()
-    executor = submitit.LocalExecutor(folder=folder)
-    executor.update_parameters(timeout_min=timeout_min or NO_TIMEOUT_MIN)
-    pending = deque(runs)
-    free = deque(slots)
-    running = {}  # job -> (run, slot)
-    outcomes = []
+def run_local(runs, slots):
+    """Run the planned `runs`, one per slot at a time; a failing run does not stop the others.
+    Returns their outcomes in the order they finished."""
     bar = tqdm(total=len(runs), desc="sweep", unit="run", dynamic_ncols=True)
+    counts = {"running": 0, "failed": 0}
+
+    def show():
+        bar.set_postfix_str(f"done={bar.n - counts['failed']} running={counts['running']} "
+                            f"failed={counts['failed']} "
+                            f"remaining={len(runs) - bar.n - counts['running']}")
+
+    def started(run, slot):
+        counts["running"] += 1
+        bar.write(f"[start] {run.output_dir} ({slot.name})")
+        show()
+
+    def finished(outcome):
+        counts["running"] -= 1
+        counts["failed"] += not outcome.ok
+        bar.write(f"[done] {outcome.run.output_dir}" if outcome.ok else
+                  f"[failed] {outcome.run.output_dir}: {outcome.detail}; log: {outcome.log}")
+        bar.update(1)
+        show()
+
     try:
-        while pending or running:
-            while pending and free:
-                run, slot = pending.popleft(), free.popleft()
-                job = executor.submit(run_one, job_spec(run, "local", slot.env))
-                running[job] = (run, slot)
-                bar.write(f"[start] {run.output_dir} ({slot.name})")
-            _show_counts(bar, outcomes, running, pending)
-            time.sleep(poll_s)
-            for job in [j for j in running if j.done()]:
-                run, slot = running.pop(job)
-                free.append(slot)
-                outcome = _outcome(run, job)
-                outcomes.append(outcome)
-                bar.write(f"[done] {run.output_dir}" if outcome.ok else
-                          f"[failed] {run.output_dir}: {outcome.detail}; log: {outcome.log}")
-                bar.update(1)
-            _show_counts(bar, outcomes, running, pending)
+        return run_parallel(runs, slots, started, finished)
     except KeyboardInterrupt:
-        for job in running:
-            job.cancel()  # SIGINT: the job stops its train.py and marks the log
-        bar.write(f"[sweep] interrupted: {len(running)} running jobs stopped, {len(pending)} "
-                  f"not started; run the same command again to go on")
+        bar.write("[sweep] interrupted; run the same command again to go on")
         raise
     finally:
         bar.close()
-    return outcomes

@@ -1,9 +1,10 @@
-"""What a sweep prints at the end (or with `--status`): the `parse_results.py --table` of the
-runs that finished and the failed runs with the path of their log."""
+"""What a sweep prints at the end (or with `--status`): the results table of the runs that
+finished (as `parse_results.py --table` prints it) and the failed runs with their log."""
 import sys
 from collections import Counter
 
-import parse_results
+from fewshot_grid import render
+from fewshot_grid.grid import fewshot_tables
 
 from .runs import STATES
 
@@ -25,15 +26,17 @@ def print_failures(failures, out=sys.stdout):
 
 def print_table(output, runs):
     """The results table of the sweep's datasets, shots and seeds (finished runs only; an
-    incomplete grid is marked by parse_results, not averaged)."""
+    incomplete grid is marked, not averaged)."""
     datasets = list(dict.fromkeys(r.dataset for r in runs))  # in the sweep's order
     shots = sorted({r.shots for r in runs})
-    seeds = sorted({r.seed for r in runs if r.seed is not None})
-    argv = [output, "--table", "--datasets", *datasets]
-    if not (0 in shots and len(shots) > 1):  # zero-shot beside trained methods: each its own
-        argv += ["--shots", *map(str, shots)]
-    if seeds:
-        argv += ["--seeds", *map(str, seeds)]
-    print(f"\n$ python parse_results.py {' '.join(argv)}")
+    seeds = sorted({r.seed for r in runs if r.seed is not None}) or [1, 2, 3]
+    mixed = 0 in shots and len(shots) > 1  # evaluation-only beside trained methods
+    print(f"\n[sweep] results (python parse_results.py {output} --table --datasets "
+          f"{' '.join(datasets)}{'' if mixed else ' --shots ' + ' '.join(map(str, shots))} "
+          f"--seeds {' '.join(map(str, seeds))}):")
+    tables = fewshot_tables(output, datasets, seeds, None if mixed else shots)
+    if tables:
+        print(render.fewshot_markdown(tables, "accuracy"), end="")
+    else:
+        print("  no finished runs yet")
     sys.stdout.flush()
-    return parse_results.main(argv)

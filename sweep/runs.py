@@ -14,6 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from dassl.utils.errors import UserError
 from fewshot_grid import layout, plan
 
 from .job import LOG_NAME, read_last_marker
@@ -36,38 +37,22 @@ def result_path(run):
     return osp.join(run.output_dir, layout.RESULT_FILE)
 
 
-def method_options(method, opts):
-    """Options of `plan.Options` that apply to `method` (a sweep mixes methods; the planner
-    rejects options of another method, e.g. an enhanced base for CoOp)."""
-    keep = {
-        "taskres": dict(enhanced_base=opts.enhanced_base),
-        "coop": dict(n_ctx=opts.n_ctx, csc=opts.csc, ctp=opts.ctp),
-        "zeroshot": dict(trainer=opts.trainer),
-    }.get(method, {})
-    return plan.Options(cfg=opts.cfg, extra=opts.extra, **keep)
-
-
-def expand(methods, datasets, shots, seeds, output, root, opts):
-    """Every run of methods x datasets x shots x seeds, in that order (zeroshot: one seedless
-    run per dataset). Raises `plan.PlanError` for an unknown method, dataset or config."""
+def expand(methods, datasets, shots, seeds, output, root, settings=None, extra=(), plugins=()):
+    """Every run of methods x datasets x shots x seeds, in that order (an evaluation-only
+    method: one seedless run per dataset). Raises UserError for an unknown method, dataset,
+    option or config."""
+    settings = settings or {}
+    declared = [plan.get_method(m, plugins) for m in methods]
+    unused = [k for k in settings if not any(plan.method_settings(m, {k: "x"}) for m in declared)]
+    if unused:
+        raise UserError(f"--option {', '.join(unused)}: no method of this sweep has it")
     runs = []
-    for method in methods:
-        for dataset, k in plan.grid(method, datasets, shots):
-            runs += plan.plan_runs(method, dataset, k, seeds, output, root,
-                                   method_options(method, opts))
+    for method in declared:
+        for dataset, k in plan.grid(method.name, datasets, shots, plugins):
+            runs += plan.plan_runs(method.name, dataset, k, seeds, output, root,
+                                   plan.method_settings(method, settings), extra, plugins)
     # A name given twice (--datasets dtd dtd) must not give two jobs writing one folder.
     return list({run.output_dir: run for run in runs}.values())
-
-
-TRAIN_PY = osp.join(plan.REPO_ROOT, "train.py")
-
-
-def job_spec(run, launcher, env=None):
-    """What `job.run_one` needs to run `run` anywhere: train.py with the interpreter and the
-    working folder of this launcher (the planner's paths may be relative to it)."""
-    return {"argv": [sys.executable, TRAIN_PY, *run.args], "cwd": os.getcwd(),
-            "env": dict(env or {}), "log": osp.abspath(log_path(run)),
-            "done": osp.abspath(result_path(run)), "launcher": launcher}
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,9 @@ files (job pickles, the task's own stdout) go to `<submitit dir>/<array id>_<tas
 from dataclasses import dataclass, field
 from typing import Dict, List
 
-import submitit
-from submitit.core.utils import FailedJobError, FailedSubmissionError
-
 from . import LauncherError
+from .execute import job_spec, write_request
 from .job import register_job_module, run_group, write_marker
-from .runs import job_spec
 
 
 @dataclass(frozen=True)
@@ -21,13 +18,40 @@ class SlurmOptions:
     cpus_per_task: int = 8
     mem_gb: float = 32
     time_min: int = 24 * 60
-    array_parallelism: int = 64
+    array_parallelism: int = 64  # jobs running at a time
     job_name: str = "fewshot-sweep"
     account: str = ""
     qos: str = ""
     constraint: str = ""
     setup: List[str] = field(default_factory=list)  # shell lines run before the job
     extra: Dict[str, str] = field(default_factory=dict)  # any other #SBATCH --KEY=VALUE
+
+
+# The options given as `--<name>` on the command line (time_min is shared with local runs).
+SCALAR_OPTIONS = ("partition", "gpus_per_job", "cpus_per_task", "mem_gb", "array_parallelism",
+                  "job_name", "account", "qos", "constraint")
+
+
+def add_arguments(group):
+    defaults = SlurmOptions()
+    for name in SCALAR_OPTIONS:
+        default = getattr(defaults, name)
+        group.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=None,
+                           help=f"default {default!r}" if default != "" else "unset by default")
+    group.add_argument("--group-size", type=int, default=None,
+                       help="runs per job, run one after the other (default 1)")
+    group.add_argument("--slurm-setup", action="append", default=None, metavar="CMD",
+                       help="shell line run in the job before train.py (e.g. 'module load "
+                            "cuda'); repeatable")
+    group.add_argument("--slurm-extra", action="append", default=None, metavar="KEY=VALUE",
+                       help="any other sbatch option, e.g. mail-type=END; repeatable")
+
+
+def options_from(args):
+    """SlurmOptions from the parsed command line (defaults where not given)."""
+    given = {n: getattr(args, n) for n in SCALAR_OPTIONS if getattr(args, n) is not None}
+    return SlurmOptions(**given, time_min=args.time_min or SlurmOptions.time_min,
+                        setup=args.slurm_setup or [], extra=parse_extra(args.slurm_extra))
 
 
 def executor_parameters(opts):
@@ -64,6 +88,8 @@ def group_runs(runs, group_size):
 def make_executor(folder, opts, cluster="slurm"):
     """The AutoExecutor a sweep submits with. `cluster` is submitit's: "slurm" on a cluster
     (needs `srun` on PATH); "local" or "debug" run the same parameters elsewhere."""
+    import submitit  # the `slurm` extra: only this launcher needs it
+
     try:
         executor = submitit.AutoExecutor(folder=f"{folder}/%j", cluster=cluster)
     except RuntimeError as error:  # submitit finds no `srun`
@@ -76,9 +102,13 @@ def make_executor(folder, opts, cluster="slurm"):
 def submit(runs, folder, opts, group_size=1, executor=None):
     """Submit the runs as one array; returns [(job, runs of that task)]. Each run's log is
     marked `queued` with its task's id, so a second sweep knows it is taken."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
     register_job_module()
     executor = executor or make_executor(folder, opts)
     groups = group_runs(runs, group_size)
+    for run in runs:
+        write_request(run)
     specs = [[job_spec(run, "slurm") for run in group] for group in groups]
     try:
         jobs = executor.map_array(run_group, specs)

@@ -14,6 +14,7 @@ from tests.engine_helpers import REPO
 
 QUICK_RUNS = 7  # zero-shot + 3 methods x 2 shot counts x 1 seed
 TRAINERS = ("ZeroshotCLIP", "TaskRes", "CLIP_Adapter", "CoOp")
+LABELS = ("Zero-shot CLIP", "TaskRes", "CLIP-Adapter", "CoOp")  # as the methods declare them
 
 
 def _load_demo():
@@ -74,11 +75,11 @@ def test_quick_demo_runs_to_its_table_and_reuses_finished_runs(tmp_path, demo_en
 
     # The table: one section per method, a demo_shapes row, and it says the weights were random.
     table = stdout[stdout.index("Weights: RANDOM"):]
-    for trainer in TRAINERS:
-        assert re.search(rf"^## {trainer}/", table, re.M), trainer
+    for label in LABELS:
+        assert re.search(rf"^## {re.escape(label)}: ", table, re.M), label
     assert len(re.findall(r"^\| demo_shapes ", table, re.M)) == 4
     markdown = (root / "results.md").read_text()
-    assert "Weights: RANDOM" in markdown and "## CoOp/" in markdown
+    assert "Weights: RANDOM" in markdown and "## CoOp: " in markdown
     assert f"Table: {root / 'results.md'}" in stdout and f"Plot: {root / 'fewshot.png'}" in stdout
     with open(root / "fewshot.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -196,7 +196,7 @@ def test_full_grid_table_and_csv(tmp_path):
     proc = run_parse(root, "--table", "--markdown", md, "--csv", csv_path)
     out = proc.stdout
     assert out == md.read_text()
-    assert "## CoOp/rn50/nctx16_cscFalse_ctpend" in out  # ep50 (1 shot) and rn50 (16) merged
+    assert "## CoOp: " in out  # ep50 (1 shot) and rn50 (16) merged under the declared label
     dtd = [values[("dtd", k, s)] for k in (1, 16) for s in (1, 2, 3)]
     assert table_row(out, "DTD")[1:] == [cell_text(dtd[:3]), cell_text(dtd[3:])]
 
@@ -274,9 +274,9 @@ def test_zero_shot_and_split_config_families(tmp_path):
     write(root / "dtd" / "CoOp" / "rn50_ep50_16shots" / "seed1", training_log(60.0))
     write(root / "dtd" / "CoOp" / "rn50_16shots" / "seed1", training_log(63.0))
     proc = run_parse(root, "--table", "--datasets", "dtd", "--seeds", "1")
-    assert "## ZeroshotCLIP/rn50: accuracy (%), single runs" in proc.stdout
+    assert "## Zero-shot CLIP: accuracy (%), single runs" in proc.stdout
     assert "| DTD " in proc.stdout and "42.20" in proc.stdout
-    assert "## CoOp/rn50_ep50" in proc.stdout and "## CoOp/rn50:" in proc.stdout
+    assert "## CoOp [rn50_ep50]: " in proc.stdout and "## CoOp: " in proc.stdout
     assert "several configs" in proc.stderr
 
 
@@ -330,7 +330,7 @@ def test_dg_table(tmp_path):
             write(root / "dg" / t / "TaskRes" / "adam_lr2e-4_B256_ep200_16shots" / f"seed{s}",
                   eval_log(acc + s * 0.1))
     out = run_parse(root, "--dg").stdout
-    row = table_row(out, "TaskRes/adam_B256")
+    row = table_row(out, "TaskRes")
     assert row[1] == "16"
     assert row[2] == cell_text(list(src.values()))
     assert row[3] == cell_text([50.1, 50.2, 50.3])

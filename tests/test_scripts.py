@@ -91,7 +91,7 @@ def test_main_sh_writes_the_reference_tree(world):
     accs = [read_result(output / TASKRES_2SHOTS / f"seed{s}")["accuracy"] for s in (1, 2)]
     mean, std = sum(accs) / 2, abs(accs[0] - accs[1]) / 2
     assert f"| {mean:.2f} ± {std:.2f} (2) " in table
-    assert "## TaskRes/adam_B256" in table
+    assert "## TaskRes: " in table
 
 
 def test_finished_runs_are_skipped(world):

@@ -1,5 +1,5 @@
 """The run planner behind the scripts: every planned argument list is parsed by train.py's own
-config setup, and the resulting config is checked against the official settings (SPEC 6.1)."""
+config setup, and the resulting config is checked against the official settings."""
 import json
 import os
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 
 import train
 from fewshot_grid import plan as planner
-from fewshot_grid.plan import Options, PlanError, plan_eval_runs, plan_runs
+from fewshot_grid.plan import PlanError, plan_eval_runs, plan_runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers",
@@ -18,7 +18,7 @@ DG_TARGETS = ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"]
 
 
 def official(method, dataset, shots):
-    """(optimizer, lr, epochs, batch size, alpha) as SPEC 6.1 states them."""
+    """(optimizer, lr, epochs, batch size, alpha) of the papers' official settings."""
     if method == "taskres":
         epochs = 100 if shots in (1, 2, 4) else 200
         lr = 2e-4 if dataset == "imagenet" else 2e-3
@@ -58,22 +58,22 @@ def test_every_planned_run_gets_the_official_settings(method, tmp_path):
 
 def test_options_and_user_overrides(tmp_path):
     run = plan_runs("coop", "dtd", 4, seeds=(2,), root=str(tmp_path),
-                    opts=Options(n_ctx=4, csc=True, ctp="middle",
-                                 extra=("OPTIM.MAX_EPOCH", "3", "INPUT.SIZE", "(32, 32)")))[0]
+                    settings={"NCTX": "4", "CSC": "true", "CTP": "middle"},
+                    extra=("OPTIM.MAX_EPOCH", "3", "INPUT.SIZE", "(32, 32)"))[0]
     cfg = config_of(run)
     assert run.output_dir == "output/dtd/CoOp/rn50_ep100_4shots/nctx4_cscTrue_ctpmiddle/seed2"
     assert (cfg.TRAINER.COOP.N_CTX, cfg.TRAINER.COOP.CSC) == (4, True)
     assert cfg.OPTIM.MAX_EPOCH == 3 and cfg.INPUT.SIZE == (32, 32)  # user overrides win
 
     run = plan_runs("taskres", "dtd", 16, seeds=(1,), root=str(tmp_path),
-                    opts=Options(cfg="adam_lr2e-4_B256_ep200_vit_b16"))[0]
+                    settings={"CFG": "adam_lr2e-4_B256_ep200_vit_b16"})[0]
     assert config_of(run).MODEL.BACKBONE.NAME == "ViT-B/16"
     assert "/adam_lr2e-4_B256_ep200_vit_b16_16shots/" in run.output_dir
 
 
 def test_zeroshot_is_one_seedless_eval_run(tmp_path):
     runs = plan_runs("zeroshot", "eurosat", 0, seeds=(1, 2, 3), root=str(tmp_path),
-                     opts=Options(trainer="ZeroshotCLIP2"))
+                     settings={"TRAINER": "ZeroshotCLIP2"})
     assert len(runs) == 1 and runs[0].seed is None
     assert runs[0].output_dir == "output/eurosat/ZeroshotCLIP2/rn50_0shots"
     assert "--eval-only" in runs[0].args and "--seed" not in runs[0].args
@@ -86,14 +86,16 @@ def test_enhanced_base_file_or_strong_base_folder(tmp_path):
     weights.write_bytes(b"weights")
     for given in (tmp_path / "strong_base", weights):
         run = plan_runs("taskres", "dtd", 8, seeds=(1,), root=str(tmp_path),
-                        opts=Options(enhanced_base=str(given)))[0]
+                        settings={"ENHANCED_BASE": str(given)})[0]
         assert "/enhanced_base/seed1" in run.output_dir
         assert config_of(run).TRAINER.TaskRes.ENHANCED_BASE == str(weights)
     with pytest.raises(PlanError, match="rn50_16shots/model.pth.tar"):
         plan_runs("taskres", "dtd", 16, root=str(tmp_path),
-                  opts=Options(enhanced_base=str(tmp_path / "strong_base")))
-    with pytest.raises(PlanError, match="taskres only"):
-        plan_runs("coop", "dtd", 16, root=str(tmp_path), opts=Options(enhanced_base="x.pth"))
+                  settings={"ENHANCED_BASE": str(tmp_path / "strong_base")})
+    with pytest.raises(PlanError, match="ENHANCED_BASE does not apply to coop"):
+        plan_runs("coop", "dtd", 16, root=str(tmp_path), settings={"ENHANCED_BASE": "x.pth"})
+    with pytest.raises(PlanError, match="TRAINER=ZeroshotCLIP2: taskres runs TaskRes"):
+        plan_runs("taskres", "dtd", 16, root=str(tmp_path), settings={"TRAINER": "ZeroshotCLIP2"})
 
 
 def test_dg_runs_load_the_final_imagenet_checkpoint(tmp_path):
@@ -128,9 +130,12 @@ def test_dg_runs_load_the_final_imagenet_checkpoint(tmp_path):
     (lambda root: plan_runs("coop", "dtdx", 1, root=root), "unknown dataset 'dtdx'"),
     (lambda root: plan_runs("coop", "dtd", 0, root=root), "positive number"),
     (lambda root: plan_runs("zeroshot", "dtd", 16, root=root), "pass 0, not 16"),
-    (lambda root: plan_runs("coop", "dtd", 1, root=root, opts=Options(cfg="rn51")),
+    (lambda root: plan_runs("coop", "dtd", 1, root=root, settings={"CFG": "rn51"}),
      "no config 'rn51' for CoOp"),
     (lambda root: plan_runs("coop", "dtd", 1, root=root + "/missing"), "is not a folder"),
+    (lambda root: plan_runs("coop", "dtd", 1, root=root, settings={"CTP": "back"}),
+     "CTP=back: choose one of end, middle, front"),
+    (lambda root: plan_runs("coop", "dtd", 1, root=root, extra=("OPTIM.LR",)), "KEY VALUE pairs"),
     (lambda root: plan_eval_runs("zeroshot", "dtd", 0, ["dtd"], "eval", root=root),
      "trains nothing"),
 ])
@@ -139,26 +144,27 @@ def test_bad_requests_name_what_is_wrong(tmp_path, call, message):
         call(str(tmp_path))
 
 
-def test_command_line_quotes_fields_for_the_shell(tmp_path):
-    env = dict(os.environ, DATA=str(tmp_path / "my data"))
-    os.makedirs(env["DATA"])
-    proc = subprocess.run(
-        [sys.executable, "-m", "fewshot_grid.plan", "runs", "taskres", "dtd", "2", "--seeds",
-         "7", "--", "INPUT.SIZE", "(32, 32)", "X.EMPTY", ""],
-        cwd=REPO, env=env, capture_output=True, text=True, check=True)
-    # the same expansion lib.sh does
-    fields = subprocess.run(["bash", "-c", 'eval "run=($1)"; printf "%s\\n" "${run[@]}"', "_",
-                             proc.stdout.strip()], capture_output=True, text=True,
-                            check=True).stdout.split("\n")[:-1]
-    run = plan_runs("taskres", "dtd", 2, seeds=(7,), root=env["DATA"],
-                    opts=Options(extra=("INPUT.SIZE", "(32, 32)", "X.EMPTY", "")))[0]
-    assert fields == ["new", run.output_dir, *run.args]
-    assert fields[-3:] == ["(32, 32)", "X.EMPTY", ""]
+def test_scripts_pass_fields_to_train_py_without_shell_expansion(tmp_path):
+    """Overrides with spaces or empty values reach train.py as they were given (no shell
+    re-parsing); no DATA stops with the fix and exit 2."""
+    data = tmp_path / "my data"
+    data.mkdir()
+    env = dict(os.environ, DATA=str(data), OUTPUT=str(tmp_path / "out"), SEEDS="7",
+               PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    proc = subprocess.run(["bash", "scripts/taskres/main.sh", "dtd", "2", "INPUT.SIZE",
+                           "(32, 32)", "X.EMPTY", ""], cwd=REPO, env=env, capture_output=True,
+                          text=True)
+    run = plan_runs("taskres", "dtd", 2, seeds=(7,), output=env["OUTPUT"], root=str(data),
+                    extra=("INPUT.SIZE", "(32, 32)", "X.EMPTY", ""))[0]
+    with open(os.path.join(run.output_dir, "request.json")) as f:
+        assert json.load(f) == run.request()  # written before train.py started
+    assert run.args[-3:] == ["(32, 32)", "X.EMPTY", ""]
+    assert "X.EMPTY" in proc.stdout + proc.stderr  # train.py got the key and refused it
 
-    no_data = subprocess.run([sys.executable, "-m", "fewshot_grid.plan", "runs", "coop", "dtd",
-                              "1"], cwd=REPO, env=dict(os.environ, DATA=""),
-                             capture_output=True, text=True)
+    no_data = subprocess.run(["bash", "scripts/coop/main.sh", "dtd", "1"], cwd=REPO,
+                             env=dict(env, DATA=""), capture_output=True, text=True)
     assert no_data.returncode == 2 and "set DATA=" in no_data.stderr
+    assert "Traceback" not in no_data.stderr
 
 
 def test_archive_moves_aside_and_never_overwrites(tmp_path):

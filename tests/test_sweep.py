@@ -1,5 +1,5 @@
 """The sweep launcher on one machine (`python -m sweep --launcher local`), end to end: real
-submitit LocalExecutor jobs running real train.py processes of the tiny CLIP on fixture datasets.
+run-executor jobs running real train.py processes of the tiny CLIP on fixture datasets.
 
 The reference is `scripts/taskres/main.sh` run sequentially on the same grid: the sweep must
 make the same output tree (plus one sweep.log per run) with the same results, skip finished runs
@@ -193,12 +193,11 @@ def test_progress_and_table_are_printed(world):
 def test_second_invocation_submits_nothing(world):
     out = world["output"]
     logs = {r: (out / r / "sweep.log").read_text() for r in run_dirs(out)}
-    job_files = sorted(os.listdir(out / ".sweep" / "local"))
     again = run_sweep(*world["args"], env=world["env"])
     assert "8 runs: 8 done; to submit: 0" in again.stdout
     assert "[sweep] nothing to submit" in again.stdout
     assert {r: (out / r / "sweep.log").read_text() for r in run_dirs(out)} == logs
-    assert sorted(os.listdir(out / ".sweep" / "local")) == job_files  # no job was started
+    assert not (out / ".sweep").exists()  # the local launcher needs no job files
 
 
 def test_dry_run_prints_the_commands_and_submits_nothing(world, tmp_path):

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from dassl.utils.errors import UserError
 from fewshot_grid import plan
 from sweep import LauncherError, job, local, runs
 
@@ -17,7 +18,7 @@ def grid(tmp_path):
     to exist for planning)."""
     (tmp_path / "data").mkdir()
     planned = runs.expand(["taskres", "coop"], ["dtd"], [1], [1, 2], str(tmp_path / "out"),
-                          str(tmp_path / "data"), plan.Options(extra=("OPTIM.MAX_EPOCH", "1")))
+                          str(tmp_path / "data"), extra=("OPTIM.MAX_EPOCH", "1"))
     return planned
 
 
@@ -26,10 +27,10 @@ def test_expand_makes_main_sh_runs_once_each(tmp_path, grid):
                                                   ("coop", 2)]
     # the same as the planner main.sh calls, per method
     same = plan.plan_runs("coop", "dtd", 1, [1, 2], str(tmp_path / "out"), str(tmp_path / "data"),
-                          plan.Options(extra=("OPTIM.MAX_EPOCH", "1")))
+                          extra=("OPTIM.MAX_EPOCH", "1"))
     assert grid[2:] == same
     twice = runs.expand(["taskres", "taskres"], ["dtd", "dtd"], [1, 1], [1, 1],
-                        str(tmp_path / "out"), str(tmp_path / "data"), plan.Options())
+                        str(tmp_path / "out"), str(tmp_path / "data"))
     assert len(twice) == 1  # one folder, one job
 
 
@@ -37,11 +38,14 @@ def test_options_go_only_to_their_method(tmp_path):
     (tmp_path / "data").mkdir()
     weights = tmp_path / "base.pth.tar"
     weights.write_bytes(b"x")
-    opts = plan.Options(enhanced_base=str(weights), n_ctx=4)
+    settings = {"ENHANCED_BASE": str(weights), "NCTX": "4"}
     taskres, coop = runs.expand(["taskres", "coop"], ["dtd"], [1], [1], str(tmp_path / "o"),
-                                str(tmp_path / "data"), opts)
+                                str(tmp_path / "data"), settings)
     assert "--enhanced-base" in taskres.args and taskres.variant == "enhanced_base"
     assert "--enhanced-base" not in coop.args and coop.variant == "nctx4_cscFalse_ctpend"
+    with pytest.raises(UserError, match="--option TRAINER: no method of this sweep has it"):
+        runs.expand(["coop"], ["dtd"], [1], [1], str(tmp_path / "o"), str(tmp_path / "data"),
+                    {"TRAINER": "ZeroshotCLIP2"})
 
 
 def write_log(run, *markers):

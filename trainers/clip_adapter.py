@@ -1,4 +1,4 @@
-"""CLIP-Adapter: a residual bottleneck MLP on CLIP's image features (SPEC 6)."""
+"""CLIP-Adapter: a residual bottleneck MLP on CLIP's image features."""
 import torch.nn as nn
 
 from dassl.engine import TRAINER_REGISTRY
@@ -6,7 +6,9 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 
 from trainers.common.classifier import class_features, cosine_logits
 from trainers.common.clip_trainer import FrozenCLIPTrainer
+from trainers.common.experiment import Method, register_method
 from trainers.common.templates import dataset_template
+from trainers.coop import coop_schedule
 
 
 class Adapter(nn.Module):
@@ -48,3 +50,8 @@ class CLIP_Adapter(FrozenCLIPTrainer):
     def logits(self, image_features):
         mixed = self.ratio * self.adapter(image_features) + (1 - self.ratio) * image_features
         return cosine_logits(mixed, self.text_features, self.clip_model.logit_scale)
+
+
+# No official CLIP-Adapter configs were released: it runs CoOp's schedule (same config names).
+register_method(Method(name="clip_adapter", trainer="CLIP_Adapter", label="CLIP-Adapter",
+                       config=coop_schedule))

@@ -1,4 +1,4 @@
-"""CoOp: learn the context words of CLIP's prompt, CLIP itself frozen (SPEC 6).
+"""CoOp: learn the context words of CLIP's prompt, CLIP itself frozen.
 
 Prompt per class: [SOS] [ctx_1 .. ctx_M] [name tokens] [.] [EOT] [padding], where only the
 context vectors train. The class-token position moves the name to the end (after the
@@ -14,6 +14,7 @@ from dassl.utils import load_pretrained_weights
 
 from trainers.common.classifier import cosine_logits
 from trainers.common.clip_trainer import FrozenCLIPTrainer
+from trainers.common.experiment import Method, Option, register_method
 from trainers.common.precision import PRECISIONS, effective_precision
 from trainers.common.text_encoder import TextEncoder
 
@@ -197,3 +198,37 @@ class CoOp(FrozenCLIPTrainer):
         for name in self.get_model_names(names):
             self.scaler.step(self._optims[name])
         self.scaler.update()
+
+
+def coop_schedule(dataset, shots):
+    """The official CoOp config per shot count: 50 epochs for 1 shot (and ImageNet), 100 for
+    2 and 4 shots, 200 for 8 and 16."""
+    if dataset == "imagenet" or shots <= 1:
+        return "rn50_ep50"
+    return "rn50_ep100" if shots <= 4 else "rn50"
+
+
+def _positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"expected a positive whole number, not {text!r}")
+    return str(int(text))
+
+
+def _true_false(text):
+    if text in ("True", "true", "1"):
+        return "True"
+    if text in ("False", "false", "0"):
+        return "False"
+    raise ValueError(f"expected True or False, not {text!r}")
+
+
+register_method(Method(
+    name="coop", trainer="CoOp", label="CoOp", config=coop_schedule,
+    options={
+        "NCTX": Option("TRAINER.COOP.N_CTX", "16", "context length", normalize=_positive_int),
+        "CSC": Option("TRAINER.COOP.CSC", "False", "class-specific context", normalize=_true_false),
+        "CTP": Option("TRAINER.COOP.CLASS_TOKEN_POSITION", "end", "class token position",
+                      choices=CLASS_TOKEN_POSITIONS),
+    },
+    variant=lambda v: f"nctx{v['NCTX']}_csc{v['CSC']}_ctp{v['CTP']}",
+))

@@ -1,8 +1,9 @@
-"""Zero-shot CLIP baselines: class features from prompt templates, nothing trained (SPEC 6)."""
+"""Zero-shot CLIP baselines: class features from prompt templates, nothing trained."""
 from dassl.engine import TRAINER_REGISTRY
 
 from trainers.common.classifier import class_features, cosine_logits
 from trainers.common.clip_trainer import FrozenCLIPTrainer
+from trainers.common.experiment import Method, register_method
 from trainers.common.precision import effective_precision
 from trainers.common.templates import IMAGENET_TEMPLATES_SELECT, dataset_template
 
@@ -40,3 +41,9 @@ class ZeroshotCLIP2(ZeroshotCLIP):
         if self.cfg.DATASET.NAME != "ImageNet":
             templates.append(dataset_template(self.cfg.DATASET.NAME))
         return templates
+
+
+# One seedless test per dataset; TRAINER=ZeroshotCLIP2 picks the prompt ensemble (same configs).
+register_method(Method(name="zeroshot", trainer="ZeroshotCLIP", label="Zero-shot CLIP",
+                       config=lambda dataset, shots: "rn50", trains=False,
+                       alternatives=("ZeroshotCLIP2",)))

@@ -17,10 +17,11 @@ from tqdm import tqdm
 from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
 from dassl.utils import (AverageMeter, MetricMeter, load_checkpoint, mkdir_if_missing,
-                         resume_from_checkpoint, save_checkpoint, write_json)
+                         read_json, resume_from_checkpoint, save_checkpoint, write_json)
 from dassl.utils.torchtools import capture_rng_state, read_checkpoint_pointer
 
 RESULT_FILE = "result.json"  # written when a run's final test finished: the "done" marker
+REQUEST_FILE = "request.json"  # what a launcher asked this run to be; copied into result.json
 
 
 class TrainerBase:
@@ -328,8 +329,32 @@ class SimpleTrainer(TrainerBase):
                       num_shots=self.cfg.DATASET.NUM_SHOTS, seed=self.cfg.SEED,
                       backbone=self.cfg.MODEL.BACKBONE.NAME, epochs=self.max_epoch,
                       finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+        record.update(self.run_details())
         write_json(record, osp.join(self.output_dir, RESULT_FILE))
         return record
+
+    def run_details(self):
+        """What the run was and how it ran, kept beside its metrics: the launcher's request
+        (method, config, variant, ...), the classes, the trainable parameters, the weights
+        the backbone got, the feature pipeline, and what the trainer chose (`run_record`)."""
+        backbone = self.cfg.MODEL.BACKBONE
+        weights = backbone.get("PATH", "") or "official file (CLIP cache)"
+        details = {
+            "num_classes": getattr(self, "num_classes", None),
+            "trainable_params": sum(p.numel() for model in self._models.values()
+                                    for p in model.parameters() if p.requires_grad),
+            "weights": weights if backbone.get("PRETRAINED", True) else "random",
+            "pipeline": getattr(self, "pipeline", None),
+        }
+        try:  # a damaged request file must not cost the finished run its result
+            request = read_json(osp.join(self.output_dir, REQUEST_FILE))
+        except (OSError, ValueError):
+            request = None
+        if isinstance(request, dict):
+            details["request"] = request
+            details.update({k: request[k] for k in ("method", "cfg", "variant") if k in request})
+        details.update(getattr(self, "run_record", {}))
+        return details
 
     def model_inference(self, input):
         return self.model(input)

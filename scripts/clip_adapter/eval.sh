@@ -1,13 +1,9 @@
 #!/usr/bin/env bash
-# Evaluate the trained CLIP-Adapter models of DATASET/SHOTS (scripts/clip_adapter/main.sh) on
-# the test set of each dataset in TARGETS (default: DATASET), into OUTPUT/eval/<target>/...
+# Test the trained CLIP-Adapter models of DATASET/SHOTS (scripts/clip_adapter/main.sh) on each dataset in
+# TARGETS (default: DATASET), into OUTPUT/eval/<target>/... Pass the same settings and
+# KEY VALUE overrides as for training.
 #   DATA=/path/to/datasets bash scripts/clip_adapter/eval.sh DATASET SHOTS [KEY VALUE ...]
-# Pass the same CFG and KEY VALUE overrides as for training.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-[ $# -ge 2 ] || usage "bash scripts/clip_adapter/eval.sh DATASET SHOTS [KEY VALUE ...]"
-dataset=$1 shots=$2
-shift 2
-# shellcheck disable=SC2086
-run_planned eval clip_adapter "$dataset" "$shots" --tree eval --targets ${TARGETS:-$dataset} \
-    "${PLAN_OPTS[@]}" -- "$@"
+[ $# -ge 2 ] || { echo "usage: bash scripts/clip_adapter/eval.sh DATASET SHOTS [KEY VALUE ...]" >&2; exit 2; }
+experiment eval clip_adapter "$@"

@@ -9,27 +9,43 @@ A trainer file registers its trainer in `TRAINER_REGISTRY` and, beside it, one `
     ))
 
 The planner, the scripts, the launcher, the demo, the tables and the plots read only these
-declarations, so a new method is one file (plus its configs).
+declarations, so a new method is one file (plus its configs). A file outside the repository
+works too: pass it as `--plugin FILE.py` or list it in the PLUGINS environment variable.
 """
+import importlib.util
+import os
+import os.path as osp
+import sys
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+PLUGINS_ENV = "PLUGINS"  # plugin files (os.pathsep-separated) every entry point imports
 
 
 def _no_overrides(dataset: str, shots: int) -> List[str]:
     return []
 
 
+def _as_is(value: str, dataset: str, shots: int) -> str:
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
-    """A setting a user may change per sweep (an environment variable in the scripts)."""
-    key: str  # config key it sets, e.g. "TRAINER.COOP.N_CTX"
+    """A setting a user may change per sweep (an environment variable in the scripts, named by
+    its key in `Method.options`; `--option NAME=VALUE` for the launcher)."""
+    key: str  # config key it sets ("TRAINER.COOP.N_CTX"), or a train.py flag ("--enhanced-base")
     default: str
     help: str = ""
+    choices: Tuple[str, ...] = ()  # allowed values; empty: any
+    normalize: Callable[[str], str] = str  # e.g. "true" -> "True"; raises ValueError if invalid
+    resolve: Callable[[str, str, int], str] = _as_is  # (value, dataset, shots) -> train.py value
+    unset: Tuple[str, ...] = ()  # values that pass nothing to train.py (e.g. "", "none")
 
 
 @dataclass(frozen=True)
 class Method:
-    name: str  # command-line name: scripts/<name>/main.sh, `--method <name>`
+    name: str  # command-line name: scripts/<name>/main.sh, `--methods <name>`
     trainer: str  # TRAINER_REGISTRY key
     label: str  # shown in tables and plots
     config: Callable[[str, int], str]  # (dataset config stem, shots) -> config stem
@@ -37,14 +53,67 @@ class Method:
     options: Mapping[str, Option] = field(default_factory=dict)  # e.g. {"NCTX": Option(...)}
     variant: Optional[Callable[[Dict[str, str]], str]] = None  # variant folder from option values
     trains: bool = True  # False: evaluation only, one seedless run at 0 shots
+    # Other trainers the user may pick instead (TRAINER=...); they share this method's configs.
+    alternatives: Tuple[str, ...] = ()
+    # Folder of its config files (a relative path: in the repository); "" for
+    # configs/trainers/<trainer>/; None for none (train.py then runs on the default config,
+    # the overrides and the options).
+    config_dir: Optional[str] = ""
+    plugin: str = ""  # the plugin file that declared it ("" for the repository's own methods)
+
+    @property
+    def trainers(self) -> Tuple[str, ...]:
+        return (self.trainer, *self.alternatives)
 
 
 METHODS: Dict[str, Method] = {}
+_loading_plugin = [""]  # the plugin file being imported, recorded in its methods
 
 
 def register_method(method: Method) -> Method:
     if method.name in METHODS:
         raise KeyError(f'A method named "{method.name}" is already registered '
                        f"(trainer {METHODS[method.name].trainer}); pick another name")
+    if _loading_plugin[0] and not method.plugin:
+        method = Method(**{**method.__dict__, "plugin": _loading_plugin[0]})
     METHODS[method.name] = method
     return method
+
+
+def import_plugin(path: str):
+    """Import a user file that registers trainers, datasets or methods (once per file)."""
+    path = osp.abspath(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"plugin file not found: {path}")
+    name = "plugin_" + osp.splitext(osp.basename(path))[0]
+    loaded = sys.modules.get(name)
+    if loaded is not None and getattr(loaded, "__file__", None) == path:
+        return loaded
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    _loading_plugin[0] = path
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        _loading_plugin[0] = ""
+    return module
+
+
+def plugin_files(given: Sequence[str] = ()) -> List[str]:
+    """--plugin files, then those of $PLUGINS, each once."""
+    listed = [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p.strip()]
+    return list(dict.fromkeys(osp.abspath(p) for p in [*given, *listed]))
+
+
+def load_methods(plugins: Sequence[str] = ()) -> Dict[str, Method]:
+    """Every declared method: the repository's trainers, then the plugin files."""
+    import trainers  # noqa: F401  (each trainer file declares its method)
+    for path in plugin_files(plugins):
+        import_plugin(path)
+    return METHODS
+
+
+def method_of_trainer(trainer: str) -> Optional[Method]:
+    """The method whose trainer (or alternative) is `trainer`, if one is declared."""
+    return next((m for m in METHODS.values() if trainer in m.trainers), None)
