@@ -1,0 +1,111 @@
+"""Tip-Adapter and Tip-Adapter-F end to end with a tiny real CLIP (train.py subprocesses)."""
+import os
+
+import pytest
+import torch
+
+from dassl.utils import load_checkpoint, set_random_seed
+from tests.clip_run_helpers import build_in_process, model_folders, result, run, trainer_args, write_fixture_and_clip
+from tests.engine_helpers import run_train
+from trainers.tip_adapter import OFFICIAL_SETTINGS, TipAdapter, dataset_settings, search_grid
+
+SHOTS = 2
+# A small search grid keeps the test fast; the official (200, 20) grid is checked separately.
+SMALL = ["DATASET.NUM_SHOTS", str(SHOTS), "TRAINER.TIP_ADAPTER.SEARCH_STEP", "(10, 5)",
+         "TRAINER.TIP_ADAPTER.AUGMENT_EPOCH", "2", "TRAINER.TIP_ADAPTER.PREC", "fp32"]
+F_EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def pets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tip")
+    data_root, clip_path = write_fixture_and_clip(root, "OxfordPets", arch="rn", per_class=8)
+    return dict(root=root, data_root=data_root, clip_path=clip_path)
+
+
+def tip_args(pets, trainer, out, *opts, flags=()):
+    return trainer_args(trainer, f"{trainer}/rn50.yaml", pets["data_root"], pets["clip_path"], out,
+                        "OxfordPets", *SMALL, *opts, flags=flags)
+
+
+def test_official_grid_and_settings():
+    assert search_grid(7, 200)[:2] == [0.1, 0.1 + 6.9 / 200] and len(search_grid(7, 200)) == 200
+    assert search_grid(3, 20)[-1] == pytest.approx(0.1 + 19 * 2.9 / 20)
+    assert len(OFFICIAL_SETTINGS) == 11
+    assert dataset_settings("EuroSAT")[0].epochs == 100
+    assert dataset_settings("ImageNetSketch") == (OFFICIAL_SETTINGS["ImageNet"], "ImageNet")
+
+
+def test_tip_adapter_trains_nothing_searches_on_val_and_eval_only_reproduces(pets):
+    out = pets["root"] / "tip"
+    stdout = run(tip_args(pets, "TipAdapter", out))
+    assert "Searched alpha x beta (5 x 10) on the val split" in stdout
+    record = result(out)
+    assert record["search"]["split"] == "val" and record["tuned_params"] == 0
+    assert record["alpha"] in search_grid(3, 5) and record["beta"] in search_grid(7, 10)
+    assert model_folders(out) == ["tip_adapter"]
+    state = load_checkpoint(os.path.join(out, "tip_adapter", "model.pth.tar-1"))["state_dict"]
+    n_items = 6 * SHOTS  # the fixture's 6 pet classes
+    assert state["keys"].shape[0] == state["values"].shape[0] == n_items
+    assert torch.allclose(state["keys"].norm(dim=-1), torch.ones(n_items))
+    assert state["_extra_state"] == {"dataset": "OxfordPets", "shots": SHOTS, "seed": 1, "backbone": "RN50"}
+
+    eval_out = pets["root"] / "tip_eval"
+    run(tip_args(pets, "TipAdapter", eval_out, flags=["--eval-only", "--model-dir", str(out), "--load-epoch", "1"]))
+    again = result(eval_out)
+    assert (again["accuracy"], again["alpha"], again["beta"]) == (record["accuracy"], record["alpha"], record["beta"])
+
+
+def test_a_cache_from_another_shot_count_or_seed_is_refused(pets):
+    out = pets["root"] / "tip_refuse"
+    run(tip_args(pets, "TipAdapter", out))
+    for change, flags in ((["DATASET.NUM_SHOTS", "1"], []), ([], ["--seed", "2"])):
+        args = tip_args(pets, "TipAdapter", pets["root"] / "refused", *change,
+                        flags=["--eval-only", "--model-dir", str(out), "--load-epoch", "1", *flags])
+        proc = run_train(args, check=False)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+        message = proc.stderr
+        assert os.path.join(str(out), "tip_adapter", "model.pth.tar-1") in message
+        assert f"shots {SHOTS}, seed 1" in message and "--model-dir" in message
+
+
+def test_alpha_zero_is_zero_shot_clip(pets):
+    tip = build_in_process(tip_args(pets, "TipAdapter", pets["root"] / "inproc"))
+    zero_shot = build_in_process(trainer_args("ZeroshotCLIP", "ZeroshotCLIP/rn50.yaml", pets["data_root"],
+                                              pets["clip_path"], pets["root"] / "zs", "OxfordPets", *SMALL))
+    tip.build_cache()
+    images = next(iter(tip.test_loader))["img"].to(tip.device)
+    with torch.no_grad():
+        features = tip.image_features(images)
+        expected = zero_shot.model_inference(images)
+        torch.testing.assert_close(tip.logits(features, alpha=0.0), expected)
+        assert not torch.allclose(tip.logits(features, alpha=1.0), expected)
+
+
+def test_tip_adapter_f_starts_as_tip_adapter_and_fine_tunes_its_keys(pets):
+    tip = build_in_process(tip_args(pets, "TipAdapter", pets["root"] / "f_tip"))
+    tip_f = build_in_process(tip_args(pets, "TipAdapterF", pets["root"] / "f_inproc"))
+    for trainer in (tip, tip_f):
+        set_random_seed(1)
+        trainer.build_cache()
+    assert isinstance(tip_f, TipAdapter) and tip_f.cache.keys.requires_grad
+    torch.testing.assert_close(tip_f.cache.keys, tip.cache.keys, rtol=0, atol=0)
+    images = next(iter(tip.test_loader))["img"].to(tip.device)
+    with torch.no_grad():
+        features = tip.image_features(images)
+        torch.testing.assert_close(tip_f.logits(features), tip.logits(features))
+
+    out = pets["root"] / "tip_f"
+    stdout = run(tip_args(pets, "TipAdapterF", out, "OPTIM.MAX_EPOCH", str(F_EPOCHS), "OPTIM.LR", "0.01"))
+    assert "Deploy the model with the best val performance" in stdout
+    record = result(out)
+    assert record["selection"] == "best epoch on the val split" and record["search"]["split"] == "val"
+    assert record["tuned_params"] == 6 * SHOTS * tip.text_features.shape[1]
+    last = load_checkpoint(os.path.join(out, "tip_adapter", f"model.pth.tar-{F_EPOCHS}"))["state_dict"]
+    assert not torch.allclose(last["keys"], tip.cache.keys.cpu())
+
+    eval_out = pets["root"] / "tip_f_eval"
+    run(tip_args(pets, "TipAdapterF", eval_out, "OPTIM.MAX_EPOCH", str(F_EPOCHS),
+                 flags=["--eval-only", "--model-dir", str(out)]))
+    assert result(eval_out)["accuracy"] == record["accuracy"]
