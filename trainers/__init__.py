@@ -9,3 +9,4 @@ from . import clip_adapter  # noqa: F401
 from . import taskres  # noqa: F401
 from . import zsclip  # noqa: F401
 from . import tip_adapter  # noqa: F401
+from . import linear_probe  # noqa: F401
