@@ -11,3 +11,4 @@ from . import zsclip  # noqa: F401
 from . import tip_adapter  # noqa: F401
 from . import linear_probe  # noqa: F401
 from . import text_projection  # noqa: F401
+from . import taskres_ablations  # noqa: F401
