@@ -6,6 +6,7 @@ import torch
 
 from dassl.utils import load_checkpoint, set_random_seed
 from tests.clip_run_helpers import build_in_process, model_folders, result, run, trainer_args, write_fixture_and_clip
+from tests.dataset_fixtures import fixture_counts
 from tests.engine_helpers import run_train
 from trainers.tip_adapter import OFFICIAL_SETTINGS, TipAdapter, dataset_settings, search_grid
 
@@ -109,3 +110,14 @@ def test_tip_adapter_f_starts_as_tip_adapter_and_fine_tunes_its_keys(pets):
     run(tip_args(pets, "TipAdapterF", eval_out, "OPTIM.MAX_EPOCH", str(F_EPOCHS),
                  flags=["--eval-only", "--model-dir", str(out)]))
     assert result(eval_out)["accuracy"] == record["accuracy"]
+
+
+def test_tip_adapter_f_reads_every_image_feature_through_the_feature_cache(pets):
+    out = pets["root"] / "tip_f_cached"
+    stdout = run(tip_args(pets, "TipAdapterF", out, "OPTIM.MAX_EPOCH", "2", "TRAIN.FEATURE_CACHE.ENABLED", "True"))
+    counts = fixture_counts("OxfordPets", per_class=8)
+    n_train, n_val = 6 * SHOTS, 6 * SHOTS  # min(K, 4) validation images per class
+    # Two stored views per training image (the cache keys and both epochs read them), val and test once.
+    assert f"Image encoder passes: {2 * n_train + n_val + counts['test']:,}" in stdout
+    assert "stored view(s) per training image stand for the 2 augmented passes" not in stdout
+    assert result(out)["search"]["split"] == "val"

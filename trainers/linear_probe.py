@@ -109,7 +109,7 @@ class LinearProbeCLIP(RunRecordMixin, FrozenCLIPTrainer):
             self.head.weight.copy_(weight)
             self.head.bias.copy_(bias)
         self.run_record.update(search=record, C=chosen)
-        self.save_model(0, self.output_dir)
+        self.save_model(0, self.output_dir, is_best=True)  # --eval-only finds it with or without --load-epoch
         self.final_test()
 
 

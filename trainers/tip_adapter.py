@@ -170,7 +170,7 @@ class TipAdapter(RunRecordMixin, FrozenCLIPTrainer):
 
     def train(self):
         self.build_cache()
-        self.save_model(0, self.output_dir)
+        self.save_model(0, self.output_dir, is_best=True)  # --eval-only finds it with or without --load-epoch
         self.final_test()
 
     @torch.no_grad()
