@@ -18,6 +18,7 @@ best_val; last_step takes the last epoch) and the search always uses the validat
 Everything runs in fp32 after the features are computed (the official adapter is fp16).
 The search, its split and the values chosen are written to result.json.
 """
+import os
 from dataclasses import dataclass
 
 import torch
@@ -209,7 +210,7 @@ class TipAdapter(RunRecordMixin, FrozenCLIPTrainer):
     def load_model(self, directory, epoch=None):
         if directory:
             name = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
-            path = f"{directory}/{self.model_name}/{name}"
+            path = os.path.join(directory, self.model_name, name)
             try:
                 check_checkpoint_source(path, self.cfg, f"{type(self).__name__} cache")
             except FileNotFoundError:
