@@ -14,6 +14,7 @@ from dassl.config import get_cfg_default, merge_from_file, merge_from_list
 from dassl.config.merge import ConfigError
 from dassl.engine import build_trainer
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
+from dassl.utils.errors import run_cli
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
@@ -138,7 +139,7 @@ def build_parser():
 if __name__ == "__main__":
     args = build_parser().parse_args()
     try:
-        main(args)
+        run_cli(main, args)  # a UserError: one message, exit 2
     except ConfigError as e:
         print(f"Config error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -8,3 +8,7 @@ from . import coop  # noqa: F401
 from . import clip_adapter  # noqa: F401
 from . import taskres  # noqa: F401
 from . import zsclip  # noqa: F401
+from . import tip_adapter  # noqa: F401
+from . import linear_probe  # noqa: F401
+from . import text_projection  # noqa: F401
+from . import taskres_ablations  # noqa: F401

@@ -48,6 +48,27 @@ def extend_cfg(cfg):
     cfg.TRAINER.TaskRes.RESIDUAL_SCALE = 1.0
     cfg.TRAINER.TaskRes.ENHANCED_BASE = "none"
 
+    # TaskRes ablations (paper Tables 2, 4, 5); the defaults are TaskRes itself.
+    cfg.TRAINER.TaskRes.TEXT_RESIDUAL = "residual"  # residual: t + a*x; adapter: phi(t); adapter_residual: t + a*phi(t); none: t
+    cfg.TRAINER.TaskRes.IMAGE_RESIDUAL = False  # True: image features f + a*x_img (TaskRes-I, with TEXT_RESIDUAL none)
+    cfg.TRAINER.TaskRes.LEARN_ALPHA = False  # True: alpha starts at RESIDUAL_SCALE and trains
+    cfg.TRAINER.TaskRes.ADAPTER_REDUCTION = 4  # phi's hidden width = D // ADAPTER_REDUCTION
+
+    # Tip-Adapter / Tip-Adapter-F (trainers/tip_adapter.py); negative or empty = the dataset's official value
+    cfg.TRAINER.TIP_ADAPTER = CN()
+    cfg.TRAINER.TIP_ADAPTER.INIT_ALPHA = -1.0
+    cfg.TRAINER.TIP_ADAPTER.INIT_BETA = 1.0
+    cfg.TRAINER.TIP_ADAPTER.SEARCH_SCALE = ()  # (beta, alpha) upper ends of the search grids
+    cfg.TRAINER.TIP_ADAPTER.SEARCH_STEP = (200, 20)  # (beta, alpha) grid sizes
+    cfg.TRAINER.TIP_ADAPTER.SEARCH_HP = True  # False: keep the initial alpha and beta
+    cfg.TRAINER.TIP_ADAPTER.AUGMENT_EPOCH = 10  # augmented passes averaged into each cache key
+    cfg.TRAINER.TIP_ADAPTER.PREC = "fp16"  # how the frozen CLIP computes features (fp16 needs CUDA)
+
+    # Linear-probe CLIP (trainers/linear_probe.py)
+    cfg.TRAINER.LINEAR_PROBE = CN()
+    cfg.TRAINER.LINEAR_PROBE.SEARCH_STEPS = 8  # binary-search steps in log10(C) after the coarse sweep
+    cfg.TRAINER.LINEAR_PROBE.MAX_ITER = 1000
+
     cfg.TRAINER.CLIP_ADAPTER = CN()
     cfg.TRAINER.CLIP_ADAPTER.RATIO = 0.2  # weight of the adapted feature in the residual mix
     cfg.TRAINER.CLIP_ADAPTER.REDUCTION = 4  # hidden width = D // REDUCTION

@@ -1,0 +1,55 @@
+"""Linear-probe CLIP: the official C search, and train.py end to end with a tiny real CLIP."""
+import os
+
+import numpy as np
+import pytest
+
+from dassl.utils import load_checkpoint
+from tests.clip_run_helpers import model_folders, result, run, trainer_args, write_fixture_and_clip
+from trainers.linear_probe import COARSE_C, classifier_as_linear, search_c
+
+
+def separable(n_per_class, seed, n_classes=3, dim=5):
+    """Gaussian blobs far apart: linearly separable with a wide margin."""
+    rng = np.random.RandomState(seed)
+    centres = np.eye(n_classes, dim) * 20
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    return centres[labels] + rng.randn(len(labels), dim), labels
+
+
+def test_separable_features_are_separated_perfectly():
+    train, val, test = separable(4, 0), separable(2, 1), separable(50, 2)
+    clf, chosen, record = search_c(train, val, steps=8)
+    assert record["split"] == "val" and len(record["rounds"]) == 8 and len(record["coarse"]) == len(COARSE_C)
+    assert record["rounds"][-1]["C"] == chosen
+    assert (clf.predict(test[0]) == test[1]).all()
+    weight, bias = classifier_as_linear(clf, 3)
+    logits = test[0] @ weight.double().numpy().T + bias.double().numpy()
+    assert (logits.argmax(1) == test[1]).all()
+
+
+def test_binary_search_halves_toward_the_better_end():
+    train, val = separable(4, 0, n_classes=2), separable(2, 1, n_classes=2)
+    _, chosen, record = search_c(train, val, steps=3)
+    peak = COARSE_C[int(np.argmax(list(record["coarse"].values())))]
+    # Every candidate lies within a factor of 10 of the coarse peak, and ties keep the left (smaller) C.
+    assert all(peak / 10 - 1e-12 <= r["C"] <= peak * 10 * (1 + 1e-12) for r in record["rounds"])
+    assert record["rounds"][0]["C"] == pytest.approx(peak / 10)
+
+
+def test_linear_probe_through_train_py_and_eval_only(tmp_path):
+    data_root, clip_path = write_fixture_and_clip(tmp_path, "DescribableTextures", per_class=8)
+    opts = ["DATASET.NUM_SHOTS", "4", "TRAINER.LINEAR_PROBE.SEARCH_STEPS", "2"]
+    out = tmp_path / "lp"
+    stdout = run(trainer_args("LinearProbeCLIP", "LinearProbeCLIP/rn50.yaml", data_root, clip_path, out,
+                              "DescribableTextures", *opts))
+    assert "chosen on the val split" in stdout
+    record = result(out)
+    assert record["search"]["split"] == "val" and record["C"] == record["search"]["rounds"][-1]["C"]
+    assert model_folders(out) == ["linear_probe"]
+    state = load_checkpoint(os.path.join(out, "linear_probe", "model.pth.tar-1"))["state_dict"]
+    assert record["tuned_params"] == state["weight"].numel() + state["bias"].numel()
+    eval_out = tmp_path / "lp_eval"
+    run(trainer_args("LinearProbeCLIP", "LinearProbeCLIP/rn50.yaml", data_root, clip_path, eval_out,
+                     "DescribableTextures", *opts, flags=["--eval-only", "--model-dir", str(out), "--load-epoch", "1"]))
+    assert result(eval_out)["accuracy"] == record["accuracy"]

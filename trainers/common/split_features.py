@@ -1,0 +1,62 @@
+"""Whole-split image features for methods that fit on precomputed features (Tip-Adapter's
+cache, the linear probe), always obtained through the trainer's `image_features` and, when
+TRAIN.FEATURE_CACHE is on, through the trainer's feature cache."""
+import torch
+
+from dassl.data.data_manager import build_data_loader
+
+
+def ordered_loader(trainer, data_source, transform):
+    """Every item of `data_source` once, in order, with `transform` (no shuffling, no drop)."""
+    cfg = trainer.cfg
+    return build_data_loader(cfg, sampler_type="SequentialSampler", data_source=data_source,
+                             batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, tfm=transform, is_train=False)
+
+
+@torch.no_grad()
+def loader_features(trainer, loader):
+    """(fp32 features [N, D], labels [N]) of every batch of `loader`, in loader order."""
+    features, labels = [], []
+    for batch in loader:
+        images, label = trainer.parse_batch_test(batch)
+        features.append(trainer.image_features(images).float())
+        labels.append(label)
+    return torch.cat(features), torch.cat(labels)
+
+
+def test_transform_features(trainer, data_source, split):
+    """Features of `data_source` under the test transform (deterministic, one per image)."""
+    loader = ordered_loader(trainer, data_source, trainer.dm.tfm_test)
+    if trainer.feature_cache is not None:
+        loader = trainer.feature_cache.eval_loader(loader, split)
+    return loader_features(trainer, loader)
+
+
+def eval_split_features(trainer, split):
+    """Features of the few-shot "val" split or the "test" split (test transform)."""
+    data_source = trainer.dm.dataset.val if split == "val" else trainer.dm.dataset.test
+    if not data_source:
+        raise ValueError(f"{trainer.cfg.DATASET.NAME} has no {split} split to compute features on")
+    return test_transform_features(trainer, data_source, split)
+
+
+def augmented_train_features(trainer, passes):
+    """Training-transform features of the training images, `passes` augmented passes:
+    [passes, N, D] in `dm.dataset.train_x` order, plus the labels [N].
+
+    With the feature cache on, the passes are the cache's stored views of each image (as many
+    as it keeps, printed when that differs from `passes`), so no image is encoded again."""
+    loader = ordered_loader(trainer, trainer.dm.dataset.train_x, trainer.dm.tfm_train)
+    if trainer.feature_cache is None:
+        runs = [loader_features(trainer, loader) for _ in range(passes)]
+        return torch.stack([features for features, _ in runs]), runs[0][1]
+    loader = trainer.feature_cache.train_loader(loader)
+    views = trainer.feature_cache.views
+    if views != passes:
+        print(f"Feature cache: {views} stored view(s) per training image stand for the {passes} "
+              f"augmented passes (TRAIN.FEATURE_CACHE.VIEWS, capped at OPTIM.MAX_EPOCH)")
+    runs = []
+    for view in range(views):
+        loader.dataset.view = view
+        runs.append(loader_features(trainer, loader))
+    return torch.stack([features for features, _ in runs]), runs[0][1]
