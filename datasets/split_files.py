@@ -15,6 +15,7 @@ import random
 from collections import OrderedDict, namedtuple
 
 from dassl.utils import listdir_nohidden, read_json, write_json
+from dassl.utils.errors import UserError
 
 Record = namedtuple("Record", ["relpath", "label", "classname"])  # relpath: posix, under dataset_dir
 Splits = namedtuple("Splits", ["train", "val", "test"])  # val None: no val split (val = test)
@@ -23,7 +24,7 @@ NEW_SPLIT_SEED = 1
 DOCS = "DATASETS.md"
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset that cannot be used as it is on disk; the message says what to fix."""
 
 

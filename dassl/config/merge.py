@@ -7,9 +7,11 @@ import os.path as osp
 
 from yacs.config import CfgNode
 
+from dassl.utils.errors import UserError
 
-class ConfigError(ValueError):
-    pass
+
+class ConfigError(UserError, ValueError):
+    """A config file, key or value the user can fix; the message names it."""
 
 
 def merge_from_file(cfg, path):

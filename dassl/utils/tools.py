@@ -1,4 +1,5 @@
 """Small file-system, JSON and seeding helpers (Dassl `dassl.utils.tools` API)."""
+import errno
 import hashlib
 import json
 import os
@@ -9,6 +10,8 @@ import tempfile
 
 import numpy as np
 import torch
+
+from .errors import OutputDirError
 
 
 def mkdir_if_missing(dirname):
@@ -34,33 +37,92 @@ def write_json(obj, fpath):
         json.dump(obj, f, indent=4, separators=(",", ": "))
 
 
+def current_umask():
+    """The process umask, read without changing it where the OS allows (Linux /proc)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (brief, single-threaded at this point)
+    os.umask(mask)
+    return mask
+
+
+def make_mode_follow_umask(fd):
+    """Give a file made by `tempfile.mkstemp` (always 0600) the mode `open()` would have given
+    it (0666 minus the umask), so files shared through a group folder stay readable."""
+    os.fchmod(fd, 0o666 & ~current_umask())
+
+
+def _write_error(path, error):
+    return OutputDirError(f'Cannot write "{path}": {error.strerror or error}. Free disk space or make '
+                          f"{osp.dirname(osp.abspath(path))} writable (or choose another output folder), then "
+                          "rerun; nothing was replaced.")
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
+
+
 class atomic_write:
     """Context manager writing to a temp file in the target folder, renamed on success.
 
     A crash (even SIGKILL) mid-write leaves the old file intact and at most a stray
-    ``.tmp`` file, never a truncated target.
+    ``.tmp`` file, never a truncated target; any failure in the process (a full disk, an
+    exception in the caller) removes the temp file. The file gets the umask's mode, like
+    `open()`. A full, read-only or over-quota folder raises `OutputDirError` naming the path.
     """
 
     def __init__(self, path, mode="wb"):
         self.path = path
         self.mode = mode
+        self.tmp = None
 
     def __enter__(self):
         directory = osp.dirname(osp.abspath(self.path)) or "."
-        fd, self.tmp = tempfile.mkstemp(prefix=osp.basename(self.path) + ".", suffix=".tmp", dir=directory)
+        try:
+            fd, self.tmp = tempfile.mkstemp(prefix=osp.basename(self.path) + ".", suffix=".tmp", dir=directory)
+        except OSError as e:
+            if e.errno in WRITE_ERRNOS:
+                raise _write_error(self.path, e) from e
+            raise
+        make_mode_follow_umask(fd)
         self.file = os.fdopen(fd, self.mode)
         return self.file
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
+        try:
+            if exc_type is None:
+                self.file.flush()
+                os.fsync(self.file.fileno())
             self.file.close()
-            os.unlink(self.tmp)
-            return False
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.tmp, self.path)
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+                self.tmp = None
+        except OSError as e:
+            self._remove_tmp()
+            if exc_type is None and e.errno in WRITE_ERRNOS:
+                raise _write_error(self.path, e) from e
+            raise
+        finally:
+            self._remove_tmp()
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            raise _write_error(self.path, exc) from exc
         return False
+
+    def _remove_tmp(self):
+        if self.tmp is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                pass
+            self.tmp = None
 
 
 def file_sha256(path):
