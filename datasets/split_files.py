@@ -58,12 +58,34 @@ def read_split(split_path, image_prefix):
                                f"Replace it with the official file (see {DOCS}).")
         records = []
         for i, entry in enumerate(entries):
-            if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)):
+            if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                    and isinstance(entry[1], int) and not isinstance(entry[1], bool)):
                 raise DatasetError(f'Split file {split_path}: "{key}" entry {i} is {entry!r}, '
                                    "expected [relative path, integer label, class name].")
-            records.append(Record(join_rel(image_prefix, entry[0]), int(entry[1]), str(entry[2])))
+            records.append(Record(join_rel(image_prefix, entry[0]), entry[1], str(entry[2])))
         out.append(records)
-    return Splits(*out)
+    splits = Splits(*out)
+    check_labels(splits, f"Split file {split_path}")
+    return splits
+
+
+def check_labels(splits, source):
+    """Labels must be 0..C-1 with C set by the train list, and each label must keep one class
+    name: a test label outside the classes would silently count as a wrong prediction, a
+    train one would crash the loss, and a renamed class would get the wrong prompt."""
+    train_labels = {r.label for r in splits.train}
+    n_classes = max(train_labels) + 1 if train_labels else 0
+    fix = "Fix the entry or use the official split file (see " + DOCS + ")."
+    names = {}
+    for key, records in zip(Splits._fields, splits):
+        for i, r in enumerate(records or ()):
+            if r.label < 0 or r.label >= n_classes:
+                raise DatasetError(f'{source}: "{key}" entry {i} ({r.relpath}) has label {r.label}, outside the '
+                                   f"{n_classes} classes of the train list (0-{n_classes - 1}). {fix}")
+            first = names.setdefault(r.label, (r.classname, key, i))
+            if first[0] != r.classname:
+                raise DatasetError(f'{source}: label {r.label} is "{first[0]}" in "{first[1]}" entry {first[2]} but '
+                                   f'"{r.classname}" in "{key}" entry {i} ({r.relpath}). {fix}')
 
 
 def write_split(splits, split_path, image_prefix, extra=None):

@@ -42,7 +42,9 @@ def test_complete_tree_passes_with_size_notes(tmp_path):
         assert text.startswith(f"[{check.NOTE}] {name}"), text
         assert sizes_line(name) in text, text
         assert "sizes differ from the published split" in text
-    assert "15 usable (15 with notes), 0 unusable, 0 not present" in p.stdout
+    # DemoShapes and ImageFolder are covered too: absent here (not drawn, not configured)
+    assert "15 usable (15 with notes), 0 unusable, 2 not present" in p.stdout
+    assert f"[{check.ABSENT}] DemoShapes" in p.stdout and "DATASET.IMAGE_FOLDER.DIR" in block(p.stdout, "ImageFolder")
     assert tree_snapshot(tmp_path) == before  # the check writes nothing
 
 
@@ -87,5 +89,8 @@ def test_absent_datasets_fail_only_when_asked_for(tmp_path, capsys):
 def test_empty_or_missing_root_fails(tmp_path, capsys):
     assert check.main(["--root", str(tmp_path)]) == 1
     assert "0 usable" in capsys.readouterr().out
-    assert check.main(["--root", str(tmp_path / "nope")]) == 1
-    assert "does not exist" in capsys.readouterr().out
+    p = subprocess.run([sys.executable, "-m", "datasets.check", "--root", str(tmp_path / "nope")], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip() == (f"error: --root {tmp_path / 'nope'} does not exist or is not a folder: pass the "
+                                "folder that holds the dataset folders (see DATASETS.md).")
