@@ -70,13 +70,13 @@ def read_split(split_path, image_prefix):
 
 
 def check_labels(splits, source):
-    """Labels must be 0..C-1 with C set by the train list, and each label must keep one class
-    name: a test label outside the classes would silently count as a wrong prediction, a
-    train one would crash the loss, and a renamed class would get the wrong prompt."""
-    train_labels = {r.label for r in splits.train}
-    n_classes = max(train_labels) + 1 if train_labels else 0
+    """Labels must be 0..C-1, C the number of classes in the train list, and each label must
+    keep one class name (and each name one label): a test label outside the classes would
+    silently count as a wrong prediction, a train one would crash the loss or add a phantom
+    class, and a renamed class would get the wrong prompt."""
+    n_classes = len({r.label for r in splits.train})
     fix = "Fix the entry or use the official split file (see " + DOCS + ")."
-    names = {}
+    names, labels = {}, {}
     for key, records in zip(Splits._fields, splits):
         for i, r in enumerate(records or ()):
             if r.label < 0 or r.label >= n_classes:
@@ -86,6 +86,10 @@ def check_labels(splits, source):
             if first[0] != r.classname:
                 raise DatasetError(f'{source}: label {r.label} is "{first[0]}" in "{first[1]}" entry {first[2]} but '
                                    f'"{r.classname}" in "{key}" entry {i} ({r.relpath}). {fix}')
+            other = labels.setdefault(r.classname, (r.label, key, i))
+            if other[0] != r.label:
+                raise DatasetError(f'{source}: class "{r.classname}" has label {other[0]} in "{other[1]}" entry '
+                                   f'{other[2]} but {r.label} in "{key}" entry {i} ({r.relpath}). {fix}')
 
 
 def write_split(splits, split_path, image_prefix, extra=None):

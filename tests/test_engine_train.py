@@ -120,8 +120,8 @@ def test_eval_only_reproduces_and_names_missing_files(toy_root, finished_run, tm
     assert os.path.join(out, "model", "model.pth.tar-9") in missing_epoch.stderr
     missing_dir = run_train(toy_args(toy_root, str(tmp_path / "ev3"),
                                      flags=["--eval-only", "--model-dir", str(tmp_path / "nowhere")]), check=False)
-    assert missing_dir.returncode != 0
-    assert os.path.join(str(tmp_path / "nowhere"), "model", "model-best.pth.tar") in missing_dir.stderr
+    assert missing_dir.returncode == 2
+    assert f'--model-dir "{tmp_path / "nowhere"}" does not exist' in missing_dir.stderr
 
 
 def test_best_val_saves_and_deploys_best_model(toy_root, tmp_path):

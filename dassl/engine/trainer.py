@@ -230,6 +230,7 @@ class TrainerBase:
         except ImportError:  # optional; a warning on every run would only be noise
             logging.getLogger(__name__).debug("tensorboard is not installed: training scalars are not logged")
             return
+        mkdir_if_missing(log_dir)
         print(f"Initialize tensorboard (log_dir={log_dir})")
         self._writer = SummaryWriter(log_dir=log_dir)
 
@@ -376,9 +377,7 @@ class SimpleTrainer(TrainerBase):
                                   "an interrupted run, or drop --resume to train from scratch.")
         self.start_epoch = self.resume_model_if_exist(directory, required=bool(self.cfg.RESUME))
         self.last_save_time = time.time()
-        writer_dir = osp.join(self.output_dir, "tensorboard")
-        mkdir_if_missing(writer_dir)
-        self.init_writer(writer_dir)
+        self.init_writer(osp.join(self.output_dir, "tensorboard"))
         self.time_start = time.time()
 
     def after_train(self):
