@@ -66,6 +66,18 @@ def _write_error(path, error):
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
 
 
+def _write_failure_in(exc):
+    """The OSError of a full/read-only disk behind `exc`, if any (torch.save wraps it in a
+    RuntimeError of its zip writer)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
 class atomic_write:
     """Context manager writing to a temp file in the target folder, renamed on success.
 
@@ -93,24 +105,27 @@ class atomic_write:
         return self.file
 
     def __exit__(self, exc_type, exc, tb):
+        failure = exc  # the body's exception, else one from finishing the file
         try:
-            if exc_type is None:
+            if exc is None:
                 self.file.flush()
                 os.fsync(self.file.fileno())
             self.file.close()
-            if exc_type is None:
+            if exc is None:
                 os.replace(self.tmp, self.path)
                 self.tmp = None
-        except OSError as e:
-            self._remove_tmp()
-            if exc_type is None and e.errno in WRITE_ERRNOS:
-                raise _write_error(self.path, e) from e
-            raise
+        except OSError as finish_error:  # e.g. closing a file on a full disk flushes and fails
+            failure = failure or finish_error
         finally:
             self._remove_tmp()
-        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
-            raise _write_error(self.path, exc) from exc
-        return False
+        if failure is None:
+            return False
+        cause = _write_failure_in(failure)
+        if cause is not None:
+            raise _write_error(self.path, cause) from failure
+        if failure is exc:
+            return False  # the body's own exception propagates unchanged
+        raise failure
 
     def _remove_tmp(self):
         if self.tmp is not None:
