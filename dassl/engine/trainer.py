@@ -450,11 +450,13 @@ class SimpleTrainer(TrainerBase):
         return record
 
     def epochs_trained(self):
-        """Epochs behind the evaluated model: the loaded checkpoint's for an evaluation (None if
-        it loaded nothing), 0 for a trainer that does not train, else OPTIM.MAX_EPOCH."""
+        """Epochs behind the evaluated model: 0 for a trainer that does not train, the loaded
+        checkpoint's for an evaluation (None if it loaded nothing), else OPTIM.MAX_EPOCH."""
+        if not self.trains:
+            return 0
         if self.run_record.get("eval_only"):
             return self.run_record.get("loaded_epoch")
-        return self.max_epoch if self.trains else 0
+        return self.max_epoch
 
     def model_inference(self, input):
         return self.model(input)
