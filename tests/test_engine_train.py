@@ -67,8 +67,8 @@ def test_second_run_keeps_the_first_log(toy_root, tmp_path):
 def test_resume_after_sigkill_matches_uninterrupted_run(toy_root, finished_run, tmp_path):
     ref_out, ref_proc = finished_run
     out = str(tmp_path / "out")
-    killed = run_train(toy_args(toy_root, out, "TRAIN.CHECKPOINT_FREQ", "1", "TRAINER.TOY.KILL_AFTER_EPOCH", "2"),
-                       check=False)
+    killed = run_train(toy_args(toy_root, out, "TRAIN.CHECKPOINT_FREQ", "1"), check=False,
+                       env={"TOY_KILL_AFTER_EPOCH": "2"})
     assert killed.returncode == -signal.SIGKILL
     assert not os.path.exists(os.path.join(out, "result.json"))
     resumed = run_train(toy_args(toy_root, out, "TRAIN.CHECKPOINT_FREQ", "1"))

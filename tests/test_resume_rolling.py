@@ -60,7 +60,7 @@ def test_kill_at_95_percent_resumes_near_the_end_and_matches_the_uninterrupted_r
     assert f"epoch [{KILL_AT}/200]" in open(os.path.join(out, "log.txt")).read()
 
     resumed = run_train(_args(data_root, clip, out, *ROLLING_EVERY_EPOCH)).stdout
-    start = int(re.search(r"resuming training after epoch (\d+) \(rolling resume checkpoint", resumed).group(1))
+    start = int(re.search(r"resuming after epoch (\d+) of 200 from the rolling resume checkpoint prompt_learner/resume\.pth\.tar", resumed).group(1))
     assert KILL_AT - 5 <= start <= KILL_AT
     assert f"epoch [{start}/200]" not in resumed and f"epoch [{start + 1}/200]" in resumed
 

@@ -100,6 +100,8 @@ def _cases(s):
     os.makedirs(empty_dir, exist_ok=True)
     eval_into_run = os.path.join(tmp, "eval_into_run")
     shutil.copytree(trained, eval_into_run)
+    rerun_run = os.path.join(tmp, "rerun_run")
+    shutil.copytree(trained, rerun_run)
     roots = {f.__name__: _split_with(data, tmp, f) for f in
              (label_out_of_range_in_test, train_label_out_of_range, renamed_class, missing_image)}
 
@@ -156,6 +158,11 @@ def _cases(s):
         "wrong_input_size": (args("o27", "INPUT.SIZE", "(64, 64)"), ["INPUT.SIZE = (64, 64)", "INPUT.SIZE (32, 32)"]),
         "output_dir_under_a_file": (trainer_args("TaskRes", TASKRES, data, clip, os.path.join(a_file, "out"), DATASET),
                                     ["Cannot write to the output folder", "a_file"]),
+        "rerun_with_other_settings": (
+            trainer_args("TaskRes", TASKRES, data, clip, rerun_run, DATASET, "OPTIM.MAX_EPOCH", str(EPOCHS),
+                         "OPTIM.LR", "0.01"),
+            [os.path.join(rerun_run, "prompt_learner", f"model.pth.tar-{EPOCHS}"),
+             "was trained with other settings: OPTIM.LR 0.002 (now 0.01)", "another --output-dir"]),
         "test_label_out_of_range": (args("o28", root=roots["label_out_of_range_in_test"][0]),
                                     [roots["label_out_of_range_in_test"][1], '"test" entry 1', "label 9",
                                      "outside the 4 classes"]),
@@ -200,7 +207,7 @@ CASE_NAMES = [
     "load_epoch_missing", "eval_into_training_folder", "eval_over_other_training_result",
     "checkpoint_of_another_trainer", "truncated_checkpoint", "text_file_as_checkpoint", "truncated_weights",
     "html_as_weights", "vit_weights_under_rn101", "weights_path_missing", "wrong_input_size",
-    "output_dir_under_a_file", "test_label_out_of_range", "train_label_out_of_range", "class_name_differs",
+    "output_dir_under_a_file", "rerun_with_other_settings", "test_label_out_of_range", "train_label_out_of_range", "class_name_differs",
     "image_missing",
 ]
 

@@ -20,6 +20,7 @@ from dassl.evaluation import build_evaluator
 from dassl.utils import (AverageMeter, MetricMeter, atomic_write, load_checkpoint, mkdir_if_missing,
                          resume_from_checkpoint, save_checkpoint, write_json)
 from dassl.utils.errors import CheckpointError
+from dassl.utils.tools import remove_stale_temp_files
 from dassl.utils.torchtools import capture_rng_state, read_checkpoint_pointer, strip_module_prefix
 
 RESULT_FILE = "result.json"  # written when a run's final test finished: the "done" marker
@@ -77,11 +78,31 @@ class TrainerBase:
                 "val_result": val_result,
                 "rng_state": rng_state,
                 "trainer": type(self).__name__,
+                "settings": self.training_settings(),
             }
             if keep:
                 save_checkpoint(state, osp.join(directory, name), is_best=is_best, model_name=model_name)
             else:
                 save_rolling_checkpoint(state, osp.join(directory, name, RESUME_FILE))
+
+    def training_settings(self):
+        """Config values that shape what training computes (not where files are, how often it
+        prints), stored with each checkpoint so a resume under other settings is refused."""
+        cfg = getattr(self, "cfg", None)
+        if cfg is None:
+            return None
+        return {k: v for k, v in _flatten(cfg).items() if not k.startswith(RESUME_INDEPENDENT)}
+
+    def _check_same_settings(self, checkpoint, path):
+        saved, now = checkpoint.get("settings"), self.training_settings()
+        if not saved or not now:
+            return  # a checkpoint from before settings were recorded, or a trainer without cfg
+        differ = [k for k in sorted(set(saved) & set(now)) if saved[k] != now[k]]
+        if differ:
+            shown = "; ".join(f"{k} {saved[k]!r} (now {now[k]!r})" for k in differ[:5])
+            raise CheckpointError(
+                f'"{path}" was trained with other settings: {shown}. Resuming would mix the two runs. Use '
+                "another --output-dir for the new settings, or rerun with the old ones to continue.")
 
     def remove_rolling_checkpoints(self, directory):
         for name in self.get_model_names():
@@ -111,12 +132,15 @@ class TrainerBase:
         start = max(common)
         files = {name: available[name][start] for name in names}
         kinds = sorted({"rolling resume checkpoint" if f == RESUME_FILE else "kept checkpoint" for f in files.values()})
-        print(f'Found checkpoint at "{directory}": resuming training after epoch {start} '
-              f"({' and '.join(kinds)}: {', '.join(osp.join(n, f) for n, f in files.items())})")
+        total = getattr(self, "max_epoch", None)
+        print(f'Found checkpoint at "{directory}" (will resume training): resuming after epoch {start}'
+              f"{f' of {total}' if total else ''} from the {' and '.join(kinds)} "
+              f"{', '.join(osp.join(n, f) for n, f in files.items())}")
         for name in names:
             path = osp.join(directory, name, files[name])
             checkpoint = load_checkpoint(path)
             print(f'Loading checkpoint from "{path}"')
+            self._check_same_settings(checkpoint, path)
             self._load_weights(name, checkpoint, path)
             resume_from_checkpoint(osp.join(directory, name), None, self._optims[name],
                                    self._scheds[name], fname=files[name], checkpoint=checkpoint)
@@ -303,6 +327,22 @@ class TrainerBase:
         self.model_update(names)
 
 
+# Keys that do not change what training computes: paths, logging, checkpoint cadence, test-time settings.
+RESUME_INDEPENDENT = ("OUTPUT_DIR", "RESUME", "DATASET.ROOT", "DATALOADER.NUM_WORKERS", "DATALOADER.TEST.",
+                      "TRAIN.PRINT_FREQ", "TRAIN.RESUME_EVERY_MINUTES", "TRAIN.CHECKPOINT_FREQ", "MODEL.BACKBONE.PATH",
+                      "TRAIN.FEATURE_CACHE.ROOT", "VERBOSE", "USE_CUDA", "TEST.")
+
+
+def _flatten(node, prefix=""):
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
 def _few(keys, shown=3):
     more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
     return ", ".join(f'"{k}"' for k in keys[:shown]) + more
@@ -375,6 +415,9 @@ class SimpleTrainer(TrainerBase):
         if self.cfg.RESUME and not osp.isdir(self.cfg.RESUME):
             raise CheckpointError(f'--resume "{self.cfg.RESUME}" does not exist; point it at the output folder of '
                                   "an interrupted run, or drop --resume to train from scratch.")
+        for folder in [self.output_dir] + [osp.join(self.output_dir, n) for n in self.get_model_names()]:
+            for path in remove_stale_temp_files(folder):
+                print(f"Removed {path}: the temp file of a write an earlier, killed run left behind")
         self.start_epoch = self.resume_model_if_exist(directory, required=bool(self.cfg.RESUME))
         self.last_save_time = time.time()
         self.init_writer(osp.join(self.output_dir, "tensorboard"))

@@ -5,6 +5,7 @@ import json
 import os
 import os.path as osp
 import random
+import re
 import sys
 import tempfile
 
@@ -76,6 +77,22 @@ def _write_failure_in(exc):
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return None
+
+
+_TEMP_NAME = re.compile(r"^.+\.[a-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp names look like
+
+
+def remove_stale_temp_files(folder):
+    """Delete the temp files of atomic writes a killed process left in `folder` (a SIGKILL
+    mid-write cannot clean up); returns their paths."""
+    removed = []
+    if osp.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            path = osp.join(folder, name)
+            if _TEMP_NAME.match(name) and osp.isfile(path):
+                os.remove(path)
+                removed.append(path)
+    return removed
 
 
 class atomic_write:
