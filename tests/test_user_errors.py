@@ -1,14 +1,14 @@
 """Every user mistake in train.py ends in exit code 2, one `error:` message that names the
 file/key/value and the fix, no traceback, and nothing overwritten (real train.py subprocesses,
-tiny random-weight CLIP, a DescribableTextures fixture). The cases run in parallel once per
-module; each test checks one case."""
+tiny random-weight CLIP, a DescribableTextures fixture). All cases run once per module through
+train.py's entry point in one driver process (see tests/cli_driver.py), a few also as plain
+`python train.py` processes; each test checks one case."""
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
