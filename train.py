@@ -5,16 +5,20 @@ Config merge order: defaults (+ the CLIP keys of trainers/config.py) -> --datase
 """
 import argparse
 import importlib.util
+import os
 import os.path as osp
 import sys
+import tempfile
 
 import torch
 
 from dassl.config import get_cfg_default, merge_from_file, merge_from_list
+from dassl.config.checks import check_run_settings
 from dassl.config.merge import ConfigError
-from dassl.engine import build_trainer
-from dassl.utils import collect_env_info, set_random_seed, setup_logger
-from dassl.utils.errors import run_cli
+from dassl.data.datasets import DATASET_REGISTRY
+from dassl.engine import RESULT_FILE, TRAINER_REGISTRY, build_trainer
+from dassl.utils import collect_env_info, read_json, set_random_seed, setup_logger
+from dassl.utils.errors import CheckpointError, OutputDirError, run_cli
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
@@ -50,6 +54,8 @@ def load_plugins(paths):
             raise ConfigError(f'--plugin file not found: "{path}"')
         name = "plugin_" + osp.splitext(osp.basename(path))[0]
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None:
+            raise ConfigError(f'--plugin "{path}" is not a Python file (it must end in .py)')
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -85,8 +91,70 @@ def print_args(args, cfg):
     print(cfg)
 
 
+def check_registered(cfg):
+    for key, registry, what in (("TRAINER.NAME", TRAINER_REGISTRY, "--trainer"),
+                                ("DATASET.NAME", DATASET_REGISTRY, "--dataset-config-file")):
+        name = cfg.TRAINER.NAME if key == "TRAINER.NAME" else cfg.DATASET.NAME
+        if name and name not in registry:
+            raise ConfigError(f'{key} "{name}" is not registered ({what}); known: '
+                              f"{', '.join(registry.registered_names())}. Check the spelling, or load your own "
+                              "with --plugin FILE.py.")
+    if not cfg.TRAINER.NAME:
+        raise ConfigError("TRAINER.NAME is empty: pass --trainer NAME (e.g. TaskRes, CoOp, CLIP_Adapter, ZeroshotCLIP).")
+
+
+def check_folders(cfg, args):
+    """Folders named on the command line: they must exist, and an evaluation must not write
+    into a training run's folder (it would replace that run's result.json)."""
+    if args.resume and args.eval_only:
+        raise ConfigError("--resume continues training; it does not apply with --eval-only (use --model-dir).")
+    if (args.model_dir or args.load_epoch is not None) and not args.eval_only:
+        raise ConfigError("--model-dir and --load-epoch select a model to evaluate; add --eval-only (to resume "
+                          "training, use --resume DIR).")
+    if args.model_dir and not osp.isdir(args.model_dir):
+        raise CheckpointError(f'--model-dir "{args.model_dir}" does not exist; point it at the output folder of a '
+                              "finished training run.")
+    if args.resume and not osp.isdir(args.resume):
+        raise CheckpointError(f'--resume "{args.resume}" does not exist; point it at the output folder of an '
+                              "interrupted run, or drop --resume to train from scratch.")
+    if not args.eval_only:
+        return
+    out = cfg.OUTPUT_DIR
+    if args.model_dir and osp.realpath(out) == osp.realpath(args.model_dir):
+        raise OutputDirError(f'--output-dir "{out}" is the training run\'s folder (--model-dir): the evaluation '
+                             f"would replace its {RESULT_FILE}. Pass another --output-dir, e.g. {osp.join(out, 'eval')}.")
+    existing = osp.join(out, RESULT_FILE)
+    if osp.isfile(existing) and not _is_eval_record(existing):
+        raise OutputDirError(f'--output-dir "{out}" holds the {RESULT_FILE} of a training run, which the evaluation '
+                             "would replace. Pass another --output-dir.")
+
+
+def _is_eval_record(path):
+    try:
+        return bool(read_json(path).get("eval_only"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def prepare_output_dir(path):
+    """Create the output folder and prove it takes files, before any work is done."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise OutputDirError(f'Cannot write to the output folder "{path}" (OUTPUT_DIR / --output-dir): '
+                             f"{e.strerror or e}. Choose a writable folder with free space.") from e
+
+
 def main(args):
     cfg = setup_cfg(args, load_plugins(args.plugin))
+    check_registered(cfg)
+    trainer_class = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    trains = getattr(trainer_class, "trains", True) and not args.eval_only and not args.no_train
+    check_run_settings(cfg, trains)
+    check_folders(cfg, args)
+    prepare_output_dir(cfg.OUTPUT_DIR)
     setup_logger(cfg.OUTPUT_DIR)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
@@ -102,6 +170,7 @@ def main(args):
         if not args.model_dir and trainer.get_model_names():
             print(f"WARNING: --eval-only without --model-dir: evaluating the untrained "
                   f"{', '.join(trainer.get_model_names())} as initialised")
+        trainer.run_record["eval_only"] = True
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.final_test()
         return
@@ -137,9 +206,4 @@ def build_parser():
 
 
 if __name__ == "__main__":
-    args = build_parser().parse_args()
-    try:
-        run_cli(main, args)  # a UserError: one message, exit 2
-    except ConfigError as e:
-        print(f"Config error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, build_parser().parse_args())

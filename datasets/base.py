@@ -95,6 +95,11 @@ class BenchmarkDataset(DatasetBase):
         return self.read_splits(self.dataset_dir)
 
     @classmethod
+    def splits_for_check(cls, cfg, dataset_dir):
+        """The splits as training would read them, without writing anything (the data check)."""
+        return cls.read_splits(dataset_dir, may_write=False)
+
+    @classmethod
     def read_splits(cls, dataset_dir, may_write=True):
         raise NotImplementedError(f"{cls.__name__} must implement read_splits(dataset_dir, may_write)")
 

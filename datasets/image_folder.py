@@ -95,8 +95,17 @@ class ImageFolder(BenchmarkDataset):
         return folder
 
     def load_splits(self, cfg):
+        return self.splits_in(cfg, self.dataset_dir, may_write=True)
+
+    @classmethod
+    def splits_for_check(cls, cfg, dataset_dir):
+        return cls.splits_in(cfg, dataset_dir, may_write=False)
+
+    @classmethod
+    def splits_in(cls, cfg, folder, may_write):
+        """The saved split (checked against the images and settings), or a new one drawn
+        (saved only if `may_write`: the data check draws it in memory)."""
         opts = cfg.DATASET.IMAGE_FOLDER
-        folder = self.dataset_dir
         if opts.CSV:
             records = records_from_csv(folder, os.path.join(folder, os.path.expanduser(opts.CSV)))
         else:
@@ -105,15 +114,16 @@ class ImageFolder(BenchmarkDataset):
         settings = _settings(opts)
         if os.path.isfile(split_path):
             splits = read_split(split_path, "")
-            self._check_split_matches(split_path, read_json(split_path).get("settings"), settings, splits, records)
+            cls._check_split_matches(split_path, read_json(split_path).get("settings"), settings, splits, records)
             return splits
         groups = OrderedDict()
         for r in records:
             groups.setdefault(r.label, []).append(r)
         rng = random.Random(opts.SPLIT_SEED)
         splits = split_per_class(groups, rng, p_trn=opts.TRAIN_FRACTION, p_val=opts.VAL_FRACTION)
-        print(f"ImageFolder: drew a new split of {folder} (seed {opts.SPLIT_SEED}).")
-        save_new_split(splits, split_path, "", extra={"settings": settings})
+        if may_write:
+            print(f"ImageFolder: drew a new split of {folder} (seed {opts.SPLIT_SEED}).")
+            save_new_split(splits, split_path, "", extra={"settings": settings})
         return splits
 
     @staticmethod

@@ -15,6 +15,7 @@ import random
 from collections import OrderedDict, namedtuple
 
 from dassl.utils import listdir_nohidden, read_json, write_json
+from dassl.utils.errors import UserError
 
 Record = namedtuple("Record", ["relpath", "label", "classname"])  # relpath: posix, under dataset_dir
 Splits = namedtuple("Splits", ["train", "val", "test"])  # val None: no val split (val = test)
@@ -23,7 +24,7 @@ NEW_SPLIT_SEED = 1
 DOCS = "DATASETS.md"
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset that cannot be used as it is on disk; the message says what to fix."""
 
 
@@ -57,12 +58,38 @@ def read_split(split_path, image_prefix):
                                f"Replace it with the official file (see {DOCS}).")
         records = []
         for i, entry in enumerate(entries):
-            if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)):
+            if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                    and isinstance(entry[1], int) and not isinstance(entry[1], bool)):
                 raise DatasetError(f'Split file {split_path}: "{key}" entry {i} is {entry!r}, '
                                    "expected [relative path, integer label, class name].")
-            records.append(Record(join_rel(image_prefix, entry[0]), int(entry[1]), str(entry[2])))
+            records.append(Record(join_rel(image_prefix, entry[0]), entry[1], str(entry[2])))
         out.append(records)
-    return Splits(*out)
+    splits = Splits(*out)
+    check_labels(splits, f"Split file {split_path}")
+    return splits
+
+
+def check_labels(splits, source):
+    """Labels must be 0..C-1, C the number of classes in the train list, and each label must
+    keep one class name (and each name one label): a test label outside the classes would
+    silently count as a wrong prediction, a train one would crash the loss or add a phantom
+    class, and a renamed class would get the wrong prompt."""
+    n_classes = len({r.label for r in splits.train})
+    fix = "Fix the entry or use the official split file (see " + DOCS + ")."
+    names, labels = {}, {}
+    for key, records in zip(Splits._fields, splits):
+        for i, r in enumerate(records or ()):
+            if r.label < 0 or r.label >= n_classes:
+                raise DatasetError(f'{source}: "{key}" entry {i} ({r.relpath}) has label {r.label}, outside the '
+                                   f"{n_classes} classes of the train list (0-{n_classes - 1}). {fix}")
+            first = names.setdefault(r.label, (r.classname, key, i))
+            if first[0] != r.classname:
+                raise DatasetError(f'{source}: label {r.label} is "{first[0]}" in "{first[1]}" entry {first[2]} but '
+                                   f'"{r.classname}" in "{key}" entry {i} ({r.relpath}). {fix}')
+            other = labels.setdefault(r.classname, (r.label, key, i))
+            if other[0] != r.label:
+                raise DatasetError(f'{source}: class "{r.classname}" has label {other[0]} in "{other[1]}" entry '
+                                   f'{other[2]} but {r.label} in "{key}" entry {i} ({r.relpath}). {fix}')
 
 
 def write_split(splits, split_path, image_prefix, extra=None):

@@ -1,8 +1,13 @@
 """`python -m datasets.check` on a complete fixture tree and on broken ones."""
+import json
 import os
+import shutil
 import subprocess
 import sys
 
+import pytest
+
+from dassl.config.merge import ConfigError
 from datasets import check
 from tests.dataset_fixtures import DATASET_NAMES, fixture_counts, write_fixture
 
@@ -42,7 +47,9 @@ def test_complete_tree_passes_with_size_notes(tmp_path):
         assert text.startswith(f"[{check.NOTE}] {name}"), text
         assert sizes_line(name) in text, text
         assert "sizes differ from the published split" in text
-    assert "15 usable (15 with notes), 0 unusable, 0 not present" in p.stdout
+    # DemoShapes and ImageFolder are covered too: absent here (not drawn, not configured)
+    assert "15 usable (15 with notes), 0 unusable, 2 not present" in p.stdout
+    assert f"[{check.ABSENT}] DemoShapes" in p.stdout and "DATASET.IMAGE_FOLDER.DIR" in block(p.stdout, "ImageFolder")
     assert tree_snapshot(tmp_path) == before  # the check writes nothing
 
 
@@ -87,5 +94,79 @@ def test_absent_datasets_fail_only_when_asked_for(tmp_path, capsys):
 def test_empty_or_missing_root_fails(tmp_path, capsys):
     assert check.main(["--root", str(tmp_path)]) == 1
     assert "0 usable" in capsys.readouterr().out
-    assert check.main(["--root", str(tmp_path / "nope")]) == 1
-    assert "does not exist" in capsys.readouterr().out
+    p = subprocess.run([sys.executable, "-m", "datasets.check", "--root", str(tmp_path / "nope")], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip() == (f"error: --root {tmp_path / 'nope'} does not exist or is not a folder: pass the "
+                                "folder that holds the dataset folders (see DATASETS.md).")
+
+
+def _check(capsys, root, *args):
+    """`python -m datasets.check --root ROOT ARGS` (its main, in process): (exit code, stdout, stderr)."""
+    code = check.main(["--root", str(root), *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_truncated_image_and_bad_label_are_unusable(tmp_path, capsys):
+    """Files that exist but do not decode, and a label outside the classes, fail the check
+    (both passed it before), each named with its file or split-file entry."""
+    write_fixture(tmp_path, "DescribableTextures")
+    write_fixture(tmp_path, "EuroSAT")
+    image = os.path.join(tmp_path, "dtd", "images", "banded", "banded_0002.jpg")
+    data = open(image, "rb").read()
+    open(image, "wb").write(data[:len(data) // 2])
+    split_path = os.path.join(tmp_path, "eurosat", "split_zhou_EuroSAT.json")
+    split = json.load(open(split_path))
+    split["test"][2][1] = 99
+    json.dump(split, open(split_path, "w"))
+    before = tree_snapshot(tmp_path)
+
+    code, out, err = _check(capsys, tmp_path, "--dataset", "DescribableTextures", "EuroSAT")
+    assert code == 1
+    dtd = block(out, "DescribableTextures")
+    assert dtd.startswith(f"[{check.FAIL}]") and "1 of " in dtd and "images do not decode" in dtd
+    assert f"{image}: " in dtd and "truncated" in dtd
+    eurosat = block(out, "EuroSAT")
+    assert eurosat.startswith(f"[{check.FAIL}]")
+    assert f'Split file {split_path}: "test" entry 2' in eurosat and "has label 99" in eurosat
+    assert "0 usable (0 with notes), 2 unusable" in out
+    assert "Decoding DescribableTextures" in err  # the progress bar
+    assert tree_snapshot(tmp_path) == before
+    # --files-only skips decoding: the truncated file exists, so DTD passes that way
+    code, out, _ = _check(capsys, tmp_path, "--dataset", "DescribableTextures", "--files-only")
+    assert code == 0 and block(out, "DescribableTextures").startswith(f"[{check.NOTE}]")
+
+
+def test_demo_shapes_and_image_folder_are_covered(tmp_path, capsys):
+    from datasets import demo_shapes_generate
+
+    demo_shapes_generate.main(["--root", str(tmp_path), "--size", "32", "--train", "2", "--val", "1", "--test", "1"])
+    write_fixture(tmp_path / "src", "DescribableTextures")
+    shutil.copytree(tmp_path / "src" / "dtd" / "images", tmp_path / "mine")
+    shutil.rmtree(tmp_path / "src")
+    capsys.readouterr()
+    before = tree_snapshot(tmp_path)
+
+    code, out, _ = _check(capsys, tmp_path, "--dataset", "DemoShapes")
+    assert code == 0, out
+    assert block(out, "DemoShapes").startswith(f"[{check.OK}] DemoShapes")
+    assert "train 12  val 6  test 6  (6 classes)" in out
+
+    # the user's own folder, given the way train.py takes it
+    for how in (["--dataset-config-file", os.path.join(REPO, "configs", "datasets", "image_folder.yaml"),
+                 "DATASET.IMAGE_FOLDER.DIR", "mine"], ["DATASET.IMAGE_FOLDER.DIR", "mine"]):
+        code, out, _ = _check(capsys, tmp_path, *how)
+        assert code == 0, out
+        assert block(out, "ImageFolder").startswith(f"[{check.OK}] ImageFolder")
+        assert "Checked 1 dataset(s)" in out
+    assert tree_snapshot(tmp_path) == before  # no split file drawn on disk by the check
+
+    open(os.path.join(tmp_path, "mine", "banded", "banded_0001.jpg"), "w").write("not an image")
+    code, out, _ = _check(capsys, tmp_path, "DATASET.IMAGE_FOLDER.DIR", "mine")
+    assert code == 1 and "banded_0001.jpg" in block(out, "ImageFolder")
+
+
+def test_unknown_config_key_is_a_clean_error(tmp_path):
+    with pytest.raises(ConfigError, match='Unknown config key "DATASET.IMAGE_FOLDER.DIRR"'):
+        check.main(["--root", str(tmp_path), "DATASET.IMAGE_FOLDER.DIRR", "mine"])

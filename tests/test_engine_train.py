@@ -67,8 +67,8 @@ def test_second_run_keeps_the_first_log(toy_root, tmp_path):
 def test_resume_after_sigkill_matches_uninterrupted_run(toy_root, finished_run, tmp_path):
     ref_out, ref_proc = finished_run
     out = str(tmp_path / "out")
-    killed = run_train(toy_args(toy_root, out, "TRAIN.CHECKPOINT_FREQ", "1", "TRAINER.TOY.KILL_AFTER_EPOCH", "2"),
-                       check=False)
+    killed = run_train(toy_args(toy_root, out, "TRAIN.CHECKPOINT_FREQ", "1"), check=False,
+                       env={"TOY_KILL_AFTER_EPOCH": "2"})
     assert killed.returncode == -signal.SIGKILL
     assert not os.path.exists(os.path.join(out, "result.json"))
     resumed = run_train(toy_args(toy_root, out, "TRAIN.CHECKPOINT_FREQ", "1"))
@@ -120,8 +120,8 @@ def test_eval_only_reproduces_and_names_missing_files(toy_root, finished_run, tm
     assert os.path.join(out, "model", "model.pth.tar-9") in missing_epoch.stderr
     missing_dir = run_train(toy_args(toy_root, str(tmp_path / "ev3"),
                                      flags=["--eval-only", "--model-dir", str(tmp_path / "nowhere")]), check=False)
-    assert missing_dir.returncode != 0
-    assert os.path.join(str(tmp_path / "nowhere"), "model", "model-best.pth.tar") in missing_dir.stderr
+    assert missing_dir.returncode == 2
+    assert f'--model-dir "{tmp_path / "nowhere"}" does not exist' in missing_dir.stderr
 
 
 def test_best_val_saves_and_deploys_best_model(toy_root, tmp_path):

@@ -224,19 +224,19 @@ def test_failed_job_is_reported_and_rerun_alone_once_fixed(world, tmp_path):
     bad = out / "caltech101/TaskRes/adam_lr2e-3_B256_ep100_1shots/seed3"
     good = out / "dtd/TaskRes/adam_lr2e-3_B256_ep100_1shots/seed3"
     assert (good / "result.json").is_file() and not (bad / "result.json").exists()
-    assert f"[failed] {bad}: exit code 1; log: {bad}/sweep.log" in failed.stdout
+    assert f"[failed] {bad}: exit code 2; log: {bad}/sweep.log" in failed.stdout
     assert "Failed runs (1)" in failed.stdout and f"    log: {bad}/sweep.log" in failed.stdout
     assert "caltech-101" in (bad / "sweep.log").read_text()  # train.py's error is in the log
     assert {markers(d / "sweep.log")[0][1]["gpus"] for d in (good, bad)} == {"0", "1"}
 
     status = run_sweep(*grid, "--status", env=world["env"])
-    assert "2 runs: 1 done, 1 failed" in status.stdout and f"{bad}: exit code 1" in status.stdout
+    assert "2 runs: 1 done, 1 failed" in status.stdout and f"{bad}: exit code 2" in status.stdout
 
     good_log = (good / "sweep.log").read_text()
     write_fixture(data, FIXTURES["caltech101"])
     fixed = run_sweep(*args, env=world["env"])
     assert "2 runs: 1 done, 1 failed; to submit: 1" in fixed.stdout
-    assert f"[failed (exit code 1)] {bad}" in fixed.stdout
+    assert f"[failed (exit code 2)] {bad}" in fixed.stdout
     assert (bad / "result.json").is_file()
     assert (good / "sweep.log").read_text() == good_log  # the finished run was not touched
     assert [e for e, _ in markers(bad / "sweep.log")] == ["start", "exit", "start", "exit"]

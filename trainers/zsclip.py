@@ -12,6 +12,8 @@ from trainers.common.templates import IMAGENET_TEMPLATES_SELECT, dataset_templat
 class ZeroshotCLIP(FrozenCLIPTrainer):
     """The dataset's own template, "_" read as a space."""
 
+    trains = False  # train.py then accepts DATASET.NUM_SHOTS 0 and OPTIM.MAX_EPOCH 0
+
     def templates(self):
         return [dataset_template(self.cfg.DATASET.NAME)]
 

@@ -102,6 +102,10 @@ _C.OPTIM.WARMUP_RECOUNT = True
 _C.TRAIN = CN()
 _C.TRAIN.CHECKPOINT_FREQ = 0  # 0: save only the last epoch
 _C.TRAIN.PRINT_FREQ = 10
+# Rolling resume checkpoint (`<model>/resume.pth.tar`): written after an epoch once this many
+# minutes passed since the last save, removed when training ends; it never replaces the kept
+# checkpoints. 0: after every epoch; negative: never.
+_C.TRAIN.RESUME_EVERY_MINUTES = 10.0
 _C.TRAIN.COUNT_ITER = "train_x"
 
 _C.TEST = CN()

@@ -7,9 +7,11 @@ import os.path as osp
 
 from yacs.config import CfgNode
 
+from dassl.utils.errors import UserError
 
-class ConfigError(ValueError):
-    pass
+
+class ConfigError(UserError, ValueError):
+    """A config file, key or value the user can fix; the message names it."""
 
 
 def merge_from_file(cfg, path):
@@ -48,7 +50,16 @@ def merge_from_list(cfg, opts, source="the command line"):
                 raise ConfigError(f'Unknown config key "{key}" on {source} '
                                   f'("{".".join(parts[:depth + 1])}" does not exist)')
             node = node[part]
+        if isinstance(node, float) and _is_int_literal(value):
+            value = str(float(value))  # "OPTIM.LR 1" means 1.0; yacs would reject the int
         try:
             cfg.merge_from_list([key, value])
         except Exception as e:
             raise ConfigError(f'Bad value for "{key}" on {source}: {value!r} ({e})') from e
+
+
+def _is_int_literal(value):
+    try:
+        return isinstance(value, str) and not isinstance(value, bool) and int(value) == float(value)
+    except ValueError:
+        return False

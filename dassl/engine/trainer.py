@@ -5,6 +5,7 @@ after_train. Only modules passed to `register_model` are saved, loaded, switched
 train/eval mode and stepped, which is how CLIP methods keep the frozen encoders out of it.
 """
 import datetime
+import logging
 import os
 import os.path as osp
 import time
@@ -16,22 +17,34 @@ from tqdm import tqdm
 
 from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
-from dassl.utils import (AverageMeter, MetricMeter, load_checkpoint, mkdir_if_missing,
+from dassl.utils import (AverageMeter, MetricMeter, atomic_write, load_checkpoint, mkdir_if_missing,
                          read_json, resume_from_checkpoint, save_checkpoint, write_json)
-from dassl.utils.torchtools import capture_rng_state, read_checkpoint_pointer
+from dassl.utils.errors import CheckpointError
+from dassl.utils.tools import remove_stale_temp_files
+from dassl.utils.torchtools import capture_rng_state, read_checkpoint_pointer, strip_module_prefix
 
 RESULT_FILE = "result.json"  # written when a run's final test finished: the "done" marker
 REQUEST_FILE = "request.json"  # what a launcher asked this run to be; copied into result.json
+RESUME_FILE = "resume.pth.tar"  # rolling resume checkpoint, one per model folder while training
 
 
 class TrainerBase:
-    """Registry of models/optimizers/schedulers plus the generic train loop."""
+    """Registry of models/optimizers/schedulers plus the generic train loop.
+
+    `trains`: False for trainers that only evaluate (zero-shot); train.py then accepts
+    DATASET.NUM_SHOTS 0 and OPTIM.MAX_EPOCH 0. `run_record`: facts about this run that the
+    config does not say (the model file an evaluation loaded, the CLIP architecture really
+    loaded), merged into result.json.
+    """
+
+    trains = True
 
     def __init__(self):
         self._models = OrderedDict()
         self._optims = OrderedDict()
         self._scheds = OrderedDict()
         self._writer = None
+        self.run_record = {}
 
     def register_model(self, name="model", model=None, optim=None, sched=None):
         if self.__dict__.get("_models") is None:
@@ -52,62 +65,165 @@ class TrainerBase:
                 raise KeyError(f'No registered model named "{name}"; registered: {names_real}')
         return names
 
-    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
+    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name="", keep=True):
+        """Save every registered model. `keep=False` writes the rolling resume checkpoint
+        instead: `RESUME_FILE`, without touching the `checkpoint` pointer or kept files."""
         rng_state = capture_rng_state()
         for name in self.get_model_names():
             optim, sched = self._optims[name], self._scheds[name]
-            save_checkpoint(
-                {
-                    "state_dict": self._models[name].state_dict(),
-                    "epoch": epoch + 1,
-                    "optimizer": optim.state_dict() if optim is not None else None,
-                    "scheduler": sched.state_dict() if sched is not None else None,
-                    "val_result": val_result,
-                    "rng_state": rng_state,
-                },
-                osp.join(directory, name),
-                is_best=is_best,
-                model_name=model_name,
-            )
+            state = {
+                "state_dict": self._models[name].state_dict(),
+                "epoch": epoch + 1,
+                "optimizer": optim.state_dict() if optim is not None else None,
+                "scheduler": sched.state_dict() if sched is not None else None,
+                "val_result": val_result,
+                "rng_state": rng_state,
+                "trainer": type(self).__name__,
+                "settings": self.training_settings(),
+            }
+            if keep:
+                save_checkpoint(state, osp.join(directory, name), is_best=is_best, model_name=model_name)
+            else:
+                save_rolling_checkpoint(state, osp.join(directory, name, RESUME_FILE))
 
-    def resume_model_if_exist(self, directory):
-        """Resume every registered model from `directory/<name>/checkpoint`; 0 if any is missing."""
+    def training_settings(self):
+        """Config values that shape what training computes (not where files are, how often it
+        prints), stored with each checkpoint so a resume under other settings is refused."""
+        cfg = getattr(self, "cfg", None)
+        if cfg is None:
+            return None
+        return {k: v for k, v in _flatten(cfg).items() if not k.startswith(RESUME_INDEPENDENT)}
+
+    def _check_same_settings(self, checkpoint, path):
+        saved, now = checkpoint.get("settings"), self.training_settings()
+        if not saved or not now:
+            return  # a checkpoint from before settings were recorded, or a trainer without cfg
+        differ = [k for k in sorted(set(saved) & set(now)) if saved[k] != now[k]]
+        if differ:
+            shown = "; ".join(f"{k} {saved[k]!r} (now {now[k]!r})" for k in differ[:5])
+            raise CheckpointError(
+                f'"{path}" was trained with other settings: {shown}. Resuming would mix the two runs. Use '
+                "another --output-dir for the new settings, or rerun with the old ones to continue.")
+
+    def remove_rolling_checkpoints(self, directory):
+        for name in self.get_model_names():
+            path = osp.join(directory, name, RESUME_FILE)
+            if osp.exists(path):
+                os.remove(path)
+
+    def resume_model_if_exist(self, directory, required=False):
+        """Resume every registered model from the latest checkpoint all of them have in
+        `directory/<name>/`: a kept one (the `checkpoint` pointer) or the rolling resume file.
+        Returns the epoch to start from (0: none found; an error instead if `required`)."""
         names = self.get_model_names()
-        pointers = {name: read_checkpoint_pointer(osp.join(directory, name)) for name in names}
-        if not names or any(p is None for p in pointers.values()):
-            print("No checkpoint found, train from scratch")
+        if not names:
             return 0
-        print(f'Found checkpoint at "{directory}" (will resume training)')
-        # A kill between two models' saves leaves their pointers one epoch apart: resume all
-        # from the epoch every model has.
-        epochs = {name: _epoch_of(p) for name, p in pointers.items()}
-        if len(set(epochs.values())) > 1 and None not in epochs.values():
-            common = min(epochs.values())
-            pointers = {name: f"model.pth.tar-{common}" for name in names}
-        start_epoch = 0
+        # epoch -> file name, per model; a kill between two models' saves leaves them one epoch
+        # apart, so the start is the latest epoch every model has.
+        available = {name: self._resume_candidates(osp.join(directory, name)) for name in names}
+        common = set.intersection(*(set(c) for c in available.values()))
+        if not common:
+            if required:
+                raise CheckpointError(
+                    f'--resume "{directory}" holds no checkpoint of {", ".join(names)} (looked for '
+                    f"<folder>/<model>/checkpoint and {RESUME_FILE} in {', '.join(names)}). Point --resume at "
+                    "the output folder of an interrupted run of this trainer, or drop --resume.")
+            print(f'No checkpoint found in "{directory}": training from scratch (epoch 1)')
+            return 0
+        start = max(common)
+        files = {name: available[name][start] for name in names}
+        kinds = sorted({"rolling resume checkpoint" if f == RESUME_FILE else "kept checkpoint" for f in files.values()})
+        total = getattr(self, "max_epoch", None)
+        print(f'Found checkpoint at "{directory}" (will resume training): resuming after epoch {start}'
+              f"{f' of {total}' if total else ''} from the {' and '.join(kinds)} "
+              f"{', '.join(osp.join(n, f) for n, f in files.items())}")
         for name in names:
-            start_epoch = resume_from_checkpoint(osp.join(directory, name), self._models[name],
-                                                 self._optims[name], self._scheds[name], fname=pointers[name])
-        return start_epoch
+            path = osp.join(directory, name, files[name])
+            checkpoint = load_checkpoint(path)
+            print(f'Loading checkpoint from "{path}"')
+            self._check_same_settings(checkpoint, path)
+            self._load_weights(name, checkpoint, path)
+            resume_from_checkpoint(osp.join(directory, name), None, self._optims[name],
+                                   self._scheds[name], fname=files[name], checkpoint=checkpoint)
+        return start
+
+    @staticmethod
+    def _resume_candidates(folder):
+        """{epoch: file name} of the kept checkpoints in `folder` (`model.pth.tar-<epoch>` and
+        the file the `checkpoint` pointer names) and of the rolling resume file."""
+        found = {}
+        for fname in _listdir(folder):
+            if _epoch_of(fname) is not None:
+                found[_epoch_of(fname)] = fname
+        pointer = read_checkpoint_pointer(folder)
+        if pointer is not None and _epoch_of(pointer) is None and osp.isfile(osp.join(folder, pointer)):
+            found.setdefault(load_checkpoint(osp.join(folder, pointer)).get("epoch"), pointer)
+        rolling = osp.join(folder, RESUME_FILE)
+        if osp.isfile(rolling):
+            try:
+                found.setdefault(load_checkpoint(rolling).get("epoch"), RESUME_FILE)
+            except CheckpointError as e:
+                print(f"Ignoring a damaged rolling resume checkpoint: {e}")
+        found.pop(None, None)
+        return found
+
+    def _load_weights(self, name, checkpoint, path):
+        """Load the checkpoint's weights into model `name`; a checkpoint of another model
+        (another trainer, another class count) raises `CheckpointError` saying so."""
+        state_dict = checkpoint.get("state_dict")
+        if not isinstance(state_dict, dict):
+            raise CheckpointError(f'"{path}" has no "state_dict": it is not a model checkpoint of this toolkit or Dassl.')
+        module = self._models[name]
+        try:
+            module.load_state_dict(state_dict)
+        except RuntimeError as e:
+            expected, given = set(module.state_dict()), set(strip_module_prefix(state_dict))
+            missing, unexpected = sorted(expected - given), sorted(given - expected)
+            if missing or unexpected:
+                what = f"lacks {_few(missing)}" if missing else ""
+                if unexpected:
+                    what += (" and " if what else "") + f"has {_few(unexpected)} it does not know"
+            else:
+                what = "has weights of other shapes (" + str(e).strip().splitlines()[-1].strip() + ")"
+            saved_by = checkpoint.get("trainer")
+            origin = f"saved by {saved_by}" if saved_by else "saved by another trainer or for other classes"
+            raise CheckpointError(
+                f'"{path}" does not fit {self.cfg_trainer_name()}\'s model "{name}" ({origin}): it {what}. '
+                f"Point --model-dir/--resume at a run of {self.cfg_trainer_name()} on the same classes.") from e
+
+    def cfg_trainer_name(self):
+        cfg = getattr(self, "cfg", None)
+        return cfg.TRAINER.NAME if cfg is not None else type(self).__name__
 
     def load_model(self, directory, epoch=None):
-        """Load `model-best.pth.tar` (or `model.pth.tar-<epoch>`) for every registered model."""
+        """Load `model-best.pth.tar` (or `model.pth.tar-<epoch>`) for every registered model,
+        recording the file and its epoch in `run_record`."""
         if not directory:
             print("Note that load_model() is skipped as no pretrained model is given")
             return
+        if not osp.isdir(directory):
+            raise CheckpointError(f'--model-dir "{directory}" does not exist; point it at the output folder '
+                                  "of a finished training run.")
         model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        loaded = {}
         for name in self.get_model_names():
             model_path = osp.join(directory, name, model_file)
             if not osp.exists(model_path):
                 present = sorted(p for p in _listdir(osp.join(directory, name)) if p.startswith("model"))
-                raise FileNotFoundError(
-                    f'No model file at "{model_path}" (looked for {model_file} of "{name}"). '
-                    f"Files there: {present or 'none'}. Check --model-dir and --load-epoch.")
+                hint = (f"Files there: {', '.join(present)}. Check --load-epoch." if present else
+                        f'"{directory}" holds no saved {name} model: is it a run of {self.cfg_trainer_name()}?')
+                raise CheckpointError(f'No model file at "{model_path}" (looked for {model_file} of "{name}"). {hint}')
             checkpoint = load_checkpoint(model_path)
             val_result = checkpoint.get("val_result")
             val_str = f"{val_result:.1f}" if isinstance(val_result, (int, float)) else "n/a"
-            print(f'Load {model_path} to {name} (epoch={checkpoint["epoch"]}, val_result={val_str})')
-            self._models[name].load_state_dict(checkpoint["state_dict"])
+            print(f'Load {model_path} to {name} (epoch={checkpoint.get("epoch")}, val_result={val_str})')
+            self._load_weights(name, checkpoint, model_path)
+            loaded[name] = (model_path, checkpoint.get("epoch"))
+        if loaded:
+            paths = [p for p, _ in loaded.values()]
+            epochs = {e for _, e in loaded.values()}
+            self.run_record["loaded_model"] = paths[0] if len(paths) == 1 else paths
+            self.run_record["loaded_epoch"] = epochs.pop() if len(epochs) == 1 else sorted(epochs)
 
     def set_model_mode(self, mode="train", names=None):
         for name in self.get_model_names(names):
@@ -136,9 +252,10 @@ class TrainerBase:
             return
         try:
             from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            print("tensorboard is not installed: training scalars are not logged (pip install tensorboard)")
+        except ImportError:  # optional; a warning on every run would only be noise
+            logging.getLogger(__name__).debug("tensorboard is not installed: training scalars are not logged")
             return
+        mkdir_if_missing(log_dir)
         print(f"Initialize tensorboard (log_dir={log_dir})")
         self._writer = SummaryWriter(log_dir=log_dir)
 
@@ -211,6 +328,33 @@ class TrainerBase:
         self.model_update(names)
 
 
+# Keys that do not change what training computes: paths, logging, checkpoint cadence, test-time settings.
+RESUME_INDEPENDENT = ("OUTPUT_DIR", "RESUME", "DATASET.ROOT", "DATALOADER.NUM_WORKERS", "DATALOADER.TEST.",
+                      "TRAIN.PRINT_FREQ", "TRAIN.RESUME_EVERY_MINUTES", "TRAIN.CHECKPOINT_FREQ", "MODEL.BACKBONE.PATH",
+                      "TRAIN.FEATURE_CACHE.ROOT", "VERBOSE", "USE_CUDA", "TEST.")
+
+
+def _flatten(node, prefix=""):
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _few(keys, shown=3):
+    more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
+    return ", ".join(f'"{k}"' for k in keys[:shown]) + more
+
+
+def save_rolling_checkpoint(state, path):
+    mkdir_if_missing(osp.dirname(path))
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
+
+
 def _epoch_of(checkpoint_name):
     prefix = "model.pth.tar-"
     if checkpoint_name.startswith(prefix) and checkpoint_name[len(prefix):].isdigit():
@@ -269,13 +413,19 @@ class SimpleTrainer(TrainerBase):
 
     def before_train(self):
         directory = self.cfg.RESUME or self.cfg.OUTPUT_DIR
-        self.start_epoch = self.resume_model_if_exist(directory)
-        writer_dir = osp.join(self.output_dir, "tensorboard")
-        mkdir_if_missing(writer_dir)
-        self.init_writer(writer_dir)
+        if self.cfg.RESUME and not osp.isdir(self.cfg.RESUME):
+            raise CheckpointError(f'--resume "{self.cfg.RESUME}" does not exist; point it at the output folder of '
+                                  "an interrupted run, or drop --resume to train from scratch.")
+        for folder in [self.output_dir] + [osp.join(self.output_dir, n) for n in self.get_model_names()]:
+            for path in remove_stale_temp_files(folder):
+                print(f"Removed {path}: the temp file of a write an earlier, killed run left behind")
+        self.start_epoch = self.resume_model_if_exist(directory, required=bool(self.cfg.RESUME))
+        self.last_save_time = time.time()
+        self.init_writer(osp.join(self.output_dir, "tensorboard"))
         self.time_start = time.time()
 
     def after_train(self):
+        self.remove_rolling_checkpoints(self.output_dir)
         print("Finish training")
         if not self.cfg.TEST.NO_TEST:
             if self.cfg.TEST.FINAL_MODEL == "best_val":
@@ -299,6 +449,16 @@ class SimpleTrainer(TrainerBase):
                 self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
         if meet_checkpoint_freq or last_epoch:
             self.save_model(self.epoch, self.output_dir)
+            self.last_save_time = time.time()
+        elif self._rolling_checkpoint_due():
+            # Last in after_epoch, like the kept checkpoint: the RNG state is the one the next
+            # epoch starts from, so a resumed run equals an uninterrupted one.
+            self.save_model(self.epoch, self.output_dir, keep=False)
+            self.last_save_time = time.time()
+
+    def _rolling_checkpoint_due(self):
+        minutes = self.cfg.TRAIN.RESUME_EVERY_MINUTES
+        return minutes >= 0 and time.time() - self.last_save_time >= minutes * 60
 
     @torch.no_grad()
     def test(self, split=None):
@@ -327,7 +487,7 @@ class SimpleTrainer(TrainerBase):
         record = dict(self.last_results)
         record.update(trainer=self.cfg.TRAINER.NAME, dataset=self.cfg.DATASET.NAME,
                       num_shots=self.cfg.DATASET.NUM_SHOTS, seed=self.cfg.SEED,
-                      backbone=self.cfg.MODEL.BACKBONE.NAME, epochs=self.max_epoch,
+                      backbone=self.cfg.MODEL.BACKBONE.NAME, epochs=self.epochs_trained(),
                       finished=time.strftime("%Y-%m-%d %H:%M:%S"))
         record.update(self.run_details())
         write_json(record, osp.join(self.output_dir, RESULT_FILE))
@@ -355,6 +515,15 @@ class SimpleTrainer(TrainerBase):
             details.update({k: request[k] for k in ("method", "cfg", "variant") if k in request})
         details.update(getattr(self, "run_record", {}))
         return details
+
+    def epochs_trained(self):
+        """Epochs behind the evaluated model: 0 for a trainer that does not train, the loaded
+        checkpoint's for an evaluation (None if it loaded nothing), else OPTIM.MAX_EPOCH."""
+        if not self.trains:
+            return 0
+        if self.run_record.get("eval_only"):
+            return self.run_record.get("loaded_epoch")
+        return self.max_epoch
 
     def model_inference(self, input):
         return self.model(input)

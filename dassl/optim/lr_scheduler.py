@@ -7,6 +7,8 @@ at WARMUP_CONS_LR, epoch e >= 1 at base * (1 + cos(pi * (e - 1) / MAX_EPOCH)) / 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from dassl.config.merge import ConfigError
+
 AVAI_SCHEDS = ["single_step", "multi_step", "cosine"]
 
 
@@ -66,19 +68,19 @@ def build_lr_scheduler(optimizer, optim_cfg):
     gamma = optim_cfg.GAMMA
     max_epoch = optim_cfg.MAX_EPOCH
     if name not in AVAI_SCHEDS:
-        raise ValueError(f'OPTIM.LR_SCHEDULER "{name}" is not supported; choose one of {AVAI_SCHEDS}')
+        raise ConfigError(f'OPTIM.LR_SCHEDULER "{name}" is not supported; choose one of {AVAI_SCHEDS}')
 
     if name == "single_step":
         if isinstance(stepsize, (list, tuple)):
             stepsize = stepsize[-1]
         if not isinstance(stepsize, int):
-            raise TypeError(f"OPTIM.STEPSIZE must be an int for single_step, got {stepsize!r}")
+            raise ConfigError(f"OPTIM.STEPSIZE must be an int for single_step, got {stepsize!r}")
         if stepsize <= 0:
             stepsize = max_epoch
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=stepsize, gamma=gamma)
     elif name == "multi_step":
         if not isinstance(stepsize, (list, tuple)):
-            raise TypeError(f"OPTIM.STEPSIZE must be a list for multi_step, got {stepsize!r}")
+            raise ConfigError(f"OPTIM.STEPSIZE must be a list for multi_step, got {stepsize!r}")
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(stepsize), gamma=gamma)
     else:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, float(max_epoch))
@@ -93,5 +95,5 @@ def build_lr_scheduler(optimizer, optim_cfg):
             scheduler = LinearWarmupScheduler(optimizer, scheduler, optim_cfg.WARMUP_EPOCH,
                                               optim_cfg.WARMUP_MIN_LR)
         else:
-            raise ValueError(f'OPTIM.WARMUP_TYPE "{optim_cfg.WARMUP_TYPE}" is not supported; use constant or linear')
+            raise ConfigError(f'OPTIM.WARMUP_TYPE "{optim_cfg.WARMUP_TYPE}" is not supported; use constant or linear')
     return scheduler

@@ -4,6 +4,8 @@ import warnings
 import torch
 import torch.nn as nn
 
+from dassl.config.merge import ConfigError
+
 AVAI_OPTIMS = ["adam", "amsgrad", "sgd", "rmsprop", "radam", "adamw"]
 
 
@@ -11,7 +13,7 @@ def build_optimizer(model, optim_cfg, param_groups=None):
     """`model` is an nn.Module or an iterable of parameters / parameter groups."""
     name = optim_cfg.NAME
     if name not in AVAI_OPTIMS:
-        raise ValueError(f'OPTIM.NAME "{name}" is not supported; choose one of {AVAI_OPTIMS}')
+        raise ConfigError(f'OPTIM.NAME "{name}" is not supported; choose one of {AVAI_OPTIMS}')
     lr = optim_cfg.LR
     wd = optim_cfg.WEIGHT_DECAY
 
@@ -51,7 +53,7 @@ def _staged_param_groups(model, optim_cfg):
     if isinstance(new_layers, str):
         new_layers = [new_layers]
     if not new_layers:
-        raise ValueError("OPTIM.STAGED_LR is True but OPTIM.NEW_LAYERS is empty")
+        raise ConfigError("OPTIM.STAGED_LR is True but OPTIM.NEW_LAYERS is empty")
     base, new = [], []
     for name, module in model.named_children():
         (new if name in new_layers else base).extend(module.parameters())

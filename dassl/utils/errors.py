@@ -18,3 +18,11 @@ def run_cli(main, *args, **kwargs):
             raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+class CheckpointError(UserError):
+    """A checkpoint or weights file that is missing, unreadable, or made for another model."""
+
+
+class OutputDirError(UserError):
+    """An output folder that cannot be written (read-only, full) or holds files a run must not replace."""

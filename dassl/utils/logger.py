@@ -15,7 +15,8 @@ class Logger:
         self.file = None
         if fpath is not None:
             mkdir_if_missing(osp.dirname(osp.abspath(fpath)))
-            self.file = open(fpath, "w")
+            # Line-buffered: a run killed from outside (a launcher, SIGKILL) keeps every line it printed.
+            self.file = open(fpath, "w", buffering=1)
 
     def __del__(self):
         self.close()

@@ -12,6 +12,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from .errors import CheckpointError
 from .tools import atomic_write, mkdir_if_missing
 
 
@@ -55,15 +56,22 @@ def save_checkpoint(state, save_dir, is_best=False, remove_module_from_keys=True
 
 
 def load_checkpoint(fpath):
-    """Load a checkpoint on CPU; a missing or damaged file raises an error naming it."""
-    if fpath is None or not osp.exists(fpath):
-        raise FileNotFoundError(f'No checkpoint file at "{fpath}"')
+    """Load a checkpoint on CPU; a missing, truncated or non-checkpoint file raises
+    `CheckpointError` naming it."""
+    if fpath is None or not osp.isfile(fpath):
+        raise CheckpointError(f'No checkpoint file at "{fpath}"')
     try:
         # Our checkpoints hold numpy RNG state and plain Python objects, so full unpickling
         # is needed; only load checkpoints you trust (as with any .pth file).
-        return torch.load(fpath, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated or corrupted file
-        raise RuntimeError(f'Cannot load checkpoint "{fpath}": {e}. Delete it and rerun.') from e
+        checkpoint = torch.load(fpath, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated, corrupted, or not a torch file at all
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f'Cannot read checkpoint "{fpath}": it is truncated or not a PyTorch checkpoint '
+                              f"({reason}). Use a complete copy of the file.") from e
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'"{fpath}" holds a {type(checkpoint).__name__}, not a checkpoint dict; '
+                              "point to a file saved by this toolkit or by Dassl.")
+    return checkpoint
 
 
 def read_checkpoint_pointer(fdir):
@@ -76,14 +84,17 @@ def read_checkpoint_pointer(fdir):
     return name or None
 
 
-def resume_from_checkpoint(fdir, model, optimizer=None, scheduler=None, fname=None):
-    """Load model/optimizer/scheduler from the checkpoint named in `fdir/checkpoint` (or
-    `fname`) and return the epoch to start from."""
+def resume_from_checkpoint(fdir, model, optimizer=None, scheduler=None, fname=None, checkpoint=None):
+    """Load model/optimizer/scheduler/RNG state from the checkpoint named in `fdir/checkpoint`
+    (or `fname`; `checkpoint` if already read; `model` None if its weights are loaded already)
+    and return the epoch to start from."""
     fname = fname or read_checkpoint_pointer(fdir)
     fpath = osp.join(fdir, fname)
-    print(f'Loading checkpoint from "{fpath}"')
-    checkpoint = load_checkpoint(fpath)
-    model.load_state_dict(checkpoint["state_dict"])
+    if checkpoint is None:
+        print(f'Loading checkpoint from "{fpath}"')
+        checkpoint = load_checkpoint(fpath)
+    if model is not None:
+        model.load_state_dict(checkpoint["state_dict"])
     print("Loaded model weights")
     if optimizer is not None and checkpoint.get("optimizer") is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])

@@ -27,7 +27,9 @@ from clip.clip import _MODELS
 from clip.model import CLIP, build_model, convert_weights
 from tqdm import tqdm
 
+from dassl.config.merge import ConfigError
 from dassl.utils import file_sha256
+from dassl.utils.errors import CheckpointError
 
 CACHE_ENV = "CLIP_CACHE_DIR"
 OFFLINE_ENV = "CLIP_OFFLINE"
@@ -77,9 +79,21 @@ TOY_ARCHITECTURES = {
 }
 
 
+class WeightsFileError(CheckpointError, ValueError):
+    """A CLIP weights file that cannot be read or holds another architecture."""
+
+
+class WeightsUnavailable(CheckpointError, RuntimeError):
+    """The weights are neither on disk nor downloadable; the message says where to put them."""
+
+
+class WeightsPathMissing(CheckpointError, FileNotFoundError):
+    """MODEL.BACKBONE.PATH names no file."""
+
+
 def _check_name(name):
     if name not in _MODELS:
-        raise ValueError(f"MODEL.BACKBONE.NAME = {name!r} is not a CLIP model; use one of "
+        raise ConfigError(f"MODEL.BACKBONE.NAME = {name!r} is not a CLIP model; use one of "
                          f"{list(_MODELS)} (or set MODEL.BACKBONE.PATH to a weights file)")
 
 
@@ -99,13 +113,13 @@ def _download(url, target, expected_sha256):
                 out.write(block)
                 bar.update(len(block))
     if file_sha256(partial) != expected_sha256:
-        raise RuntimeError(f"Downloaded {url} but its sha256 does not match {expected_sha256}; "
+        raise WeightsUnavailable(f"Downloaded {url} but its sha256 does not match {expected_sha256}; "
                            f"the partial file is kept at {partial} for inspection. Retry the download.")
     os.replace(partial, target)
 
 
 def _offline_error(name, url, target, reason):
-    return RuntimeError(
+    return WeightsUnavailable(
         f"CLIP weights for {name!r} are not available offline ({reason}).\n"
         f"  Download {url}\n"
         f"  and put the file at {target}\n"
@@ -117,7 +131,7 @@ def resolve_weights_file(name, path=""):
     """Return a local file with the weights of `name` (explicit `path` first, then the cache)."""
     if path:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"MODEL.BACKBONE.PATH = {path!r} is not a file; point it at a "
+            raise WeightsPathMissing(f"MODEL.BACKBONE.PATH = {path!r} is not a file; point it at a "
                                     f"CLIP weights file (.pt) or set it to \"\" to load by name")
         return path
     _check_name(name)
@@ -149,11 +163,67 @@ def read_state_dict(path):
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(path, map_location="cpu").state_dict()
     except RuntimeError:  # not a TorchScript archive
+        pass
+    try:
         state_dict = torch.load(path, map_location="cpu")
+    except Exception as e:  # truncated download, a text/HTML file, another format
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Unpickl" in type(e).__name__:
+            reason = "not a PyTorch weights file"
+        raise WeightsFileError(f"CLIP weights file {path} cannot be read: it is truncated or not a CLIP .pt file "
+                               f"({reason}). Download it again (official URLs: clip.clip._MODELS) or fix "
+                               "MODEL.BACKBONE.PATH.") from e
     if not isinstance(state_dict, dict) or "text_projection" not in state_dict:
-        raise ValueError(f"{path} does not hold a CLIP state dict (no 'text_projection' key); "
-                         f"expected an OpenAI CLIP .pt file")
+        raise WeightsFileError(f"{path} does not hold a CLIP state dict (no 'text_projection' key); "
+                               f"expected an OpenAI CLIP .pt file")
     return state_dict
+
+
+def _count(state_dict, prefix, depth):
+    return len({k.split(".")[depth] for k in state_dict if k.startswith(prefix)})
+
+
+def architecture_of(state_dict):
+    """Name of the architecture (official or toy) a CLIP state dict holds, else None;
+    the shapes are read the way `clip.model.build_model` reads them."""
+    try:
+        if "visual.proj" in state_dict:
+            conv1 = state_dict["visual.conv1.weight"]
+            patch = conv1.shape[-1]
+            grid = round((state_dict["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+            vision = dict(vision_width=conv1.shape[0], vision_patch_size=patch, image_resolution=patch * grid,
+                          vision_layers=_count(state_dict, "visual.transformer.resblocks.", 3))
+        else:
+            grid = round((state_dict["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5)
+            vision = dict(vision_width=state_dict["visual.layer1.0.conv1.weight"].shape[0], vision_patch_size=None,
+                          image_resolution=grid * 32,
+                          vision_layers=tuple(_count(state_dict, f"visual.layer{b}.", 2) for b in range(1, 5)))
+        found = dict(vision, embed_dim=state_dict["text_projection"].shape[1],
+                     transformer_width=state_dict["ln_final.weight"].shape[0],
+                     transformer_layers=_count(state_dict, "transformer.resblocks.", 2))
+    except (KeyError, IndexError, AttributeError):
+        return None
+    for name, arch in {**CLIP_ARCHITECTURES, **TOY_ARCHITECTURES}.items():
+        if all(arch[k] == v for k, v in found.items()):
+            return name
+    return None
+
+
+def check_architecture(state_dict, name, path):
+    """The architecture really in `path`: an official one must be the one `name` says (an
+    RN101 run on ViT weights would be recorded as RN101); a toy/custom one is accepted and
+    reported, since no official name describes it."""
+    found = architecture_of(state_dict)
+    if found == name:
+        return name
+    if found in CLIP_ARCHITECTURES:
+        raise WeightsFileError(f"{path} holds CLIP {found} weights, but MODEL.BACKBONE.NAME is {name}. Set "
+                               f"MODEL.BACKBONE.NAME {found} (or --backbone {found}), or point MODEL.BACKBONE.PATH "
+                               f"at a {name} weights file.")
+    loaded = found or "custom"
+    print(f"Note: {path} holds a non-released CLIP architecture ({loaded}), not {name}; "
+          f"results are recorded as backbone {loaded}.")
+    return loaded
 
 
 def build_random_clip(name, seed=0):
@@ -170,19 +240,26 @@ def build_random_clip(name, seed=0):
 
 
 def load_clip_to_cpu(cfg):
-    """The CLIP model `cfg.MODEL.BACKBONE` names, on CPU, fp16 weights, eval mode."""
+    """The CLIP model `cfg.MODEL.BACKBONE` names, on CPU, fp16 weights, eval mode. Its
+    `architecture` attribute names the architecture really loaded."""
     backbone = cfg.MODEL.BACKBONE
     path = backbone.get("PATH", "")
     if not backbone.PRETRAINED:
         if path:
-            raise ValueError(f"MODEL.BACKBONE.PRETRAINED is False but MODEL.BACKBONE.PATH = {path!r}; "
-                             f"clear one of them (random weights or the file, not both)")
+            raise ConfigError(f"MODEL.BACKBONE.PRETRAINED is False but MODEL.BACKBONE.PATH = {path!r}; "
+                              f"clear one of them (random weights or the file, not both)")
         print(f"MODEL.BACKBONE.PRETRAINED is False: CLIP {backbone.NAME} gets RANDOM weights (seed 0), "
               f"accuracies are meaningless")
-        return build_random_clip(backbone.NAME)
+        model = build_random_clip(backbone.NAME)
+        model.architecture = backbone.NAME
+        return model
     weights = resolve_weights_file(backbone.NAME, path)
     print(f"Loading CLIP weights from {weights}")
-    return build_model(read_state_dict(weights))
+    state_dict = read_state_dict(weights)
+    architecture = check_architecture(state_dict, backbone.NAME, weights)
+    model = build_model(state_dict)
+    model.architecture = architecture
+    return model
 
 
 def check_input_size(cfg, clip_model):
@@ -190,5 +267,5 @@ def check_input_size(cfg, clip_model):
     embeddings were built for (otherwise the first forward pass dies with a shape error)."""
     size = clip_model.visual.input_resolution
     if tuple(cfg.INPUT.SIZE) != (size, size):
-        raise ValueError(f"INPUT.SIZE = {tuple(cfg.INPUT.SIZE)} but CLIP {cfg.MODEL.BACKBONE.NAME} "
+        raise ConfigError(f"INPUT.SIZE = {tuple(cfg.INPUT.SIZE)} but CLIP {cfg.MODEL.BACKBONE.NAME} "
                          f"takes {size}x{size} images; set INPUT.SIZE ({size}, {size})")

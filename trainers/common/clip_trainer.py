@@ -52,6 +52,7 @@ class FrozenCLIPTrainer(TrainerX):
     def load_clip(self):
         print(f"Loading CLIP (backbone: {self.cfg.MODEL.BACKBONE.NAME})")
         clip_model = load_clip_to_cpu(self.cfg)
+        self.backbone_loaded = self.run_record["backbone_loaded"] = clip_model.architecture
         check_input_size(self.cfg, clip_model)
         return clip_model
 

@@ -7,6 +7,8 @@ import torch
 import torchvision.transforms as T
 from torchvision.transforms import InterpolationMode
 
+from dassl.config.merge import ConfigError
+
 INTERPOLATION_MODES = {
     "bilinear": InterpolationMode.BILINEAR,
     "bicubic": InterpolationMode.BICUBIC,
@@ -81,9 +83,9 @@ def build_transform(cfg, is_train=True, choices=None):
     choices = list(cfg.INPUT.TRANSFORMS if choices is None else choices)
     unknown = [c for c in choices if c not in AVAI_CHOICES]
     if unknown:
-        raise ValueError(f"INPUT.TRANSFORMS has unknown entries {unknown}; supported: {AVAI_CHOICES}")
+        raise ConfigError(f"INPUT.TRANSFORMS has unknown entries {unknown}; supported: {AVAI_CHOICES}")
     if cfg.INPUT.INTERPOLATION not in INTERPOLATION_MODES:
-        raise ValueError(f'INPUT.INTERPOLATION "{cfg.INPUT.INTERPOLATION}" is not one of {list(INTERPOLATION_MODES)}')
+        raise ConfigError(f'INPUT.INTERPOLATION "{cfg.INPUT.INTERPOLATION}" is not one of {list(INTERPOLATION_MODES)}')
     normalize = T.Normalize(mean=cfg.INPUT.PIXEL_MEAN, std=cfg.INPUT.PIXEL_STD)
     build = _build_transform_train if is_train else _build_transform_test
     return build(cfg, choices, normalize)
