@@ -15,6 +15,8 @@ Where the weights come from, in order:
 2. the cache `$CLIP_CACHE_DIR` (default `~/.cache/clip`), file name as in the official URL,
    checked against the sha256 the URL carries;
 3. a download into that cache (sha256-checked), unless `CLIP_OFFLINE=1`.
+`MODEL.BACKBONE.NAME tiny-pretrained` is the small CLIP pretrained on this machine
+(`trainers.common.tiny_pretrained`): read from its cache, pretrained there first if missing.
 With `MODEL.BACKBONE.PRETRAINED False` no file is read: the architecture gets random weights.
 """
 import os
@@ -28,6 +30,8 @@ from clip.model import CLIP, build_model, convert_weights
 from tqdm import tqdm
 
 from dassl.utils import file_sha256
+
+from . import tiny_pretrained
 
 CACHE_ENV = "CLIP_CACHE_DIR"
 OFFLINE_ENV = "CLIP_OFFLINE"
@@ -78,9 +82,9 @@ TOY_ARCHITECTURES = {
 
 
 def _check_name(name):
-    if name not in _MODELS:
+    if name not in _MODELS and name != tiny_pretrained.NAME:
         raise ValueError(f"MODEL.BACKBONE.NAME = {name!r} is not a CLIP model; use one of "
-                         f"{list(_MODELS)} (or set MODEL.BACKBONE.PATH to a weights file)")
+                         f"{[*_MODELS, tiny_pretrained.NAME]} (or set MODEL.BACKBONE.PATH to a weights file)")
 
 
 def cache_dir():
@@ -121,6 +125,8 @@ def resolve_weights_file(name, path=""):
                                     f"CLIP weights file (.pt) or set it to \"\" to load by name")
         return path
     _check_name(name)
+    if name == tiny_pretrained.NAME:
+        return tiny_pretrained.ensure_weights()
     url = _MODELS[name]
     expected_sha256 = url.split("/")[-2]
     target = os.path.join(cache_dir(), os.path.basename(url))
@@ -164,7 +170,7 @@ def build_random_clip(name, seed=0):
     _check_name(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = CLIP(**CLIP_ARCHITECTURES[name])
+        model = CLIP(**(tiny_pretrained.ARCHITECTURE if name == tiny_pretrained.NAME else CLIP_ARCHITECTURES[name]))
     convert_weights(model)
     return model.eval()
 
