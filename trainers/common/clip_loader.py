@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from dassl.utils import file_sha256
 
-from . import tiny_pretrained
+TINY_PRETRAINED = "tiny-pretrained"  # trainers.common.tiny_pretrained.NAME, imported only when used
 
 CACHE_ENV = "CLIP_CACHE_DIR"
 OFFLINE_ENV = "CLIP_OFFLINE"
@@ -82,9 +82,9 @@ TOY_ARCHITECTURES = {
 
 
 def _check_name(name):
-    if name not in _MODELS and name != tiny_pretrained.NAME:
+    if name not in _MODELS and name != TINY_PRETRAINED:
         raise ValueError(f"MODEL.BACKBONE.NAME = {name!r} is not a CLIP model; use one of "
-                         f"{[*_MODELS, tiny_pretrained.NAME]} (or set MODEL.BACKBONE.PATH to a weights file)")
+                         f"{[*_MODELS, TINY_PRETRAINED]} (or set MODEL.BACKBONE.PATH to a weights file)")
 
 
 def cache_dir():
@@ -125,8 +125,9 @@ def resolve_weights_file(name, path=""):
                                     f"CLIP weights file (.pt) or set it to \"\" to load by name")
         return path
     _check_name(name)
-    if name == tiny_pretrained.NAME:
-        return tiny_pretrained.ensure_weights()
+    if name == TINY_PRETRAINED:
+        from .tiny_pretrained import ensure_weights
+        return ensure_weights()
     url = _MODELS[name]
     expected_sha256 = url.split("/")[-2]
     target = os.path.join(cache_dir(), os.path.basename(url))
@@ -162,6 +163,11 @@ def read_state_dict(path):
     return state_dict
 
 
+def _tiny_architecture():
+    from .tiny_pretrained import ARCHITECTURE
+    return ARCHITECTURE
+
+
 def build_random_clip(name, seed=0):
     """The `name` architecture with random weights, fp16 and eval mode like `build_model`.
 
@@ -170,7 +176,7 @@ def build_random_clip(name, seed=0):
     _check_name(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = CLIP(**(tiny_pretrained.ARCHITECTURE if name == tiny_pretrained.NAME else CLIP_ARCHITECTURES[name]))
+        model = CLIP(**(_tiny_architecture() if name == TINY_PRETRAINED else CLIP_ARCHITECTURES[name]))
     convert_weights(model)
     return model.eval()
 

@@ -34,7 +34,9 @@ from clip.model import CLIP
 
 from dassl.utils import atomic_write, read_json, write_json
 
-NAME = "tiny-pretrained"  # MODEL.BACKBONE.NAME that selects it
+from .clip_loader import TOY_ARCHITECTURES
+
+NAME = "tiny-pretrained"  # MODEL.BACKBONE.NAME that selects it (clip_loader.TINY_PRETRAINED)
 DIR_ENV = "FEWSHOT_TINY_CLIP_DIR"
 DATA_VERSION = 1  # bump when datasets.demo_captions draws or words differently
 THREADS = 2  # fixed so that the float reductions, hence the weights, do not depend on the machine
@@ -42,9 +44,8 @@ THREADS = 2  # fixed so that the float reductions, hence the weights, do not dep
 PIXEL_MEAN = (0.48145466, 0.4578275, 0.40821073)
 PIXEL_STD = (0.26862954, 0.26130258, 0.27577711)
 
-ARCHITECTURE = dict(embed_dim=64, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=16,
-                    vision_patch_size=None, context_length=77, vocab_size=49408, transformer_width=64,
-                    transformer_heads=1, transformer_layers=2)
+# The tests' tiny ModifiedResNet CLIP (embed 64, 32 px, text width 64 with 2 layers).
+ARCHITECTURE = TOY_ARCHITECTURES["tiny-rn"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +147,7 @@ def pretrain(settings=Settings(), log=print):
             optimizer.step()
             with torch.no_grad():
                 model.logit_scale.clamp_(0, np.log(100))  # CLIP's cap on the temperature
-            if step % 100 == 0 or step == settings.steps - 1:
+            if step % 20 == 0 or step == settings.steps - 1:
                 log(f"tiny CLIP: step {step + 1}/{settings.steps} loss {loss.item():.3f} "
                     f"({time.time() - start:.0f} s)")
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
