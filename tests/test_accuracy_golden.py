@@ -11,6 +11,7 @@ Regenerate them after an intended change of results (and say why in the commit):
     FEWSHOT_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_accuracy_golden.py
 A new method needs one line in GOLDEN_METHODS, then a regeneration.
 """
+import hashlib
 import json
 import os
 import subprocess
@@ -18,12 +19,14 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import torch
 
 from datasets.demo_shapes_generate import TASKS, generate
 from fewshot_grid.plan import Options, plan_runs
 from fewshot_grid.run_result import read_run_result
 from tests.engine_helpers import REPO
 from trainers.common import tiny_pretrained
+from trainers.common.clip_loader import read_state_dict
 
 GOLDEN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "accuracy_golden.json")
 UPDATE_ENV = "FEWSHOT_UPDATE_GOLDEN"
@@ -73,6 +76,20 @@ def _train(run):
     return run, read_run_result(run.output_dir).value
 
 
+def weights_digest(path):
+    """sha256 over the tensors (not the file bytes, which depend on the serialiser)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(read_state_dict(path).items()):
+        digest.update(key.encode())
+        digest.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _read_golden():
+    with open(GOLDEN_FILE) as f:
+        return json.load(f)
+
+
 @pytest.fixture(scope="module")
 def accuracies(tiny_clip_weights, tmp_path_factory):
     """{dataset: {method: {seed: accuracy}}} of every golden run (zero-shot under seed "0")."""
@@ -88,14 +105,23 @@ def accuracies(tiny_clip_weights, tmp_path_factory):
     return table
 
 
-def test_golden_accuracies_reproduce_exactly(accuracies):
+def test_tiny_clip_is_the_one_the_goldens_were_made_with(tiny_clip_weights):
+    if os.environ.get(UPDATE_ENV):
+        pytest.skip("regenerating the goldens")
+    assert weights_digest(tiny_clip_weights) == _read_golden()["tiny_clip_weights_sha256"], (
+        f"the tiny CLIP pretrained on this machine ({tiny_clip_weights}) differs from the one the goldens were "
+        f"made with: its settings, the caption data or the float kernels (CPU type, torch version) changed. "
+        f"If that is intended, regenerate the goldens with {UPDATE_ENV}=1")
+
+
+def test_golden_accuracies_reproduce_exactly(accuracies, tiny_clip_weights):
     if os.environ.get(UPDATE_ENV):
         with open(GOLDEN_FILE, "w") as f:
-            json.dump(accuracies, f, indent=2, sort_keys=True)
+            json.dump({"tiny_clip_weights_sha256": weights_digest(tiny_clip_weights), "accuracies": accuracies},
+                      f, indent=2, sort_keys=True)
             f.write("\n")
         pytest.skip(f"wrote {GOLDEN_FILE}; review the diff and commit it")
-    with open(GOLDEN_FILE) as f:
-        golden = json.load(f)
+    golden = _read_golden()["accuracies"]
     for dataset, methods in golden.items():
         for method, seeds in methods.items():
             assert method in GOLDEN_METHODS, f"{method} has goldens but no entry in GOLDEN_METHODS"
