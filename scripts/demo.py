@@ -5,7 +5,7 @@
 
 1. Weights: pretrained CLIP from the cache (~/.cache/clip or $CLIP_CACHE_DIR) or a download;
    if neither works, a tiny CLIP pretrained on this machine on procedural captions
-   (trainers/common/tiny_pretrained.py, about a minute the first time), announced as such by a
+   (trainers/common/tiny_pretrained.py, a minute or two the first time), announced as such by a
    banner and in the results table. `--random-weights` gives random RN50 weights, and `--quick`
    always uses a tiny random-weight CLIP (a smoke test of the whole pipeline).
 2. Data: DemoShapes (datasets/demo_shapes.py, class names that describe the images) and, at full

@@ -4,7 +4,7 @@
 
 Trains a small `clip.model.CLIP` (`ARCHITECTURE`) with CLIP's own objective (symmetric InfoNCE
 over a batch, learnable logit scale) on pairs from `datasets.demo_captions`: drawn shapes
-with captions naming their colour, shape, size, position and count. It takes about a minute on
+with captions naming their colour, shape, size, position and count. It takes a minute or two on
 2 CPU cores. Not OpenAI's CLIP: it knows only these drawings and words, which is enough for
 accuracies that respond to what a few-shot method computes (the demo and the accuracy tests).
 
@@ -176,7 +176,7 @@ def ensure_weights(settings=Settings(), force=False, log=print):
     with _build_lock(weights):
         if os.path.isfile(weights) and not force:
             return weights  # another process built it while this one waited
-        log(f"tiny CLIP: pretraining {NAME} (about a minute on 2 CPU cores; once per machine) -> {weights}")
+        log(f"tiny CLIP: pretraining {NAME} (a minute or two on 2 CPU cores; once per machine) -> {weights}")
         state, info = pretrain(settings, log)
         write_json(info, info_path(weights))
         with atomic_write(weights) as f:  # the weights file last: its presence means complete
