@@ -4,10 +4,13 @@
     bash scripts/demo.sh [--quick] [--random-weights] [--output DIR] [--jobs N]
 
 1. Weights: pretrained CLIP from the cache (~/.cache/clip or $CLIP_CACHE_DIR) or a download;
-   if neither works, random weights, announced by a banner and in the results table.
-   `--quick` always uses a tiny random-weight CLIP (a smoke test of the whole pipeline).
-2. Data: DemoShapes (datasets/demo_shapes.py) drawn into <folder>/data, laid out like a real
-   benchmark (image folders + split file).
+   if neither works, a tiny CLIP pretrained on this machine on procedural captions
+   (trainers/common/tiny_pretrained.py, a minute or two the first time), announced as such by a
+   banner and in the results table. `--random-weights` gives random RN50 weights, and `--quick`
+   always uses a tiny random-weight CLIP (a smoke test of the whole pipeline).
+2. Data: DemoShapes (datasets/demo_shapes.py, class names that describe the images) and, at full
+   size, DemoLandUse (datasets/demo_land_use.py, names that do not), drawn into <folder>/data,
+   laid out like real benchmarks (image folders + split file).
 3. Runs: planned from the method declarations and run by the run executor, as
    scripts/<method>/main.sh does, so each run is exactly what a user runs, except for the
    demo's overrides (weights, CoOp's epochs, the feature cache on with 4 views, no loader
@@ -17,7 +20,7 @@
 4. Results: parse_results.py --table (Markdown table and accuracy-versus-shots plot).
 
 Everything goes to <folder> = OUTPUT/<size>-<weights>/ (default OUTPUT: demo_output; e.g.
-demo_output/full-pretrained), so runs with pretrained and with random weights never mix:
+demo_output/full-pretrained, full-tiny-pretrained), so runs with different weights never mix:
 data/, runs/, feature_cache/ (unless $FEWSHOT_FEATURE_CACHE is set), results.md, fewshot.png.
 """
 import argparse
@@ -47,8 +50,12 @@ from fewshot_grid.run_result import read_run_result  # noqa: E402
 from sweep.execute import cpu_slots, run_parallel, triage  # noqa: E402
 from trainers.common.clip_loader import OFFLINE_ENV, TOY_ARCHITECTURES, cache_dir, resolve_weights_file  # noqa: E402
 from trainers.common.feature_cache import CACHE_ENV as FEATURE_CACHE_ENV  # noqa: E402
+from trainers.common import tiny_pretrained  # noqa: E402
+from datasets.demo_shapes_generate import TASKS  # noqa: E402
 
-DATASET = "demo_shapes"  # config stem: configs/datasets/demo_shapes.yaml
+# Config stems (configs/datasets/<stem>.yaml); also the drawn folders' names.
+NAMED_TASK = "demo_shapes"  # class names describe the images
+UNNAMED_TASK = "demo_land_use"  # they do not, as EuroSAT's names do not for CLIP
 PROBE_TIMEOUT_S = 5  # the "is the download server reachable" check; the download itself may take minutes
 METHODS = ("zeroshot", "taskres", "clip_adapter", "coop")  # declared methods, in run order
 
@@ -66,12 +73,14 @@ class Size:
     epochs: dict  # method -> OPTIM.MAX_EPOCH; methods not listed keep their official schedule
     views: int  # TRAIN.FEATURE_CACHE.VIEWS: augmented views per training image
     tiny_clip: bool  # random tiny CLIP instead of BACKBONE (which then may be pretrained)
+    datasets: tuple = (NAMED_TASK,)
 
 
 BACKBONE = "RN50"  # the backbone of every official config the runs use
 # With cached features an epoch of TaskRes or CLIP-Adapter costs milliseconds, so they keep
 # their official epochs; CoOp runs the text encoder at every step, so it gets fewer.
-FULL = Size("full", 224, (16, 4, 10), (1, 2, 4, 8), (1, 2), {"coop": 50}, views=4, tiny_clip=False)
+FULL = Size("full", 224, (16, 4, 10), (1, 2, 4, 8), (1, 2), {"coop": 50}, views=4, tiny_clip=False,
+            datasets=(NAMED_TASK, UNNAMED_TASK))
 QUICK = Size("quick", 32, (2, 1, 4), (1, 2), (1,), {"taskres": 2, "clip_adapter": 2, "coop": 2}, views=2,
              tiny_clip=True)
 
@@ -86,6 +95,21 @@ class Weights:
     overrides: tuple  # train.py KEY VALUE pairs that select these weights
     note: str  # where they come from, or why they are random
     remedy: str = ""  # random weights: how to get real numbers instead
+    tag: str = ""  # the output folder's suffix; "" = pretrained or random
+    image_size: int = 0  # side of the drawn images when the weights need their own; 0 = the size's
+
+    @property
+    def folder_tag(self):
+        return self.tag or ("pretrained" if self.pretrained else "random")
+
+
+def tiny_pretrained_weights(reason):
+    """The tiny CLIP pretrained here (built now if this machine has none yet)."""
+    tiny_pretrained.ensure_weights()
+    side = tiny_pretrained.ARCHITECTURE["image_resolution"]
+    return Weights(True, ("MODEL.BACKBONE.NAME", tiny_pretrained.NAME, "INPUT.SIZE", f"({side}, {side})"),
+                   f"{tiny_pretrained.describe(tiny_pretrained.weights_path())} ({reason})",
+                   f"for OpenAI's {BACKBONE}: {reason}", tag=tiny_pretrained.NAME, image_size=side)
 
 
 def save_tiny_clip(path, seed=0):
@@ -128,11 +152,11 @@ def choose_weights(size, force_random, out_root):
     if not os.path.isfile(cached) and not offline:
         reachable, reason = _server_reachable(url)
         if not reachable:
-            return Weights(False, random_weights, f"no {BACKBONE} weights in {cache_dir()} and {reason}", remedy)
+            return tiny_pretrained_weights(f"no {BACKBONE} weights in {cache_dir()} and {reason}; {remedy}")
     try:
         path = resolve_weights_file(BACKBONE)  # checks the sha256; downloads with a progress bar
     except (RuntimeError, OSError) as err:
-        return Weights(False, random_weights, str(err).splitlines()[0], remedy)
+        return tiny_pretrained_weights(f"{str(err).splitlines()[0]}; {remedy}")
     return Weights(True, ("MODEL.BACKBONE.PATH", path), f"pretrained {BACKBONE} weights from {path}")
 
 
@@ -150,19 +174,21 @@ def plan(size, weights, out_root, data_root, methods=METHODS):
               "TRAIN.FEATURE_CACHE.VIEWS", str(size.views))
     runs_root = os.path.join(out_root, "runs")
     runs = []
-    for method in methods:
-        extra = (*common, "OPTIM.MAX_EPOCH", str(size.epochs[method])) if method in size.epochs else common
-        trains = get_method(method).trains
-        for shots in (size.shots if trains else (0,)):
-            runs += plan_runs(method, DATASET, shots, size.seeds, runs_root, data_root, extra=extra)
+    for dataset in size.datasets:
+        for method in methods:
+            extra = (*common, "OPTIM.MAX_EPOCH", str(size.epochs[method])) if method in size.epochs else common
+            trains = get_method(method).trains
+            for shots in (size.shots if trains else (0,)):
+                runs += plan_runs(method, dataset, shots, size.seeds, runs_root, data_root, extra=extra)
     return runs
 
 
 def describe(run):
     label = get_method(run.method).label
+    task = "" if run.dataset == NAMED_TASK else f" ({TASKS[run.dataset].name})"
     if run.seed is None:
-        return label
-    return f"{label} {run.shots} shot{'s' if run.shots > 1 else ''} seed {run.seed}"
+        return label + task
+    return f"{label} {run.shots} shot{'s' if run.shots > 1 else ''} seed {run.seed}{task}"
 
 
 def run_all(runs, out_root, jobs):
@@ -206,16 +232,17 @@ def write_results(size, weights, out_root):
     markdown = os.path.join(out_root, "results.md")
     plot = os.path.join(out_root, "fewshot.png")
     cmd = [sys.executable, os.path.join(REPO, "parse_results.py"), os.path.join(out_root, "runs"), "--table",
-           "--datasets", DATASET, "--seeds", *map(str, size.seeds), "--markdown", markdown, "--plot", plot]
+           "--datasets", *size.datasets, "--seeds", *map(str, size.seeds), "--markdown", markdown, "--plot", plot]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode:
         raise DemoError(f"parse_results.py failed (exit code {proc.returncode}):\n{proc.stdout}")
-    header = (f"Weights: {'PRETRAINED' if weights.pretrained else 'RANDOM'} ({weights.note})."
+    header = (f"Weights: {weights.folder_tag.upper()} ({weights.note})."
               + ("" if weights.pretrained else " Accuracies mean nothing about CLIP.") + "\n\n")
     with open(markdown) as f:
         table = f.read()
     with open(markdown, "w") as f:
-        f.write(f"# Demo results ({size.name} size, DemoShapes)\n\n{header}{table}")
+        f.write(f"# Demo results ({size.name} size, {', '.join(TASKS[d].name for d in size.datasets)})\n\n"
+                f"{header}{table}")
     return header + table, markdown, plot
 
 
@@ -244,7 +271,7 @@ def main(argv=None):
     out_root = os.path.abspath(args.output)
     # The folder depends on the weights, known only after the check: decide them first.
     weights = choose_weights(size, args.random_weights, os.path.join(out_root, size.name + "-random"))
-    out_root = os.path.join(out_root, f"{size.name}-{'pretrained' if weights.pretrained else 'random'}")
+    out_root = os.path.join(out_root, f"{size.name}-{weights.folder_tag}")
     if not weights.pretrained:
         print(random_banner(weights), flush=True)
     else:
@@ -252,7 +279,8 @@ def main(argv=None):
     try:
         data_root = os.path.join(out_root, "data")
         train, val, test = size.per_class
-        generate(data_root, size.image_size, train, val, test)
+        for dataset in size.datasets:
+            generate(data_root, weights.image_size or size.image_size, train, val, test, task=TASKS[dataset])
         runs = plan(size, weights, out_root, data_root, args.methods)
         threads = cpu_slots(args.jobs)[0].env.get("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS"))
         print(f"{len(runs)} runs ({', '.join(get_method(m).label for m in args.methods)}; shots {list(size.shots)}, "

@@ -93,18 +93,22 @@ def test_quick_demo_runs_to_its_table_and_reuses_finished_runs(tmp_path, demo_en
     assert "reusing" in again.stdout
 
 
-def test_weights_fall_back_to_random_with_the_reason(tmp_path, monkeypatch):
+def test_weights_fall_back_to_the_tiny_clip_pretrained_here_with_the_reason(tmp_path, monkeypatch):
     demo = _load_demo()
     monkeypatch.setenv("CLIP_CACHE_DIR", str(tmp_path / "empty_cache"))
     monkeypatch.setenv("CLIP_OFFLINE", "1")
-    weights = demo.choose_weights(demo.FULL, False, str(tmp_path))
-    assert not weights.pretrained
-    assert weights.overrides == ("MODEL.BACKBONE.PRETRAINED", "False")
+    weights = demo.choose_weights(demo.FULL, False, str(tmp_path))  # builds the tiny CLIP if this machine has none
+    assert weights.pretrained and weights.folder_tag == "tiny-pretrained"
+    assert weights.overrides == ("MODEL.BACKBONE.NAME", "tiny-pretrained", "INPUT.SIZE", "(32, 32)")
+    assert re.match(r"a tiny CLIP trained here in \d+ s on procedural captions of drawn shapes, not OpenAI's",
+                    weights.note)
     assert "CLIP_OFFLINE is set" in weights.note and str(tmp_path / "empty_cache") in weights.note
-    assert "RANDOM WEIGHTS" in demo.random_banner(weights)
+    assert weights.image_size == 32
 
     forced = demo.choose_weights(demo.FULL, True, str(tmp_path))
     assert not forced.pretrained and forced.note == "--random-weights was given"
+    assert forced.overrides == ("MODEL.BACKBONE.PRETRAINED", "False") and forced.folder_tag == "random"
+    assert "RANDOM WEIGHTS" in demo.random_banner(forced)
 
 
 def test_quick_weights_are_a_loadable_tiny_clip(tmp_path):

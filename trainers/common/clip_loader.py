@@ -15,6 +15,8 @@ Where the weights come from, in order:
 2. the cache `$CLIP_CACHE_DIR` (default `~/.cache/clip`), file name as in the official URL,
    checked against the sha256 the URL carries;
 3. a download into that cache (sha256-checked), unless `CLIP_OFFLINE=1`.
+`MODEL.BACKBONE.NAME tiny-pretrained` is the small CLIP pretrained on this machine
+(`trainers.common.tiny_pretrained`): read from its cache, pretrained there first if missing.
 With `MODEL.BACKBONE.PRETRAINED False` no file is read: the architecture gets random weights.
 """
 import os
@@ -30,6 +32,9 @@ from tqdm import tqdm
 from dassl.config.merge import ConfigError
 from dassl.utils import file_sha256
 from dassl.utils.errors import CheckpointError
+
+TINY_PRETRAINED = "tiny-pretrained"  # trainers.common.tiny_pretrained.NAME, imported only when used
+TINY_PRETRAINED_ARCHITECTURE = "tiny-rn"  # its entry in TOY_ARCHITECTURES
 
 CACHE_ENV = "CLIP_CACHE_DIR"
 OFFLINE_ENV = "CLIP_OFFLINE"
@@ -92,9 +97,9 @@ class WeightsPathMissing(CheckpointError, FileNotFoundError):
 
 
 def _check_name(name):
-    if name not in _MODELS:
+    if name not in _MODELS and name != TINY_PRETRAINED:
         raise ConfigError(f"MODEL.BACKBONE.NAME = {name!r} is not a CLIP model; use one of "
-                         f"{list(_MODELS)} (or set MODEL.BACKBONE.PATH to a weights file)")
+                          f"{[*_MODELS, TINY_PRETRAINED]} (or set MODEL.BACKBONE.PATH to a weights file)")
 
 
 def cache_dir():
@@ -135,6 +140,9 @@ def resolve_weights_file(name, path=""):
                                     f"CLIP weights file (.pt) or set it to \"\" to load by name")
         return path
     _check_name(name)
+    if name == TINY_PRETRAINED:
+        from .tiny_pretrained import ensure_weights
+        return ensure_weights()
     url = _MODELS[name]
     expected_sha256 = url.split("/")[-2]
     target = os.path.join(cache_dir(), os.path.basename(url))
@@ -214,7 +222,7 @@ def check_architecture(state_dict, name, path):
     RN101 run on ViT weights would be recorded as RN101); a toy/custom one is accepted and
     reported, since no official name describes it."""
     found = architecture_of(state_dict)
-    if found == name:
+    if found == name or (name == TINY_PRETRAINED and found == TINY_PRETRAINED_ARCHITECTURE):
         return name
     if found in CLIP_ARCHITECTURES:
         raise WeightsFileError(f"{path} holds CLIP {found} weights, but MODEL.BACKBONE.NAME is {name}. Set "
@@ -226,6 +234,11 @@ def check_architecture(state_dict, name, path):
     return loaded
 
 
+def _tiny_architecture():
+    from .tiny_pretrained import ARCHITECTURE
+    return ARCHITECTURE
+
+
 def build_random_clip(name, seed=0):
     """The `name` architecture with random weights, fp16 and eval mode like `build_model`.
 
@@ -234,7 +247,7 @@ def build_random_clip(name, seed=0):
     _check_name(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = CLIP(**CLIP_ARCHITECTURES[name])
+        model = CLIP(**(_tiny_architecture() if name == TINY_PRETRAINED else CLIP_ARCHITECTURES[name]))
     convert_weights(model)
     return model.eval()
 

@@ -19,6 +19,7 @@ DATASET_TEMPLATES = {
     "ImageNetA": "a photo of a {}.",
     "ImageNetR": "a photo of a {}.",
     "DemoShapes": "a drawing of a {}.",  # the demo's built-in benchmark (datasets/demo_shapes.py)
+    "DemoLandUse": "a centered satellite photo of {}.",  # EuroSAT's template for EuroSAT-like names
 }
 
 # The 7 templates CLIP's authors selected from their 80 for ImageNet.
