@@ -50,7 +50,7 @@ def test_every_dataset_reads_its_layout(tmp_path, name):
 
 
 def test_awkward_class_names_are_cleaned_for_prompts(tmp_path):
-    """Spot checks of SPEC 4.2's renames, as a template would print them."""
+    """Spot checks of the reference class-name renames, as a template would print them."""
     names = {}
     for name in ("Caltech101", "SUN397", "UCF101", "StanfordCars", "EuroSAT", "OxfordPets", "FGVCAircraft"):
         write_fixture(tmp_path, name)

@@ -1,4 +1,4 @@
-"""Config defaults (SPEC 3), merge order and error messages."""
+"""Config defaults (those of Dassl v0.6.3 that the CLIP methods rely on), merge order and error messages."""
 import os
 import subprocess
 import sys

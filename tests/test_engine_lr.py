@@ -1,4 +1,4 @@
-"""The LR curve of every official config (SPEC 3.1) and the other schedulers."""
+"""The LR curve of every official config (cosine after one constant warmup epoch) and the other schedulers."""
 import math
 
 import pytest
