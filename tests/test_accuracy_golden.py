@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from datasets.demo_shapes_generate import TASKS, generate
-from fewshot_grid.plan import Options, plan_runs
+from fewshot_grid.plan import plan_runs
 from fewshot_grid.run_result import read_run_result
 from tests.engine_helpers import REPO
 from trainers.common import tiny_pretrained
@@ -63,7 +63,7 @@ def _plan(data_root, runs_root):
     for dataset in (NAMED, UNNAMED):
         for method, extra in GOLDEN_METHODS.items():
             shots = 0 if method == "zeroshot" else SHOTS
-            runs += plan_runs(method, dataset, shots, SEEDS, runs_root, data_root, Options(extra=(*common, *extra)))
+            runs += plan_runs(method, dataset, shots, SEEDS, runs_root, data_root, extra=(*common, *extra))
     return runs
 
 
