@@ -39,6 +39,9 @@ def extend_cfg(cfg):
     cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end, middle or front
     cfg.TRAINER.COOP.TRUNCATE_TEXT = True  # text transformer stops at the longest EOT (exact, faster)
     cfg.TRAINER.COOP.GRAD_CHECKPOINT = False  # recompute text blocks in backward (huge class counts)
+    # CSC False, class name at the end: SOS + context through the text tower once per step, then
+    # each class over its own tokens only (exact up to float rounding, much faster and smaller).
+    cfg.TRAINER.COOP.SHARED_CONTEXT = True
 
     cfg.TRAINER.TaskRes = CN()
     cfg.TRAINER.TaskRes.N_CTX = 16  # vestigial CoOp keys, kept so reference configs load
