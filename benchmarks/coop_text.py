@@ -1,4 +1,6 @@
-"""CoOp training step: text transformer cut at the longest EOT vs run on all 77 tokens.
+"""CoOp training step, three text paths side by side: all 77 tokens (the reference), cut at
+the longest EOT ("truncated"), and the shared context run once ("shared-context": SOS + context
+through the text tower once, each class only over its own tokens).
 
 One step = frozen image encoder on a batch + every class prompt through the text encoder +
 cross entropy + backward into the context + SGD update, exactly what `CoOp` does per batch.
@@ -7,14 +9,15 @@ path: no weights file needed; speed and memory do not depend on the values). Cla
 synthetic, 1-4 words each (seeded), like ImageNet's.
 
 Each configuration runs in a fresh subprocess, so the peak memory of one (ru_maxrss on CPU,
-torch's peak allocation on CUDA) cannot hide in another's. The max |logit difference| between
-the two paths is taken on the first step's logits (same images, same context).
+torch's peak allocation on CUDA) cannot hide in another's. The max |logit difference| to
+the 77-token path is taken on the first step's logits (same images, same context).
 
 77 tokens at 1000 classes needs about twice the 500-class memory (over 24 GB on CPU), so on
 CPU it is not trained: its memory is estimated and its logits come from a no-grad forward.
 
     python -m benchmarks.coop_text                       # 10, 500, 1000 classes
     python -m benchmarks.coop_text --classes 10 50 --batch 8   # small, a few minutes on CPU
+    python -m benchmarks.coop_text --paths truncated shared-context   # skip the 77-token path
 
 `run(report)` is the entry point for benchmarks/speed.py: `report` receives printable lines.
 """
@@ -32,6 +35,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CLASSES = (10, 500, 1000)
 CPU_FULL_LENGTH_MAX_CLASSES = 500  # above this, 77 tokens does not fit in 24 GB on CPU
+PATHS = ("full", "truncated", "shared-context")  # trainers.coop.text_path values; "full" is the reference
 _WORDS = ("red", "great", "white", "shark", "dog", "terrier", "sports", "car", "wooden", "spoon",
           "golden", "retriever", "mountain", "bike", "space", "shuttle", "electric", "guitar",
           "grey", "whale", "coffee", "mug", "lesser", "panda", "garden", "spider", "tabby", "cat",
@@ -56,8 +60,9 @@ def _measure(spec):
 
     device = torch.device(spec["device"])
     cfg = extend_cfg(get_cfg_default())
-    cfg.TRAINER.COOP.TRUNCATE_TEXT = spec["truncate"]
-    cfg.TRAINER.COOP.GRAD_CHECKPOINT = spec["grad_checkpoint"]
+    cfg.TRAINER.COOP.TRUNCATE_TEXT = spec["path"] != "full"
+    cfg.TRAINER.COOP.SHARED_CONTEXT = spec["path"] == "shared-context"
+    cfg.TRAINER.COOP.GRAD_CHECKPOINT = spec["grad_checkpoint"] and spec["path"] != "shared-context"
     clip_model = build_random_clip(spec["arch"])
     if spec["precision"] == "fp32":
         clip_model.float()
@@ -70,8 +75,16 @@ def _measure(spec):
     generator = torch.Generator().manual_seed(1)
     images = torch.randn(spec["batch"], 3, size, size, generator=generator).to(device, clip_model.dtype)
     labels = torch.randint(spec["classes"], (spec["batch"],), generator=generator).to(device)
+    assert classifier.text_path == spec["path"], (classifier.text_path, spec["path"])
     tokens = classifier.prompt_learner.tokenized_prompts
-    length = int(tokens.argmax(-1).max()) + 1 if spec["truncate"] else tokens.shape[1]
+    eot = tokens.argmax(-1)
+    n_ctx = classifier.prompt_learner.n_ctx
+    if spec["path"] == "full":
+        length = tokens.shape[1] * spec["classes"]
+    elif spec["path"] == "truncated":
+        length = (int(eot.max()) + 1) * spec["classes"]
+    else:  # the shared prefix once, then each class's own tokens
+        length = 1 + n_ctx + int((eot - n_ctx).sum())
 
     def sync():
         if device.type == "cuda":
@@ -131,8 +144,10 @@ def _fmt(value, pattern, width=0):
 
 
 def run(report=print, classes=DEFAULT_CLASSES, arch="RN50", batch=32, steps=2, device=None,
-        precision="fp32", grad_checkpoint=False, full_length_max_classes=None):
-    """Measure every class count truncated and at 77 tokens; return a list of result dicts."""
+        precision="fp32", grad_checkpoint=False, full_length_max_classes=None, paths=PATHS):
+    """Measure every class count on every text path; return a list of result dicts. The 77-token
+    path ("full") always runs, above `full_length_max_classes` as a no-grad forward only (its
+    logits are the reference every other path is compared with)."""
     import torch
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -140,62 +155,62 @@ def run(report=print, classes=DEFAULT_CLASSES, arch="RN50", batch=32, steps=2, d
         raise ValueError("fp16 CLIP needs CUDA; use --precision fp32 on CPU")
     if full_length_max_classes is None:
         full_length_max_classes = CPU_FULL_LENGTH_MAX_CLASSES if device == "cpu" else max(classes)
+    paths = ["full"] + [p for p in paths if p != "full"]
     where = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     report(f"CoOp step ({arch} random weights, {precision}, batch {batch}, 16 context tokens, "
-           f"{'grad checkpointing, ' if grad_checkpoint else ''}{where}); peak memory: "
-           f"{'torch peak allocated' if device == 'cuda' else 'process max RSS'}, step = peak - before step")
-    report(f"{'classes':>7} {'tokens':>6} {'step s':>8} {'peak GB':>8} {'step GB':>8} "
+           f"{'grad checkpointing (not for shared-context), ' if grad_checkpoint else ''}{where}); peak memory: "
+           f"{'torch peak allocated' if device == 'cuda' else 'process max RSS'}, step = peak - before step; "
+           f"tokens = positions through the text tower per step; ratios against the 77-token path")
+    report(f"{'classes':>7} {'path':>14} {'tokens':>7} {'step s':>8} {'peak GB':>8} {'step GB':>8} "
            f"{'speed-up':>8} {'mem ratio':>9} {'max|dlogit|':>11}")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in classes:
             rows = {}
-            for truncate in (True, False):
-                skip = not truncate and n > full_length_max_classes
+            for path in paths:
+                skip = path == "full" and n > full_length_max_classes
                 spec = dict(arch=arch, batch=batch, steps=steps, device=device, precision=precision,
-                            classes=n, truncate=truncate, grad_checkpoint=grad_checkpoint,
-                            logits_only=skip, logits_file=_logits_file(tmp, n, truncate))
-                rows[truncate] = dict(_run_child(spec), classes=n, truncate=truncate, skipped=skip)
-            cut, full = rows[True], rows[False]
-            diff = (torch.load(_logits_file(tmp, n, True)) - torch.load(_logits_file(tmp, n, False)))
-            diff = diff.abs().max().item()
-            cut["max_logit_diff"] = full["max_logit_diff"] = diff
+                            classes=n, path=path, grad_checkpoint=grad_checkpoint,
+                            logits_only=skip, logits_file=_logits_file(tmp, n, path))
+                rows[path] = dict(_run_child(spec), classes=n, path=path, skipped=skip)
+            full = rows["full"]
+            reference_logits = torch.load(_logits_file(tmp, n, "full"))
             if full["skipped"]:
                 full["estimated_step_gb"] = _estimate_step_gb(results, n)
-            for row in (cut, full):
+            for path, row in rows.items():
+                row["max_logit_diff"] = (torch.load(_logits_file(tmp, n, path)) - reference_logits).abs().max().item()
                 results.append(row)
-                report(_row_line(row, cut, full))
+                report(_row_line(row, full))
     return results
 
 
 def _estimate_step_gb(results, n):
     """Step memory of 77 tokens at n classes, linear in the class count (the activations of
     the text transformer dominate) from the largest measured full-length run."""
-    measured = [r for r in results if not r["truncate"] and not r["skipped"]]
+    measured = [r for r in results if r["path"] == "full" and not r["skipped"]]
     if not measured:
         return None
     largest = measured[-1]
     return (largest["peak_gb"] - largest["base_gb"]) * n / largest["classes"]
 
 
-def _logits_file(tmp, n, truncate):
-    return os.path.join(tmp, f"logits_{n}_{'cut' if truncate else 'full'}.pt")
+def _logits_file(tmp, n, path):
+    return os.path.join(tmp, f"logits_{n}_{path}.pt")
 
 
-def _row_line(row, cut, full):
+def _row_line(row, full):
     if row["skipped"]:
-        return (f"{row['classes']:>7} {row['tokens']:>6}  skipped: 77 tokens at {row['classes']} classes "
-                f"needs ~{_fmt(row.get('estimated_step_gb'), '{:.1f}')} GB for the step (linear in the "
-                f"class count from the largest measured one); max|dlogit| {row['max_logit_diff']:.2e} "
-                f"from a no-grad forward")
+        return (f"{row['classes']:>7} {row['path']:>14} {row['tokens']:>7}  not trained: 77 tokens at "
+                f"{row['classes']} classes needs ~{_fmt(row.get('estimated_step_gb'), '{:.1f}')} GB for the step "
+                f"(linear in the class count from the largest measured one); its no-grad logits are the reference")
     step_gb = row["peak_gb"] - row["base_gb"]
     speedup = mem_ratio = None
-    if row["truncate"] and not full["skipped"]:
-        speedup = full["step_s"] / cut["step_s"]
+    if row["path"] != "full" and not full["skipped"]:
+        speedup = full["step_s"] / row["step_s"]
         full_step_gb = full["peak_gb"] - full["base_gb"]
         # On CPU the peak is the process max RSS, which a step may not raise above start-up.
         mem_ratio = step_gb / full_step_gb if full_step_gb > 0 else None
-    return (f"{row['classes']:>7} {row['tokens']:>6} {_fmt(row['step_s'], '{:.2f}', 8)} "
+    return (f"{row['classes']:>7} {row['path']:>14} {row['tokens']:>7} {_fmt(row['step_s'], '{:.2f}', 8)} "
             f"{row['peak_gb']:8.2f} {step_gb:8.2f} {_fmt(speedup, '{:.2f}x', 8)} "
             f"{_fmt(mem_ratio, '{:.2f}', 9)} {row['max_logit_diff']:11.2e}")
 
@@ -209,6 +224,8 @@ def main(argv=None):
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if present")
     parser.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
     parser.add_argument("--grad-checkpoint", action="store_true", help="also checkpoint the text blocks")
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS),
+                        help="text paths to time (the 77-token path always gives the reference logits)")
     parser.add_argument("--full-length-max-classes", type=int, default=None,
                         help=f"train 77 tokens only up to this many classes (CPU default "
                              f"{CPU_FULL_LENGTH_MAX_CLASSES}); larger counts get logits only")
@@ -220,7 +237,7 @@ def main(argv=None):
         return
     results = run(classes=args.classes, arch=args.arch, batch=args.batch, steps=args.steps,
                   device=args.device, precision=args.precision, grad_checkpoint=args.grad_checkpoint,
-                  full_length_max_classes=args.full_length_max_classes)
+                  full_length_max_classes=args.full_length_max_classes, paths=args.paths)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=4)
