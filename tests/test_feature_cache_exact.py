@@ -122,6 +122,7 @@ def test_fast_pipeline_cold_and_warm_cache_give_the_same_train_py_run(fixture, t
     ({"PIPELINE": "quick"}, "TRAIN.FEATURE_CACHE.PIPELINE = 'quick'; use one of reference, exact-cached-eval, fast"),
     ({"ENABLED": False, "PIPELINE": "fast"}, "set PIPELINE reference (or ENABLED True)"),
     ({"PIPELINE": "fast", "VIEWS": 0}, "TRAIN.FEATURE_CACHE.VIEWS = 0; use at least 1"),
+    ({"PIPELINE": "fast", "VIEW_ORDER": "shuffle"}, "TRAIN.FEATURE_CACHE.VIEW_ORDER = 'shuffle'; use one of cycle, random"),
 ])
 def test_pipeline_mistakes_name_the_key_and_the_fix(opts, expected):
     cfg = extend_cfg(get_cfg_default())
@@ -136,8 +137,9 @@ def test_pipeline_mistakes_name_the_key_and_the_fix(opts, expected):
     ({}, {"name": "exact-cached-eval", "views": None}),
     ({"ENABLED": False}, {"name": "reference", "views": None}),
     ({"PIPELINE": "reference"}, {"name": "reference", "views": None}),
-    ({"PIPELINE": "fast", "VIEWS": 10}, {"name": "fast", "views": 10}),
-    ({"PIPELINE": "fast", "VIEWS": 500}, {"name": "fast", "views": 200}),  # capped at the epochs
+    ({"PIPELINE": "fast", "VIEWS": 10}, {"name": "fast", "views": 10, "view_order": "cycle"}),
+    ({"PIPELINE": "fast", "VIEWS": 500}, {"name": "fast", "views": 200, "view_order": "cycle"}),  # capped
+    ({"PIPELINE": "fast", "VIEWS": 500, "VIEW_ORDER": "random"}, {"name": "fast", "views": 500, "view_order": "random"}),
 ])
 def test_pipeline_record(opts, pipeline):
     cfg = extend_cfg(get_cfg_default())
@@ -145,3 +147,27 @@ def test_pipeline_record(opts, pipeline):
     for key, value in opts.items():
         cfg.TRAIN.FEATURE_CACHE[key] = value
     assert resolve_pipeline(cfg) == pipeline
+
+
+def test_random_view_order_reads_a_view_per_image_and_epoch_without_moving_the_rng(fixture, tmp_path, capsys):
+    views = 3
+    opts = ["TRAIN.FEATURE_CACHE.PIPELINE", "fast", "TRAIN.FEATURE_CACHE.VIEWS", str(views),
+            "TRAIN.FEATURE_CACHE.VIEW_ORDER", "random", "TRAIN.FEATURE_CACHE.ROOT", str(tmp_path / "cache")]
+    args = trainer_args("TaskRes", CONFIGS["TaskRes"], fixture["data_root"], fixture["clip_path"],
+                        tmp_path / "run", DATASET, "OPTIM.MAX_EPOCH", "4", *opts)
+    trainer = build_in_process(args)
+    trainer.before_train()
+    dataset = trainer.train_loader_x.dataset
+    seen = []
+    for epoch in range(4):
+        trainer.epoch = epoch
+        state = torch.random.get_rng_state()
+        trainer.before_epoch()
+        assert torch.equal(state, torch.random.get_rng_state())
+        seen.append(dataset.view.clone())
+        batch = dataset[list(range(len(dataset)))]
+        torch.testing.assert_close(batch["img"], dataset.features[torch.arange(len(dataset)), dataset.view])
+    seen = torch.stack(seen)
+    assert seen.min() >= 0 and seen.max() < views
+    assert len({tuple(row.tolist()) for row in seen.T}) > 1  # images do not move in lockstep
+    assert not all(torch.equal(seen[0], row) for row in seen[1:])  # nor repeat the same draw

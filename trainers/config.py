@@ -29,6 +29,9 @@ def extend_cfg(cfg):
     # fast only: augmented views per training image; epoch e reads view e % VIEWS. 1-2 views lost
     # accuracy in the parity check, 5-20 were close to the reference.
     cfg.TRAIN.FEATURE_CACHE.VIEWS = 10
+    # fast only: cycle = epoch e reads view e % VIEWS for every image; random = a view drawn per
+    # image and epoch (seeded by SEED and the epoch), so images and seeds do not move in lockstep.
+    cfg.TRAIN.FEATURE_CACHE.VIEW_ORDER = "cycle"
     cfg.TRAIN.FEATURE_CACHE.ROOT = ""  # "" = $FEWSHOT_FEATURE_CACHE, else ~/.cache/fewshot-clip/features
 
     cfg.TRAINER.COOP = CN()

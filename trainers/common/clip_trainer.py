@@ -12,7 +12,7 @@ from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 
 from trainers.common.clip_loader import check_input_size, load_clip_to_cpu
-from trainers.common.feature_cache import TrainerFeatureCache, resolve_pipeline
+from trainers.common.feature_cache import TrainerFeatureCache, random_views, resolve_pipeline
 
 
 class FrozenCLIPTrainer(TrainerX):
@@ -48,7 +48,11 @@ class FrozenCLIPTrainer(TrainerX):
 
     def before_epoch(self):
         if self.pipeline["name"] == "fast":
-            self.train_loader_x.dataset.view = self.epoch % self.pipeline["views"]
+            dataset, views = self.train_loader_x.dataset, self.pipeline["views"]
+            if self.pipeline["view_order"] == "random":
+                dataset.view = random_views(len(dataset), views, self.cfg.SEED, self.epoch)
+            else:
+                dataset.view = self.epoch % views
         super().before_epoch()
 
     def after_train(self):

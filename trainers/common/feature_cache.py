@@ -438,9 +438,18 @@ class FeatureSet:
 
 
 # ----------------------------------------------------------------------------- loaders
+def random_views(n_items, views, seed, epoch):
+    """View index of each of `n_items` training items in `epoch` for VIEW_ORDER random: drawn
+    uniformly from the V views by a generator of its own (seeded by run seed and epoch), so
+    the run's random streams do not move."""
+    key = int.from_bytes(hashlib.sha256(f"views/{seed}/{epoch}".encode()).digest()[:8], "little") >> 1
+    return torch.randint(views, (n_items,), generator=torch.Generator().manual_seed(key))
+
+
 class CachedFeatureBatches(Dataset):
     """Cached features as Dassl batch dicts (img = features); indexed by a whole batch of
-    indices at once, and `view` picks which of the V views the current epoch sees."""
+    indices at once. `view` picks the view of the current epoch: one index for every item,
+    or a LongTensor with one index per item."""
 
     def __init__(self, features, items):
         self.features = features
@@ -454,7 +463,8 @@ class CachedFeatureBatches(Dataset):
 
     def __getitem__(self, indices):
         index = torch.as_tensor(indices, dtype=torch.long)
-        return {"img": self.features[index, self.view], "label": self.labels[index],
+        view = self.view if isinstance(self.view, int) else self.view[index]
+        return {"img": self.features[index, view], "label": self.labels[index],
                 "domain": self.domains[index], "impath": [self.impaths[i] for i in indices], "index": index}
 
 
@@ -474,12 +484,15 @@ def loader_like(reference, features, items):
 #   identical); training images through the encoder at every step with fresh augmentations.
 # - "fast": also training features, V augmented views per image; not the reference's numbers.
 PIPELINES = ("reference", "exact-cached-eval", "fast")
+# fast: which view an epoch reads. cycle: view e % V for every image (every image's views in
+# lockstep, the same sequence in every seed); random: per image and epoch, uniform over V.
+VIEW_ORDERS = ("cycle", "random")
 DEFAULT_PIPELINE = "exact-cached-eval"
 
 
 def resolve_pipeline(cfg):
-    """{"name": one of PIPELINES, "views": V for "fast", else None} from the config, or a
-    UserError naming the key to fix."""
+    """{"name": one of PIPELINES, "views": V for "fast", else None} (plus "view_order" for
+    "fast") from the config, or a UserError naming the key to fix."""
     node = cfg.TRAIN.FEATURE_CACHE
     name = node.PIPELINE
     if name not in PIPELINES:
@@ -494,7 +507,12 @@ def resolve_pipeline(cfg):
         if node.VIEWS < 1:
             raise UserError(f"TRAIN.FEATURE_CACHE.VIEWS = {node.VIEWS}; use at least 1 "
                             f"(or TRAIN.FEATURE_CACHE.PIPELINE exact-cached-eval for fresh augmentations)")
-        views = min(node.VIEWS, max(cfg.OPTIM.MAX_EPOCH, 1))  # more views than epochs are never read
+        if node.VIEW_ORDER not in VIEW_ORDERS:
+            raise UserError(f"TRAIN.FEATURE_CACHE.VIEW_ORDER = {node.VIEW_ORDER!r}; use one of {', '.join(VIEW_ORDERS)}")
+        views = node.VIEWS
+        if node.VIEW_ORDER == "cycle":
+            views = min(views, max(cfg.OPTIM.MAX_EPOCH, 1))  # more views than epochs are never read
+        return {"name": name, "views": views, "view_order": node.VIEW_ORDER}
     return {"name": name, "views": views}
 
 
@@ -535,8 +553,10 @@ class TrainerFeatureCache:
         self._batch_size = cfg.DATALOADER.TEST.BATCH_SIZE
         self._workers = cfg.DATALOADER.NUM_WORKERS
         if pipeline["name"] == "fast":
-            training = (f"training on {self.views} cached augmented view(s) per image, epoch e reads view "
-                        f"e % {self.views} (faster; not the reference's numbers)")
+            order = (f"epoch e reads view e % {self.views}" if pipeline["view_order"] == "cycle" else
+                     "each epoch reads a random view of each image")
+            training = (f"training on {self.views} cached augmented view(s) per image, {order} (faster; not "
+                        f"the reference's numbers)")
         else:
             training = "training images through the image encoder at every step with fresh augmentations"
         print(f"Pipeline {pipeline['name']}: test/val features cached under {self.root} (encoded in the "
