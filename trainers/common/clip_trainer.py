@@ -32,7 +32,8 @@ class FrozenCLIPTrainer(TrainerX):
         super().__init__(cfg)
         if self.pipeline["name"] != "reference":
             self.feature_cache = TrainerFeatureCache(self, self.pipeline)
-            self.test_loader = self.feature_cache.eval_loader(self.test_loader, "test")
+            if not cfg.TEST.NO_TEST:  # with NO_TEST a (rare) test still runs, through the encoder
+                self.test_loader = self.feature_cache.eval_loader(self.test_loader, "test")
             # val is read only for best_val model selection or TEST.SPLIT val; otherwise its
             # (rare) use runs through the encoder as before.
             if self.val_loader is not None and (cfg.TEST.FINAL_MODEL == "best_val" or cfg.TEST.SPLIT == "val"):
