@@ -171,3 +171,21 @@ def test_random_view_order_reads_a_view_per_image_and_epoch_without_moving_the_r
     assert seen.min() >= 0 and seen.max() < views
     assert len({tuple(row.tolist()) for row in seen.T}) > 1  # images do not move in lockstep
     assert not all(torch.equal(seen[0], row) for row in seen[1:])  # nor repeat the same draw
+
+
+def test_test_features_are_keyed_by_the_test_batches(fixture, tmp_path):
+    """Another test batch size gives other batches, so other (own) rows; the same size reuses."""
+    cache = ["TRAIN.FEATURE_CACHE.ROOT", str(tmp_path / "cache")]
+    n_test = fixture["counts"]["test"]
+
+    def build(batch_size, out):
+        return build_in_process(trainer_args("ZeroshotCLIP", "ZeroshotCLIP/rn50.yaml", fixture["data_root"],
+                                             fixture["clip_path"], tmp_path / out, DATASET, *cache,
+                                             "DATALOADER.TEST.BATCH_SIZE", str(batch_size)))
+
+    first, same, other = build(4, "a"), build(4, "b"), build(5, "c")
+    assert (first.image_encoder_forwards, same.image_encoder_forwards, other.image_encoder_forwards) == (
+        n_test, 0, n_test)
+    for trainer in (same, other):
+        for cached, images in zip(trainer.test_loader, trainer.dm.test_loader, strict=True):
+            assert torch.equal(cached["img"], trainer.image_features(images["img"]))
