@@ -372,7 +372,8 @@ def section_exact(bench, report, results):
                                     train_s_per_image=train_s_per_image, eurosat_projected_ratio=euro_ref / euro_exact)]
 
 
-SECTIONS = {"exact": section_exact, "single": section_single, "sweep": section_sweep, "parity": section_parity, "coop": section_coop}
+SECTIONS = {"exact": section_exact, "single": section_single, "sweep": section_sweep, "parity": section_parity,
+            "coop": section_coop}
 
 
 # ----------------------------------------------------------------------------- main

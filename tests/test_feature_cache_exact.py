@@ -122,7 +122,8 @@ def test_fast_pipeline_cold_and_warm_cache_give_the_same_train_py_run(fixture, t
     ({"PIPELINE": "quick"}, "TRAIN.FEATURE_CACHE.PIPELINE = 'quick'; use one of reference, exact-cached-eval, fast"),
     ({"ENABLED": False, "PIPELINE": "fast"}, "set PIPELINE reference (or ENABLED True)"),
     ({"PIPELINE": "fast", "VIEWS": 0}, "TRAIN.FEATURE_CACHE.VIEWS = 0; use at least 1"),
-    ({"PIPELINE": "fast", "VIEW_ORDER": "shuffle"}, "TRAIN.FEATURE_CACHE.VIEW_ORDER = 'shuffle'; use one of cycle, random"),
+    ({"PIPELINE": "fast", "VIEW_ORDER": "shuffle"},
+     "TRAIN.FEATURE_CACHE.VIEW_ORDER = 'shuffle'; use one of cycle, random"),
 ])
 def test_pipeline_mistakes_name_the_key_and_the_fix(opts, expected):
     cfg = extend_cfg(get_cfg_default())
@@ -139,7 +140,8 @@ def test_pipeline_mistakes_name_the_key_and_the_fix(opts, expected):
     ({"PIPELINE": "reference"}, {"name": "reference", "views": None}),
     ({"PIPELINE": "fast", "VIEWS": 10}, {"name": "fast", "views": 10, "view_order": "cycle"}),
     ({"PIPELINE": "fast", "VIEWS": 500}, {"name": "fast", "views": 200, "view_order": "cycle"}),  # capped
-    ({"PIPELINE": "fast", "VIEWS": 500, "VIEW_ORDER": "random"}, {"name": "fast", "views": 500, "view_order": "random"}),
+    ({"PIPELINE": "fast", "VIEWS": 500, "VIEW_ORDER": "random"},
+     {"name": "fast", "views": 500, "view_order": "random"}),
 ])
 def test_pipeline_record(opts, pipeline):
     cfg = extend_cfg(get_cfg_default())

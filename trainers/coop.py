@@ -160,7 +160,8 @@ class PromptClassifier(nn.Module):
             for length in sorted(set(tail_lengths)):
                 self.length_groups.append(([i for i, n in enumerate(tail_lengths) if n == length], length))
             print(f"Text path: shared-context (SOS + {self.prompt_learner.n_ctx} context tokens run once, then "
-                  f"each class over its own {min(tail_lengths)}-{max(tail_lengths)} tokens, in {len(self.length_groups)} length "
+                  f"each class over its own {min(tail_lengths)}-{max(tail_lengths)} tokens, in "
+                  f"{len(self.length_groups)} length "
                   f"group(s)); TRAINER.COOP.SHARED_CONTEXT False runs whole prompts")
         else:
             span = "all 77 positions" if self.text_path == "full" else "every prompt up to the longest EOT"

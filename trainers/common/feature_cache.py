@@ -508,7 +508,8 @@ def resolve_pipeline(cfg):
             raise UserError(f"TRAIN.FEATURE_CACHE.VIEWS = {node.VIEWS}; use at least 1 "
                             f"(or TRAIN.FEATURE_CACHE.PIPELINE exact-cached-eval for fresh augmentations)")
         if node.VIEW_ORDER not in VIEW_ORDERS:
-            raise UserError(f"TRAIN.FEATURE_CACHE.VIEW_ORDER = {node.VIEW_ORDER!r}; use one of {', '.join(VIEW_ORDERS)}")
+            raise UserError(f"TRAIN.FEATURE_CACHE.VIEW_ORDER = {node.VIEW_ORDER!r}; "
+                            f"use one of {', '.join(VIEW_ORDERS)}")
         views = node.VIEWS
         if node.VIEW_ORDER == "cycle":
             views = min(views, max(cfg.OPTIM.MAX_EPOCH, 1))  # more views than epochs are never read
