@@ -1,9 +1,15 @@
-"""Feature cache vs the reference per-step pipeline: wall time, image-encoder passes, accuracy.
+"""Pipelines side by side (reference, exact-cached-eval = the default, fast): wall time,
+image-encoder passes, accuracy; and CoOp's text paths.
 
     python -m benchmarks.speed              # CPU: small CLIP, short runs, a few minutes
     python -m benchmarks.speed --arch RN50 --epochs 100 200 --classes 10   # full size (GPU)
 
 Sections (--sections, default all of them, in this order):
+  exact   TaskRes over 5 shot counts x 3 seeds, reference vs the default exact-cached-eval
+          (one cache shared by the 15 runs, empty at the start): identical metrics and weights
+          (sha256), test-side encoder passes, wall time; per-image costs measured here and
+          the end-to-end ratio projected for a EuroSAT-sized sweep (8,100 test images);
+  (single, sweep and parity compare the fast pipeline, V cached views, with the reference)
   single  one TaskRes and one CLIP-Adapter run, cached vs reference: same data, seed, epochs;
   sweep   TaskRes over 5 shot counts x 3 seeds: cached (one cache shared by the 15 runs,
           empty at the start) vs reference;
@@ -130,6 +136,17 @@ def clip_options(arch, tmp, calibration_folder):
 
 
 # ----------------------------------------------------------------------------- one run
+def weights_digest(trainer):
+    """sha256 of every trained module's weights: equal digests = bit-identical models."""
+    import hashlib
+    digest = hashlib.sha256()
+    for name in trainer.get_model_names():
+        for key, tensor in trainer._models[name].state_dict().items():
+            digest.update(f"{name}/{key}".encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 class Bench:
     """Shared settings of every run, and the runner."""
 
@@ -147,18 +164,12 @@ class Bench:
         low, high = self.args.epochs
         return low if shots <= 4 else high
 
-    def run(self, method, shots, seed, cached, cache_root=None, views=None):
-        """Train and test one model; returns its wall time, encoder passes and accuracy."""
-        import train
-        from dassl.engine import build_trainer
-        from dassl.utils import set_random_seed
-
-        self.n_runs += 1
-        name = f"{self.n_runs:03d}-{method}-{shots}shot-seed{seed}-{'cached' if cached else 'reference'}"
+    def argv(self, method, shots, seed, pipeline, name, cache_root=None, views=None):
+        """train.py arguments of one run."""
         config, method_opts = METHODS[method]
         if method == "CLIP_Adapter" and self.args.adapter_lr is not None:
             method_opts = [*method_opts, "OPTIM.LR", str(self.args.adapter_lr)]
-        argv = [
+        return [
             "--root", self.data_root, "--seed", str(seed), "--trainer", method,
             "--output-dir", os.path.join(self.tmp, "runs", name),
             "--dataset-config-file", os.path.join(REPO, "configs", "datasets", "image_folder.yaml"),
@@ -166,11 +177,41 @@ class Bench:
             "DATASET.IMAGE_FOLDER.DIR", "gratings", "DATASET.IMAGE_FOLDER.TRAIN_FRACTION", "0.5",
             "DATASET.IMAGE_FOLDER.VAL_FRACTION", "0.1", "DATASET.NUM_SHOTS", str(shots),
             "OPTIM.MAX_EPOCH", str(self.epochs(shots)), "DATALOADER.NUM_WORKERS", str(self.args.workers),
-            "TRAIN.PRINT_FREQ", "1000", "TRAIN.FEATURE_CACHE.ENABLED", str(cached),
+            "TRAIN.PRINT_FREQ", "1000", "TRAIN.FEATURE_CACHE.PIPELINE", pipeline,
             "TRAIN.FEATURE_CACHE.VIEWS", str(views or self.args.views),
             "TRAIN.FEATURE_CACHE.ROOT", cache_root or os.path.join(self.tmp, "unused-cache"),
             *self.clip_opts, *method_opts,
         ]
+
+    def time_test_encoding(self):
+        """Seconds per test image through the image encoder (loading and transform included),
+        timed on the test loader of a reference-pipeline TaskRes trainer; sets `self.n_test`."""
+        import train
+        from dassl.engine import build_trainer
+
+        os.makedirs(os.path.join(self.tmp, "logs"), exist_ok=True)
+        with open(os.path.join(self.tmp, "logs", "time-test.txt"), "w") as f, contextlib.redirect_stdout(f):
+            argv = self.argv("TaskRes", 1, 1, "reference", "time-test")
+            trainer = build_trainer(train.setup_cfg(train.build_parser().parse_args(argv)))
+        self.n_test = len(trainer.dm.dataset.test)
+        start = time.perf_counter()
+        for batch in trainer.dm.test_loader:
+            trainer.image_features(batch["img"].to(trainer.device))
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / self.n_test
+
+    def run(self, method, shots, seed, cached, cache_root=None, views=None, pipeline=None):
+        """Train and test one model; returns its wall time, encoder passes and accuracy.
+        `pipeline` defaults to "fast" when `cached`, else "reference"."""
+        import train
+        from dassl.engine import build_trainer
+        from dassl.utils import set_random_seed
+
+        pipeline = pipeline or ("fast" if cached else "reference")
+        self.n_runs += 1
+        name = f"{self.n_runs:03d}-{method}-{shots}shot-seed{seed}-{pipeline}"
+        argv = self.argv(method, shots, seed, pipeline, name, cache_root, views)
         log = os.path.join(self.tmp, "logs", name + ".txt")
         os.makedirs(os.path.dirname(log), exist_ok=True)
         with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
@@ -182,17 +223,18 @@ class Bench:
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             wall = time.perf_counter() - start
-        views = (views or self.args.views) if cached else None
+        views = (views or self.args.views) if pipeline == "fast" else None
         result = dict(method=method, shots=shots, seed=seed, epochs=self.epochs(shots),
-                      pipeline="cached" if cached else "reference", views=views, wall_s=wall,
-                      passes=trainer.image_encoder_forwards, accuracy=trainer.last_results["accuracy"], log=log)
-        self.done[(method, shots, seed, result["pipeline"], views)] = result
+                      pipeline=pipeline, views=views, wall_s=wall, passes=trainer.image_encoder_forwards,
+                      accuracy=trainer.last_results["accuracy"], metrics=dict(trainer.last_results),
+                      weights_sha256=weights_digest(trainer), log=log)
+        self.done[(method, shots, seed, pipeline, views)] = result
         return result
 
     def get(self, method, shots, seed, cached, cache_root=None, views=None):
         """A run's result, reusing an earlier identical run (the reference runs are the
         expensive ones; single, sweep and parity share them)."""
-        key = (method, shots, seed, "cached" if cached else "reference", (views or self.args.views) if cached else None)
+        key = (method, shots, seed, "fast" if cached else "reference", (views or self.args.views) if cached else None)
         return self.done.get(key) or self.run(method, shots, seed, cached, cache_root, views)
 
     def fresh_cache(self, label):
@@ -277,7 +319,61 @@ def section_coop(bench, report, results):
                                     batch=args.coop_batch, steps=3)
 
 
-SECTIONS = {"single": section_single, "sweep": section_sweep, "parity": section_parity, "coop": section_coop}
+EUROSAT_TEST_IMAGES = 8100
+EUROSAT_CLASSES = 10
+
+
+def section_exact(bench, report, results):
+    """Reference vs the default pipeline over a sweep: identical runs, test set encoded once."""
+    report(f"\n## 0. Exact default (exact-cached-eval) vs reference: TaskRes, shots {list(SHOTS)} x seeds "
+           f"{list(SEEDS)} = {len(SHOTS) * len(SEEDS)} runs; exact runs share one cache, empty at the start")
+    cache = bench.fresh_cache("exact")
+    pairs = []
+    for shots in SHOTS:
+        for seed in SEEDS:
+            ref = bench.get("TaskRes", shots, seed, cached=False)
+            exact = bench.run("TaskRes", shots, seed, cached=None, cache_root=cache, pipeline="exact-cached-eval")
+            pairs.append((ref, exact))
+            results["exact"] += [ref, exact]
+    test_s_per_image = bench.time_test_encoding()
+    n_test = bench.n_test
+    identical = sum(r["metrics"] == e["metrics"] and r["weights_sha256"] == e["weights_sha256"] for r, e in pairs)
+    ref_test_passes = n_test * len(pairs)  # every reference run encodes the test set once
+    # The training side is the same in both pipelines (fresh augmentations every step).
+    exact_test_passes = sum(e["passes"] - (r["passes"] - n_test) for r, e in pairs)
+    ref_wall, exact_wall = sum(r["wall_s"] for r, _ in pairs), sum(e["wall_s"] for _, e in pairs)
+    rows = [["reference", f"{ref_test_passes:,}", f"{sum(r['passes'] for r, _ in pairs):,}", f"{ref_wall:.1f}"],
+            ["exact-cached-eval", f"{exact_test_passes:,}", f"{sum(e['passes'] for _, e in pairs):,}",
+             f"{exact_wall:.1f}"]]
+    report(tabulate(rows, headers=["pipeline", f"test-side encoder passes ({n_test} test images)",
+                                   "all encoder passes", "wall s (15 runs)"]))
+    report(f"identical runs (all metrics and sha256 of the trained weights): {identical}/{len(pairs)}; "
+           f"test-side passes {ratio(ref_test_passes, exact_test_passes):.1f}x fewer; "
+           f"this sweep {ratio(ref_wall, exact_wall):.2f}x faster end to end (measured)")
+
+    # Per-image costs, measured here, projected to a EuroSAT-sized sweep.
+    # Each reference run: overhead + training image-steps x per-image cost + its test set; the
+    # overhead and the per-image training cost are fitted over the 15 runs (their steps differ).
+    steps = [r["passes"] - n_test for r, _ in pairs]
+    train_s_per_image, overhead_s = np.polyfit(steps, [r["wall_s"] - n_test * test_s_per_image for r, _ in pairs], 1)
+    euro_train = len(SEEDS) * sum(EUROSAT_CLASSES * k * (100 if k <= 4 else 200) for k in SHOTS)
+    fixed = len(pairs) * overhead_s + euro_train * train_s_per_image
+    euro_ref = fixed + len(pairs) * EUROSAT_TEST_IMAGES * test_s_per_image
+    euro_exact = fixed + EUROSAT_TEST_IMAGES * test_s_per_image
+    report(f"per image (measured): test encoding {test_s_per_image * 1e3:.2f} ms; training (encoder, "
+           f"augmentation, step; fitted over the runs) {train_s_per_image * 1e3:.2f} ms; per-run overhead "
+           f"{overhead_s:.2f} s")
+    report(f"PROJECTED EuroSAT-sized TaskRes sweep ({EUROSAT_TEST_IMAGES:,} test images, {EUROSAT_CLASSES} classes, "
+           f"official epochs 100/200: {euro_train:,} training image-steps) at these per-image costs: reference "
+           f"{euro_ref / 3600:.2f} h, exact {euro_exact / 3600:.2f} h: {ratio(euro_ref, euro_exact):.2f}x end to end")
+    results["exact_summary"] = [dict(identical=identical, runs=len(pairs), ref_test_passes=ref_test_passes,
+                                    exact_test_passes=exact_test_passes, ref_wall_s=ref_wall,
+                                    exact_wall_s=exact_wall, test_s_per_image=test_s_per_image,
+                                    train_s_per_image=train_s_per_image, eurosat_projected_ratio=euro_ref / euro_exact)]
+
+
+SECTIONS = {"exact": section_exact, "single": section_single, "sweep": section_sweep, "parity": section_parity,
+            "coop": section_coop}
 
 
 # ----------------------------------------------------------------------------- main
@@ -327,7 +423,7 @@ def main(argv=None):
         where = f"cuda ({torch.cuda.get_device_name(0)})"
     else:
         where = f"cpu ({torch.get_num_threads()} threads)"
-    results = {"single": [], "sweep": [], "parity": [], "coop": []}
+    results = {"exact": [], "exact_summary": [], "single": [], "sweep": [], "parity": [], "coop": []}
     report = lambda line: print(line, flush=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="speed-bench-") as tmp:
         bench = Bench(args, tmp)

@@ -28,9 +28,10 @@ def fixture(tmp_path_factory):
                 counts=fixture_counts(DATASET, n_classes=N_CLASSES, per_class=PER_CLASS))
 
 
-def args_for(fixture, trainer, out, cache_root=None, *opts):
+def args_for(fixture, trainer, out, cache_root=None, *opts, pipeline="fast"):
+    """train.py arguments; no `cache_root`: the reference pipeline (no cache at all)."""
     cache = ["TRAIN.FEATURE_CACHE.ENABLED", "False"] if cache_root is None else [
-        "TRAIN.FEATURE_CACHE.ENABLED", "True", "TRAIN.FEATURE_CACHE.ROOT", str(cache_root),
+        "TRAIN.FEATURE_CACHE.PIPELINE", pipeline, "TRAIN.FEATURE_CACHE.ROOT", str(cache_root),
         "TRAIN.FEATURE_CACHE.VIEWS", str(VIEWS)]
     return trainer_args(trainer, CONFIGS[trainer], fixture["data_root"], fixture["clip_path"],
                         fixture["root"] / out, DATASET, "OPTIM.MAX_EPOCH", str(EPOCHS),
@@ -45,7 +46,7 @@ def test_cached_test_features_and_predictions_match_the_encoder(fixture, tmp_pat
     for cached, reference in zip(trainer.test_loader, trainer.dm.test_loader, strict=True):
         assert cached["impath"] == reference["impath"] and torch.equal(cached["label"], reference["label"])
         fresh = trainer.image_features(reference["img"].to(trainer.device))
-        torch.testing.assert_close(cached["img"].to(trainer.device), fresh, rtol=1e-5, atol=1e-5)
+        assert torch.equal(cached["img"].to(trainer.device), fresh)  # same batch: same bits
         assert torch.equal(trainer.model_inference(cached["img"].to(trainer.device)).argmax(1),
                            trainer.model_inference(reference["img"].to(trainer.device)).argmax(1))
         n_batches += 1
@@ -78,7 +79,8 @@ def test_train_py_runs_share_the_cache_and_report_passes(fixture, tmp_path):
     first = run(args_for(fixture, "CLIP_Adapter", "e2e-1", cache))
     n_train, n_test = fixture["counts"]["train"], fixture["counts"]["test"]
     assert f"Image encoder passes: {VIEWS * n_train + n_test:,}" in first
-    assert "Feature cache: on, 2 view(s) per training image" in first
+    assert "Pipeline fast: test/val features cached" in first
+    assert "training on 2 cached augmented view(s) per image" in first
     # Same images, other method and seed: everything comes from the cache.
     second = run(args_for(fixture, "TaskRes", "e2e-2", cache, "SEED", "2"))
     assert "Image encoder passes: 0" in second

@@ -91,7 +91,7 @@ def world(tmp_path_factory):
         write_fixture(data, FIXTURES[name])
     clip_path = save_tiny_clip(base)
     env = clean_env(base)
-    overrides = [*tiny_overrides(clip_path), "TRAIN.FEATURE_CACHE.ENABLED", "True"]
+    overrides = [*tiny_overrides(clip_path), "TRAIN.FEATURE_CACHE.PIPELINE", "fast"]
 
     reference = base / "main_sh"
     for dataset in DATASETS:

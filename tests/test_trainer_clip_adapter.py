@@ -71,7 +71,7 @@ def test_ratio_mixes_adapted_and_original_features(pets):
     trainer = build_in_process(trainer_args("CLIP_Adapter", CONFIG, pets["data_root"], pets["clip_path"],
                                             pets["root"] / "ratio", "OxfordPets",
                                             "TRAINER.CLIP_ADAPTER.RATIO", "0.0"))
-    images = next(iter(trainer.test_loader))["img"].to(trainer.device)
+    images = next(iter(trainer.dm.test_loader))["img"].to(trainer.device)
     features = trainer.image_features(images)
     with torch.no_grad():  # ratio 0: the adapter is bypassed, plain zero-shot CLIP logits
         expected = trainer.clip_model.logit_scale.exp() * l2_normalize(features) @ trainer.text_features.t()

@@ -73,7 +73,7 @@ def test_zero_residual_is_zero_shot_and_clip_stays_bit_identical(pets):
     # Zero residual: the zero-shot classifier of the raw names (underscores kept).
     classnames = trainer.dm.dataset.classnames
     assert any("_" in name for name in classnames)
-    images = next(iter(trainer.test_loader))["img"].to(trainer.device)
+    images = next(iter(trainer.dm.test_loader))["img"].to(trainer.device)
     with torch.no_grad():
         raw = encode_texts(trainer.clip_model, [PETS_TEMPLATE.format(c) for c in classnames])
         zero_shot = cosine_logits(trainer.clip_model.encode_image(images), raw, trainer.clip_model.logit_scale)

@@ -131,19 +131,51 @@ class PromptLearner(nn.Module):
         return prompts
 
 
+def text_path(coop):
+    """How CoOp runs its prompts through the text tower (all give the same features):
+    "shared-context": SOS + context once, then each class over its own tokens (one shared
+    context, class name at the end); "truncated": every prompt up to the longest EOT;
+    "full": all 77 positions, as the reference code does."""
+    if not coop.TRUNCATE_TEXT:
+        return "full"
+    if coop.SHARED_CONTEXT and not coop.CSC and coop.CLASS_TOKEN_POSITION == "end" and not coop.GRAD_CHECKPOINT:
+        return "shared-context"
+    return "truncated"
+
+
 class PromptClassifier(nn.Module):
     """Learned prompts through CLIP's frozen text tower -> class features -> logits."""
 
     def __init__(self, cfg, classnames, clip_model):
         super().__init__()
         self.prompt_learner = PromptLearner(cfg, classnames, clip_model)
-        self.text_encoder = TextEncoder(clip_model, truncate=cfg.TRAINER.COOP.TRUNCATE_TEXT,
+        self.text_path = text_path(cfg.TRAINER.COOP)
+        self.text_encoder = TextEncoder(clip_model, truncate=self.text_path != "full",
                                         grad_checkpoint=cfg.TRAINER.COOP.GRAD_CHECKPOINT)
         self.logit_scale = clip_model.logit_scale
+        self.length_groups = []
+        if self.text_path == "shared-context":
+            # Each class's tokens after the context (name, ".", EOT), grouped by their count.
+            eot = _eot_positions(self.prompt_learner.tokenized_prompts).tolist()
+            tail_lengths = [e - self.prompt_learner.n_ctx for e in eot]
+            for length in sorted(set(tail_lengths)):
+                self.length_groups.append(([i for i, n in enumerate(tail_lengths) if n == length], length))
+            print(f"Text path: shared-context (SOS + {self.prompt_learner.n_ctx} context tokens run once, then "
+                  f"each class over its own {min(tail_lengths)}-{max(tail_lengths)} tokens, in "
+                  f"{len(self.length_groups)} length "
+                  f"group(s)); TRAINER.COOP.SHARED_CONTEXT False runs whole prompts")
+        else:
+            span = "all 77 positions" if self.text_path == "full" else "every prompt up to the longest EOT"
+            print(f"Text path: {self.text_path} ({span})")
 
     def class_features(self):
         """All class prompts, every call: the context changes at every step."""
-        return self.text_encoder(self.prompt_learner(), self.prompt_learner.tokenized_prompts)
+        learner = self.prompt_learner
+        if self.text_path != "shared-context":
+            return self.text_encoder(learner(), learner.tokenized_prompts)
+        prefix = torch.cat([learner.token_prefix[0], learner.ctx.to(learner.dtype)])  # SOS + context
+        groups = [(indices, learner.token_suffix[indices, :length]) for indices, length in self.length_groups]
+        return self.text_encoder.encode_shared_prefix(prefix, groups, learner.n_cls)
 
     def forward(self, image_features):
         return cosine_logits(image_features, self.class_features(), self.logit_scale)

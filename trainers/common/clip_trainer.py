@@ -12,37 +12,48 @@ from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 
 from trainers.common.clip_loader import check_input_size, load_clip_to_cpu
-from trainers.common.feature_cache import TrainerFeatureCache
+from trainers.common.feature_cache import TrainerFeatureCache, random_views, resolve_pipeline
 
 
 class FrozenCLIPTrainer(TrainerX):
     """Subclasses set `self.clip_model` (via `freeze_on_device`) and define `logits`.
 
-    With TRAIN.FEATURE_CACHE.ENABLED the image loaders are swapped for loaders over cached
-    features (test/val at once, training views when training starts) and `image_features`
-    passes those [B, D] features through; the methods do not notice.
+    `self.pipeline` ({"name", "views"}, JSON-able) says how images reach the encoder
+    (trainers/common/feature_cache.py). Unless it is "reference", the test (and, when used,
+    val) loaders are swapped for loaders over exactly cached features; with "fast" the
+    training loader too, when training starts. `image_features` passes [B, D] features
+    through, so the methods do not notice.
     """
 
     def __init__(self, cfg):
         self.image_encoder_forwards = 0  # images through CLIP's image encoder (benchmarks read it)
         self.feature_cache = None
+        self.pipeline = resolve_pipeline(cfg)  # before data and CLIP load: a bad value stops at once
         super().__init__(cfg)
-        if cfg.TRAIN.FEATURE_CACHE.ENABLED:
-            self.feature_cache = TrainerFeatureCache(self)
-            self.test_loader = self.feature_cache.eval_loader(self.test_loader, "test")
+        if self.pipeline["name"] != "reference":
+            self.feature_cache = TrainerFeatureCache(self, self.pipeline)
+            if not cfg.TEST.NO_TEST:  # with NO_TEST a (rare) test still runs, through the encoder
+                self.test_loader = self.feature_cache.eval_loader(self.test_loader, "test")
             # val is read only for best_val model selection or TEST.SPLIT val; otherwise its
             # (rare) use runs through the encoder as before.
             if self.val_loader is not None and (cfg.TEST.FINAL_MODEL == "best_val" or cfg.TEST.SPLIT == "val"):
                 self.val_loader = self.feature_cache.eval_loader(self.val_loader, "val")
+        else:
+            print("Pipeline reference: every image goes through the image encoder whenever a loader "
+                  "yields it; nothing cached")
 
     def before_train(self):
-        if self.feature_cache is not None:
+        if self.pipeline["name"] == "fast":
             self.train_loader_x = self.feature_cache.train_loader(self.train_loader_x)
         super().before_train()
 
     def before_epoch(self):
-        if self.feature_cache is not None:
-            self.train_loader_x.dataset.view = self.epoch % self.feature_cache.views
+        if self.pipeline["name"] == "fast":
+            dataset, views = self.train_loader_x.dataset, self.pipeline["views"]
+            if self.pipeline["view_order"] == "random":
+                dataset.view = random_views(len(dataset), views, self.cfg.SEED, self.epoch)
+            else:
+                dataset.view = self.epoch % views
         super().before_epoch()
 
     def after_train(self):

@@ -1,46 +1,55 @@
 """Cache of frozen image-encoder features, so a method that trains only a small head on top
-of a frozen CLIP encodes each image a handful of times instead of once per training step.
+of a frozen CLIP does not encode the same images again in every run.
 
-What is cached, per image (identified by the sha256 of its file's bytes):
-- test/val: one feature, from the (deterministic) test transform;
-- train: V features, view v drawn with the training transform from the seed
-  `view_seed(image digest, v)`, so the views of an image are the same in every run, seed,
-  shot count and method that uses that image; an epoch e reads view `e % V` of each image.
+Pipelines (`TRAIN.FEATURE_CACHE.PIPELINE`, see `resolve_pipeline`):
+- exact-cached-eval (default): test/val features are cached. The test transform is
+  deterministic, and each image is encoded inside the same batch the test loader yields it in
+  (the encoder's float output depends on the batch), so a cached feature is bit for bit what
+  the encoder computes at test time; every run, method, shot count and seed with the same
+  split and test batch size shares it. Training images go through the encoder at every step.
+- fast: training features are cached as well, V views per image, view v drawn with the
+  training transform from the seed `view_seed(image digest, v)` (the same views in every run
+  that uses the image); epoch e reads view `e % V`. Faster, not the reference's numbers.
+- reference (or TRAIN.FEATURE_CACHE.ENABLED False): nothing cached.
+Building the cache never moves the run's random streams (`preserved_rng`): a run that fills
+the cache and a run that finds it filled train identically.
 
 On-disk layout under the cache root (`TRAIN.FEATURE_CACHE.ROOT`, else $FEWSHOT_FEATURE_CACHE,
 else ~/.cache/fewshot-clip/features):
 
-    <root>/<encoder key>/<feature-set key>/shard-*.feat   features of some images
+    <root>/<encoder key>/<feature-set key>/shard-*.feat   features of some rows
     <root>/file-digests/<list key>.json                   memo: file stat -> content sha256
 
 Everything that changes the numbers is in the keys: backbone name, sha256 of the visual
-weights, encoder dtype and device type (encoder key); the transform's full description
-and V (feature-set key); the image bytes (per row). Each shard carries that description
-in its header and checksums of header and payload: a shard that does not match is not
-used, a damaged one (truncated, corrupted) is deleted and its images are encoded again.
+weights, encoder dtype and device type (encoder key); the transform's full description,
+the row scheme and V (feature-set key); the image bytes (per row). Each shard carries that
+description in its header and checksums of header and payload: a shard that does not match
+is not used, a damaged one (truncated, corrupted) is deleted and its images are encoded again.
 Shards are written to a temp file and renamed (readers never see half a file); processes
-that need the same missing images take turns through a lock file, so the second one finds
+that need the same missing rows take turns through a lock file, so the second one finds
 the first one's shard instead of encoding the same images again.
 
-One known difference from the per-step pipeline besides the finite number of views: CoOp with
-PREC amp encodes training images under autocast (fp16) in the reference; cached training
-features come from the encoder without autocast (fp32), as its test features always do.
+One more difference of the fast pipeline: CoOp with PREC amp encodes training images under
+autocast (fp16) in the reference; cached training views come from the encoder without it.
 """
 import contextlib
 import fcntl
 import hashlib
 import json
 import os
+import random
 import struct
 import time
 import uuid
 
+import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 from tqdm import tqdm
 
 from dassl.data.data_manager import read_image
 from dassl.data.samplers import build_sampler
+from dassl.utils.errors import UserError
 from dassl.utils.tools import atomic_write, file_sha256
 
 CACHE_ENV = "FEWSHOT_FEATURE_CACHE"
@@ -231,6 +240,22 @@ def read_shard_features(path, header):
     return torch.frombuffer(payload, dtype=dtype).reshape(header["shape"])
 
 
+# ----------------------------------------------------------------------------- random state
+@contextlib.contextmanager
+def preserved_rng():
+    """Run a block without moving any random stream a training run draws from (torch on the
+    CPU and every CUDA device, Python's `random`, NumPy): a run that builds the cache then
+    trains exactly like a run that finds it built."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
 # ----------------------------------------------------------------------------- encoding views
 class _SeededViews(Dataset):
     """Item k = view k % V of image k // V, transformed under that view's own seed."""
@@ -249,19 +274,29 @@ class _SeededViews(Dataset):
             return self.transform(image)
 
 
-class FeatureSet:
-    """Features of one encoder under one transform with V views per image, on disk."""
+def _progress(loader, desc):
+    """Per-batch progress while encoding (a bar that moves, not 0/1 for the whole set)."""
+    return tqdm(loader, desc=desc, unit="batch", mininterval=1.0)
 
-    def __init__(self, root, encoder, transform, views):
+
+class FeatureSet:
+    """Features of one encoder under one transform with V views per row, on disk.
+
+    A row is keyed by a string: an image's content digest (training views), or an image's
+    place in one batch of the reference test loader (exact test/val features, see
+    `load_reference_batches`). `rows` names the scheme and is part of the key.
+    """
+
+    def __init__(self, root, encoder, transform, views, rows="image", transform_text=None):
         if views < 1:
-            raise ValueError(f"TRAIN.FEATURE_CACHE.VIEWS = {views}; needs at least 1 view per image")
-        if transform is None:
-            raise ValueError("The feature cache needs an image transform (INPUT.NO_TRANSFORM is True); "
-                             "set TRAIN.FEATURE_CACHE.ENABLED False")
+            raise UserError(f"TRAIN.FEATURE_CACHE.VIEWS = {views}; needs at least 1 view per image")
+        if transform is None and transform_text is None:
+            raise UserError("The fast pipeline needs an image transform (INPUT.NO_TRANSFORM is True); set "
+                            "TRAIN.FEATURE_CACHE.PIPELINE exact-cached-eval or reference")
         self.root = root
         self.transform, self.views = transform, views
-        self.description = {"format": FORMAT_VERSION, "encoder": encoder,
-                            "transform": describe_transform(transform), "views": views}
+        self.description = {"format": FORMAT_VERSION, "encoder": encoder, "rows": rows,
+                            "transform": transform_text or describe_transform(transform), "views": views}
         self.directory = os.path.join(root, _key(encoder), _key(self.description))
 
     def _shards(self):
@@ -276,7 +311,7 @@ class FeatureSet:
             os.remove(path)
 
     def collect(self, wanted):
-        """{digest: [V, D] features} for the wanted digests found in intact, matching shards."""
+        """{key: [V, D] features} for the wanted row keys found in intact, matching shards."""
         wanted, found = set(wanted), {}
         for path in self._shards():
             try:
@@ -300,10 +335,10 @@ class FeatureSet:
         return found
 
     @contextlib.contextmanager
-    def _lock(self, digests):
-        """Exclusive lock for building this set of images (waits for another builder)."""
+    def _lock(self, keys):
+        """Exclusive lock for building this set of rows (waits for another builder)."""
         _make_dirs(self.directory)
-        path = os.path.join(self.directory, f".lock-{_key(sorted(digests))}")
+        path = os.path.join(self.directory, f".lock-{_key(sorted(keys))}")
         with open(path, "a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -318,16 +353,28 @@ class FeatureSet:
                     os.remove(path)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    @torch.no_grad()
-    def _encode(self, paths, digests, encode, batch_size, num_workers, desc):
-        loader = DataLoader(_SeededViews(paths, digests, self.transform, self.views),
-                            batch_size=batch_size, num_workers=num_workers, shuffle=False)
-        chunks = [encode(images).detach().to("cpu") for images in tqdm(loader, desc=desc)]
-        features = torch.cat(chunks)
-        return features.reshape(len(paths), self.views, *features.shape[1:])
+    def _rows(self, keys, encode_missing):
+        """{key: [V, D]} for every key; `encode_missing(keys)` computes [n, V, D] for the keys
+        not cached yet (in their order), which are then stored as one new shard. Runs without
+        touching the caller's random state. Returns (features, number of keys encoded)."""
+        with preserved_rng():
+            found = self.collect(keys)
+            missing = [k for k in keys if k not in found]
+            if not missing:
+                return found, 0
+            with self._lock(missing):
+                found.update(self.collect(missing))  # another process may have built them meanwhile
+                missing = [k for k in keys if k not in found]
+                if missing:
+                    new = encode_missing(missing)
+                    name = f"shard-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}{SHARD_SUFFIX}"
+                    write_shard(os.path.join(self.directory, name), self.description, missing, new)
+                    found.update(zip(missing, new))
+            return found, len(missing)
 
+    @torch.no_grad()
     def load(self, paths, encode, batch_size=100, num_workers=0, desc="features"):
-        """[N, V, D] features of the images `paths`, encoding only those not cached yet.
+        """[N, V, D] seeded views of the images `paths`, encoding only those not cached yet.
 
         `encode(images)` maps a batch of transformed images to features (the trainer's own
         encoder call, so its forward counter sees the cache being built).
@@ -336,30 +383,73 @@ class FeatureSet:
             raise ValueError(f"No {desc} images to encode: the split is empty")
         digests = image_digests(paths, self.root)
         path_of = dict(zip(digests, (os.path.abspath(p) for p in paths)))
-        wanted = list(path_of)
-        found = self.collect(wanted)
-        missing = [d for d in wanted if d not in found]
-        if missing:
-            with self._lock(missing):
-                found.update(self.collect(missing))  # another process may have built them meanwhile
-                missing = [d for d in wanted if d not in found]
-                if missing:
-                    print(f"Feature cache: encoding {len(missing)} of {len(wanted)} {desc} images x "
-                          f"{self.views} view(s) into {self.directory}")
-                    new = self._encode([path_of[d] for d in missing], missing, encode, batch_size,
-                                       num_workers, f"Caching {desc} features")
-                    name = f"shard-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}{SHARD_SUFFIX}"
-                    write_shard(os.path.join(self.directory, name), self.description, missing, new)
-                    found.update(zip(missing, new))
-        if not missing:
-            print(f"Feature cache: all {len(wanted)} {desc} images found in {self.directory}")
+
+        def encode_missing(missing):
+            print(f"Feature cache: encoding {len(missing)} of {len(path_of)} {desc} images x "
+                  f"{self.views} view(s) into {self.directory}")
+            views = _SeededViews([path_of[d] for d in missing], missing, self.transform, self.views)
+            loader = DataLoader(views, batch_size=batch_size, num_workers=num_workers, shuffle=False,
+                                generator=torch.Generator())
+            chunks = [encode(images).detach().to("cpu") for images in _progress(loader, f"Caching {desc} views")]
+            features = torch.cat(chunks)
+            return features.reshape(len(missing), self.views, *features.shape[1:])
+
+        found, encoded = self._rows(list(path_of), encode_missing)
+        if not encoded:
+            print(f"Feature cache: all {len(path_of)} {desc} images found in {self.directory}")
         return torch.stack([found[d] for d in digests])
+
+    @torch.no_grad()
+    def load_reference_batches(self, reference, encode, desc):
+        """[N, 1, D] features of the images of `reference` (a sequential image loader), each
+        encoded inside the very batch that loader yields it in.
+
+        The encoder's output for an image depends (in the last float bits) on the other images
+        of its batch, so each row is keyed by its batch's image digests and its place in it:
+        every run with the same split and test batch size shares the rows, and each row equals
+        what the encoder computes at test time, bit for bit.
+        """
+        items = reference.dataset.data_source
+        digests = image_digests([item.impath for item in items], self.root)
+        batches = [list(batch) for batch in reference.batch_sampler]
+        keys = []
+        for batch in batches:
+            batch_key = _sha256_hex("|".join(digests[i] for i in batch).encode())
+            keys.append([f"{batch_key}/{place}" for place in range(len(batch))])
+
+        def encode_missing(missing):
+            wanted = set(missing)
+            todo = [b for b, batch_keys in enumerate(keys) if any(k in wanted for k in batch_keys)]
+            print(f"Feature cache: encoding {sum(len(batches[b]) for b in todo)} of {len(items)} {desc} "
+                  f"images in {len(todo)} batch(es) of the {desc} loader into {self.directory}")
+            loader = DataLoader(reference.dataset, batch_sampler=[batches[b] for b in todo],
+                                num_workers=reference.num_workers, collate_fn=reference.collate_fn,
+                                generator=torch.Generator())
+            chunks = {}
+            for b, batch in zip(todo, _progress(loader, f"Caching {desc} features")):
+                chunks.update(zip(keys[b], encode(batch["img"]).detach().to("cpu")))
+            return torch.stack([chunks[k] for k in missing]).unsqueeze(1)
+
+        flat = [k for batch_keys in keys for k in batch_keys]
+        found, encoded = self._rows(list(dict.fromkeys(flat)), encode_missing)
+        if not encoded:
+            print(f"Feature cache: all {len(items)} {desc} images found in {self.directory}")
+        return torch.stack([found[k] for k in flat])
 
 
 # ----------------------------------------------------------------------------- loaders
+def random_views(n_items, views, seed, epoch):
+    """View index of each of `n_items` training items in `epoch` for VIEW_ORDER random: drawn
+    uniformly from the V views by a generator of its own (seeded by run seed and epoch), so
+    the run's random streams do not move."""
+    key = int.from_bytes(hashlib.sha256(f"views/{seed}/{epoch}".encode()).digest()[:8], "little") >> 1
+    return torch.randint(views, (n_items,), generator=torch.Generator().manual_seed(key))
+
+
 class CachedFeatureBatches(Dataset):
     """Cached features as Dassl batch dicts (img = features); indexed by a whole batch of
-    indices at once, and `view` picks which of the V views the current epoch sees."""
+    indices at once. `view` picks the view of the current epoch: one index for every item,
+    or a LongTensor with one index per item."""
 
     def __init__(self, features, items):
         self.features = features
@@ -373,7 +463,8 @@ class CachedFeatureBatches(Dataset):
 
     def __getitem__(self, indices):
         index = torch.as_tensor(indices, dtype=torch.long)
-        return {"img": self.features[index, self.view], "label": self.labels[index],
+        view = self.view if isinstance(self.view, int) else self.view[index]
+        return {"img": self.features[index, view], "label": self.labels[index],
                 "domain": self.domains[index], "impath": [self.impaths[i] for i in indices], "index": index}
 
 
@@ -387,39 +478,107 @@ def loader_like(reference, features, items):
 
 
 # ----------------------------------------------------------------------------- trainer glue
-class TrainerFeatureCache:
-    """The cache as a frozen-CLIP trainer uses it: each image loader is replaced by a loader
-    over cached features with the same batching, and the features are computed with the
-    trainer's own encoder call (`trainer.image_features`), so they are what it would compute."""
+# What a run computes with, in increasing speed:
+# - "reference": every image through the encoder whenever a loader yields it; nothing cached.
+# - "exact-cached-eval": test/val features cached (encoded in the test loader's own batches, so
+#   identical); training images through the encoder at every step with fresh augmentations.
+# - "fast": also training features, V augmented views per image; not the reference's numbers.
+PIPELINES = ("reference", "exact-cached-eval", "fast")
+# fast: which view an epoch reads. cycle: view e % V for every image (every image's views in
+# lockstep, the same sequence in every seed); random: per image and epoch, uniform over V.
+VIEW_ORDERS = ("cycle", "random")
+DEFAULT_PIPELINE = "exact-cached-eval"
 
-    def __init__(self, trainer):
-        cfg = trainer.cfg
-        node = cfg.TRAIN.FEATURE_CACHE
+
+def resolve_pipeline(cfg):
+    """{"name": one of PIPELINES, "views": V for "fast", else None} (plus "view_order" for
+    "fast") from the config, or a UserError naming the key to fix."""
+    node = cfg.TRAIN.FEATURE_CACHE
+    name = node.PIPELINE
+    if name not in PIPELINES:
+        raise UserError(f"TRAIN.FEATURE_CACHE.PIPELINE = {name!r}; use one of {', '.join(PIPELINES)}")
+    if not node.ENABLED:
+        if name == "fast":
+            raise UserError("TRAIN.FEATURE_CACHE.ENABLED False turns the cache off, but TRAIN.FEATURE_CACHE."
+                            "PIPELINE fast needs it; set PIPELINE reference (or ENABLED True)")
+        name = "reference"
+    views = None
+    if name == "fast":
         if node.VIEWS < 1:
-            raise ValueError(f"TRAIN.FEATURE_CACHE.VIEWS = {node.VIEWS}; use at least 1 "
-                             f"(or TRAIN.FEATURE_CACHE.ENABLED False for the per-step pipeline)")
-        root = cache_root(node.ROOT)
-        # More views than epochs would never be read.
-        self.views = min(node.VIEWS, max(cfg.OPTIM.MAX_EPOCH, 1))
-        encoder = encoder_fingerprint(trainer.clip_model.visual, cfg.MODEL.BACKBONE.NAME, trainer.device)
-        self.test_set = FeatureSet(root, encoder, trainer.dm.tfm_test, views=1)
-        self.train_set = FeatureSet(root, encoder, trainer.dm.tfm_train, views=self.views)
+            raise UserError(f"TRAIN.FEATURE_CACHE.VIEWS = {node.VIEWS}; use at least 1 "
+                            f"(or TRAIN.FEATURE_CACHE.PIPELINE exact-cached-eval for fresh augmentations)")
+        if node.VIEW_ORDER not in VIEW_ORDERS:
+            raise UserError(f"TRAIN.FEATURE_CACHE.VIEW_ORDER = {node.VIEW_ORDER!r}; "
+                            f"use one of {', '.join(VIEW_ORDERS)}")
+        views = node.VIEWS
+        if node.VIEW_ORDER == "cycle":
+            views = min(views, max(cfg.OPTIM.MAX_EPOCH, 1))  # more views than epochs are never read
+        return {"name": name, "views": views, "view_order": node.VIEW_ORDER}
+    return {"name": name, "views": views}
+
+
+def _uncacheable_reason(loader):
+    """Why `loader`'s batches cannot be replayed exactly from the cache, or None."""
+    if not isinstance(loader.sampler, SequentialSampler):
+        return f"its sampler is {type(loader.sampler).__name__}, not SequentialSampler"
+    dataset = loader.dataset
+    if not hasattr(dataset, "data_source"):
+        return f"its dataset {type(dataset).__name__} has no data_source"
+    if isinstance(getattr(dataset, "transform", None), (list, tuple)):
+        return "it applies several transforms per image"
+    return None
+
+
+def _loader_transform_text(loader):
+    """The settings that turn a file into the image tensor of `loader` (wrapper and transform)."""
+    dataset = loader.dataset
+    transform = dataset.transform if dataset.transform is not None else getattr(dataset, "to_tensor", None)
+    return f"{type(dataset).__module__}.{type(dataset).__qualname__}: {describe_transform(transform)}"
+
+
+class TrainerFeatureCache:
+    """The cache as a frozen-CLIP trainer uses it: image loaders are replaced by loaders over
+    cached features with the same batches, computed with the trainer's own encoder call
+    (`trainer.image_features`), so they are what it would compute."""
+
+    def __init__(self, trainer, pipeline):
+        cfg = trainer.cfg
+        self.pipeline = pipeline
+        self.views = pipeline["views"]
+        self.root = cache_root(cfg.TRAIN.FEATURE_CACHE.ROOT)
+        self.encoder = encoder_fingerprint(trainer.clip_model.visual, cfg.MODEL.BACKBONE.NAME, trainer.device)
+        self.train_set = None
+        if pipeline["name"] == "fast":
+            self.train_set = FeatureSet(self.root, self.encoder, trainer.dm.tfm_train, views=self.views)
         self._encode = lambda images: trainer.image_features(images.to(trainer.device))
         self._batch_size = cfg.DATALOADER.TEST.BATCH_SIZE
         self._workers = cfg.DATALOADER.NUM_WORKERS
-        print(f"Feature cache: on, {self.views} view(s) per training image, epoch e reads view e % "
-              f"{self.views}; cache root {root} (TRAIN.FEATURE_CACHE.ENABLED False: per-step pipeline)")
+        if pipeline["name"] == "fast":
+            order = (f"epoch e reads view e % {self.views}" if pipeline["view_order"] == "cycle" else
+                     "each epoch reads a random view of each image")
+            training = (f"training on {self.views} cached augmented view(s) per image, {order} (faster; not "
+                        f"the reference's numbers)")
+        else:
+            training = "training images through the image encoder at every step with fresh augmentations"
+        print(f"Pipeline {pipeline['name']}: test/val features cached under {self.root} (encoded in the "
+              f"test loader's own batches: identical to encoding them at test time); {training}. "
+              f"TRAIN.FEATURE_CACHE.PIPELINE chooses: {', '.join(PIPELINES)}")
 
     def eval_loader(self, reference, split):
-        """Loader of test-transform features in place of the `split` image loader."""
-        return self._loader(self.test_set, reference, split)
+        """Loader of exact cached features in place of the `split` image loader (or the image
+        loader itself, with a line saying why, when its batches cannot be replayed)."""
+        reason = _uncacheable_reason(reference)
+        if reason is not None:
+            print(f"Feature cache: {split} images not cached ({reason}); they go through the encoder")
+            return reference
+        feature_set = FeatureSet(self.root, self.encoder, None, views=1, rows="reference-batches",
+                                 transform_text=_loader_transform_text(reference))
+        features = feature_set.load_reference_batches(reference, self._encode, split)
+        return loader_like(reference, features, reference.dataset.data_source)
 
     def train_loader(self, reference):
-        """Loader of training views in place of the training image loader."""
-        return self._loader(self.train_set, reference, "train")
-
-    def _loader(self, feature_set, reference, split):
+        """Loader of cached training views in place of the training image loader ("fast")."""
         items = reference.dataset.data_source
-        features = feature_set.load([item.impath for item in items], self._encode, self._batch_size,
-                                    self._workers, desc=split)
+        features = self.train_set.load([item.impath for item in items], self._encode, self._batch_size,
+                                       self._workers, desc="train")
         return loader_like(reference, features, items)

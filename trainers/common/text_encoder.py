@@ -9,6 +9,12 @@ to EOT. By default the transformer therefore runs on sequences cut after the lon
 the batch instead of all 77 positions (typically 20-30 for CoOp prompts). The result is the
 same up to float rounding; `truncate=False` runs the full length.
 
+Shared prefix (`encode_shared_prefix`): when every prompt starts with the same tokens (CoOp
+with one context shared by all classes, class name at the end: SOS + context), those positions
+have the same activations in every prompt, because attention is causal. They are run once;
+each prompt then runs only its own tokens up to EOT, attending to the prefix's keys and values
+of every layer. Prompts of equal length go through together.
+
 The blocks are run here (with a sliced causal mask passed per call) instead of through
 `ResidualAttentionBlock.forward`, because that forward applies the block's stored 77x77
 `attn_mask`. Nothing in the shared CLIP model is modified, so `encode_text` and other
@@ -16,6 +22,7 @@ trainers holding the same model keep working.
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 
@@ -24,6 +31,35 @@ def _run_block(block, x, attn_mask):
     y = block.ln_1(x)
     x = x + block.attn(y, y, y, need_weights=False, attn_mask=attn_mask)[0]
     return x + block.mlp(block.ln_2(x))
+
+
+def _run_block_after(block, x, past=None):
+    """One CLIP block on the positions x (L, N, D) that follow `past` = (keys, values) of the
+    earlier positions ((P, 1, D), shared by the N sequences; None: no earlier positions).
+
+    Causal attention: position i sees every earlier position and itself. Returns the new x and
+    this call's (keys, values), which later positions attend to.
+    """
+    attn = block.attn
+    length, n, width = x.shape
+    heads = attn.num_heads
+    y = block.ln_1(x)
+    q, k, v = F.linear(y, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    keys, values = k, v
+    if past is not None:
+        keys = torch.cat([past[0].expand(-1, n, -1), k])
+        values = torch.cat([past[1].expand(-1, n, -1), v])
+    n_past = keys.shape[0] - length
+
+    def split_heads(t):  # (T, N, D) -> (N, heads, T, D / heads)
+        return t.reshape(t.shape[0], n, heads, width // heads).permute(1, 2, 0, 3)
+
+    visible = torch.ones(length, n_past + length, dtype=torch.bool, device=x.device).tril(n_past)
+    out = F.scaled_dot_product_attention(split_heads(q), split_heads(keys), split_heads(values),
+                                         attn_mask=visible)
+    out = out.permute(2, 0, 1, 3).reshape(length, n, width)
+    x = x + F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
+    return x + block.mlp(block.ln_2(x)), (k, v)
 
 
 def _check_causal(transformer):
@@ -81,3 +117,39 @@ class TextEncoder(nn.Module):
         x = x.permute(1, 0, 2)
         x = self.ln_final(x).type(self.dtype)
         return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
+
+    def encode_shared_prefix(self, prefix, groups, n_prompts):
+        """Features of `n_prompts` prompts that all start with `prefix` (P, width).
+
+        `groups`: (indices, tails) pairs; tails (G, S, width) are the embeddings of prompts
+        `indices` after the prefix, ending at their EOT (so all S positions are used).
+        Same result as `forward` on the full prompts, up to float rounding.
+        """
+        if not self.truncate:
+            raise ValueError("encode_shared_prefix relies on the causal mask; build the TextEncoder with "
+                             "truncate=True")
+        n_prefix = prefix.shape[0]
+        positions = self.positional_embedding.type(self.dtype)
+        x = (prefix + positions[:n_prefix]).unsqueeze(1)  # (P, 1, width)
+        past = []
+        blocks = list(self.transformer.resblocks)
+        for i, block in enumerate(blocks):
+            if i + 1 < len(blocks):
+                x, kv = _run_block_after(block, x)
+            else:  # the last block's output at the prefix is never read: only its keys/values
+                y = block.ln_1(x)
+                kv = F.linear(y, block.attn.in_proj_weight, block.attn.in_proj_bias).chunk(3, dim=-1)[1:]
+            past.append(kv)
+
+        order, features = [], []
+        for indices, tails in groups:
+            length = tails.shape[1]
+            x = (tails + positions[n_prefix:n_prefix + length]).permute(1, 0, 2)  # (S, G, width)
+            for block, kv in zip(blocks, past):
+                x, _ = _run_block_after(block, x, kv)
+            features.append(self.ln_final(x[-1]).type(self.dtype) @ self.text_projection)  # EOT is last
+            order.append(torch.as_tensor(indices, dtype=torch.long, device=x.device))
+        order = torch.cat(order)
+        if sorted(order.tolist()) != list(range(n_prompts)):
+            raise ValueError(f"groups must cover prompts 0..{n_prompts - 1} once each")
+        return torch.cat(features)[torch.argsort(order)]

@@ -1,0 +1,144 @@
+"""Parity of the fast pipeline (cached training views) with the reference pipeline.
+
+For every task (dataset) x method x shot count, the runs of seeds 1-3 under each pipeline, with
+the official configs (the planner's own runs, as scripts/<method>/main.sh makes them); printed
+per cell: reference mean +- population std over the seeds, each other pipeline's mean +- std,
+its difference to the reference mean, and whether that difference is within the reference's
+seed spread. Meant for a pretrained CLIP (random weights say nothing about accuracy):
+
+    python -m benchmarks.fast_parity --data DATA --datasets demo_shapes OTHER \\
+        --backbone-name RN50 --backbone-path weights.pt [--output parity] [-- KEY VALUE ...]
+
+Pipelines (--pipelines): reference, exact (the default pipeline: identical to reference),
+fast (views in lockstep: epoch e reads view e % V), fast-random (a random view per image and
+epoch). Runs are train.py subprocesses, one at a time; a run whose result.json exists is
+reused, so the same command resumes.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+from tabulate import tabulate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+PIPELINE_OVERRIDES = {
+    "reference": ["TRAIN.FEATURE_CACHE.PIPELINE", "reference"],
+    "exact": ["TRAIN.FEATURE_CACHE.PIPELINE", "exact-cached-eval"],
+    "fast": ["TRAIN.FEATURE_CACHE.PIPELINE", "fast", "TRAIN.FEATURE_CACHE.VIEW_ORDER", "cycle"],
+    "fast-random": ["TRAIN.FEATURE_CACHE.PIPELINE", "fast", "TRAIN.FEATURE_CACHE.VIEW_ORDER", "random"],
+}
+METHOD_NAMES = ("zeroshot", "taskres", "clip_adapter", "coop")
+
+
+def plan(args):
+    """[(dataset, method, shots, pipeline, Run)] of the whole check."""
+    from fewshot_grid.plan import Options, plan_runs
+
+    backbone = []
+    if args.backbone_name:
+        backbone += ["MODEL.BACKBONE.NAME", args.backbone_name]
+    if args.backbone_path:
+        backbone += ["MODEL.BACKBONE.PATH", os.path.abspath(args.backbone_path)]
+    cells = []
+    for dataset in args.datasets:
+        for method in args.methods:
+            for shots in ([0] if method == "zeroshot" else args.shots):
+                for pipeline in args.pipelines:
+                    extra = (*backbone, *PIPELINE_OVERRIDES[pipeline], "TRAIN.FEATURE_CACHE.VIEWS",
+                             str(args.views), *args.overrides)
+                    runs = plan_runs(method, dataset, shots, seeds=args.seeds,
+                                     output=os.path.join(args.output, pipeline), root=args.data,
+                                     opts=Options(extra=tuple(extra)))
+                    cells += [(dataset, method, shots, pipeline, run) for run in runs]
+    return cells
+
+
+def accuracy(run_dir):
+    path = os.path.join(run_dir, "result.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)["accuracy"]
+
+
+def execute(cells):
+    todo = [c for c in cells if accuracy(c[4].output_dir) is None]
+    print(f"{len(cells)} runs, {len(cells) - len(todo)} already finished")
+    for i, (dataset, method, shots, pipeline, run) in enumerate(todo, 1):
+        print(f"[{i}/{len(todo)}] {dataset} {method} {shots} shots seed {run.seed} {pipeline}", flush=True)
+        os.makedirs(run.output_dir, exist_ok=True)
+        with open(os.path.join(run.output_dir, "parity.log"), "w") as log:
+            proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *run.args], cwd=REPO,
+                                  stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            print(f"  failed (exit {proc.returncode}); see {os.path.join(run.output_dir, 'parity.log')}")
+
+
+def table(cells, pipelines):
+    """One row per (dataset, method, shots): mean +- std per pipeline, difference to the
+    reference and whether it is within the reference's seed spread."""
+    groups = {}
+    for dataset, method, shots, pipeline, run in cells:
+        value = accuracy(run.output_dir)
+        if value is not None:
+            groups.setdefault((dataset, method, shots), {}).setdefault(pipeline, []).append(value)
+    rows, inside, total = [], 0, 0
+    others = [p for p in pipelines if p != "reference"]
+    for (dataset, method, shots), by_pipeline in groups.items():
+        ref = by_pipeline.get("reference", [])
+        row = [dataset, method, shots]
+        ref_mean = statistics.mean(ref) if ref else None
+        ref_std = statistics.pstdev(ref) if ref else None
+        row.append(f"{ref_mean:.2f} +- {ref_std:.2f} ({len(ref)})" if ref else "-")
+        for pipeline in others:
+            values = by_pipeline.get(pipeline, [])
+            if not values:
+                row.append("-")
+                continue
+            mean, std = statistics.mean(values), statistics.pstdev(values)
+            cell = f"{mean:.2f} +- {std:.2f} ({len(values)})"
+            if ref:
+                within = abs(mean - ref_mean) <= ref_std + 1e-9
+                cell += f" {mean - ref_mean:+.2f} {'ok' if within else 'OUT'}"
+                inside += within
+                total += 1
+            row.append(cell)
+        rows.append(row)
+    print(tabulate(rows, headers=["task", "method", "shots", "reference", *others]))
+    print(f"within the reference seed spread: {inside}/{total} (pipeline, cell) pairs "
+          f"(ok: |mean - reference mean| <= reference population std)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="DATASET.ROOT holding the tasks")
+    parser.add_argument("--datasets", nargs="+", default=["demo_shapes"],
+                        help="dataset config stems (configs/datasets/<stem>.yaml): the tasks")
+    parser.add_argument("--methods", nargs="+", choices=METHOD_NAMES, default=list(METHOD_NAMES))
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--pipelines", nargs="+", choices=list(PIPELINE_OVERRIDES),
+                        default=["reference", "fast", "fast-random"])
+    parser.add_argument("--views", type=int, default=10, help="TRAIN.FEATURE_CACHE.VIEWS of the fast runs")
+    parser.add_argument("--backbone-name", default="", help="MODEL.BACKBONE.NAME")
+    parser.add_argument("--backbone-path", default="", help="MODEL.BACKBONE.PATH (the pretrained weights)")
+    parser.add_argument("--output", default="parity_output")
+    parser.add_argument("--table-only", action="store_true", help="print the table of finished runs only")
+    parser.add_argument("overrides", nargs="*", help="KEY VALUE overrides for every run (after --)")
+    args = parser.parse_args(argv)
+    if "reference" not in args.pipelines:
+        args.pipelines = ["reference", *args.pipelines]
+    cells = plan(args)
+    if not args.table_only:
+        execute(cells)
+    table(cells, args.pipelines)
+
+
+if __name__ == "__main__":
+    main()
