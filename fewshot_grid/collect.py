@@ -1,12 +1,15 @@
 """Walk an output tree (see `layout`) and read every run folder's result."""
 import json
 import os.path as osp
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
+import pandas as pd
+
 from .errors import ResultsError
-from trainers.common.experiment import method_of_trainer
+from trainers.common.experiment import METHODS, method_of_trainer
 
 from .layout import (RESULT_FILE, SPECIAL_TOP_DIRS, has_run_files, list_subdirs,
                      parse_seed_dir, parse_setting_dir)
@@ -104,3 +107,80 @@ def collect_runs(root, keyword="accuracy", eval_only=False, datasets=None):
                     records.append(make_record(dataset, trainer, cfg, shots, variant, seed,
                                                path, result))
     return records
+
+
+_SCHEDULE_TOKEN = re.compile(r"^(ep\d+|lr[\d.]+(e-?\d+)?)$")
+
+
+def cfg_family(cfg):
+    """`adam_lr2e-3_B256_ep200` -> `adam_B256`; `rn50_ep50` -> `rn50`."""
+    return "_".join(tok for tok in cfg.split("_") if not _SCHEDULE_TOKEN.match(tok))
+
+
+def method_label(method, trainer, dataset, shots, variant, cfg_name):
+    """A run's label in tables: the declared label, with the trainer when an alternative ran,
+    the variant folder when it is not the method's default, and the config family when it is
+    not the one the method chooses. Runs of no declared method: trainer/config/variant."""
+    declared = METHODS.get(method) or method_of_trainer(trainer)
+    if declared is None:
+        return "/".join(part for part in (trainer, cfg_name, variant) if part)
+    label = declared.label + (f" ({trainer})" if trainer != declared.trainer else "")
+    defaults = {name: option.default for name, option in declared.options.items()}
+    default_variant = declared.variant(defaults) if declared.variant else ""
+    extra = [variant] if variant and variant != default_variant else []
+    if cfg_name != cfg_family(declared.config(dataset, max(shots, 1))):
+        extra.append(cfg_name)
+    return f"{label} [{', '.join(extra)}]" if extra else label
+
+
+def add_labels(frame):
+    """Set the `label` column. Runs are labelled by config family (so the schedule that the
+    official configs vary per dataset and shots stays one method); a label whose (dataset,
+    shots) cell holds two configs of one family (an ablation) is split by full config name."""
+    def label(row, cfg_column):
+        return method_label(row.method, row.trainer, row.dataset, row.shots, row.variant,
+                            row[cfg_column])
+    frame = frame.assign(family=frame.cfg.map(cfg_family))
+    frame["label"] = [label(row, "family") for _, row in frame.iterrows()] if len(frame) else []
+    configs = frame.groupby(["label", "dataset", "shots"]).cfg.nunique()
+    for name, clashes in configs[configs > 1].groupby(level="label"):
+        dataset, shots = clashes.index[0][1:]
+        cfgs = sorted(frame.cfg[(frame.label == name) & (frame.dataset == dataset)
+                                & (frame.shots == shots)].unique())
+        print(f"[parse_results] {name}: {dataset} {shots} shots has several configs "
+              f"({', '.join(cfgs)}); listing its configs separately", file=sys.stderr)
+        rows = frame.label == name
+        frame.loc[rows, "label"] = [label(row, "cfg") for _, row in frame[rows].iterrows()]
+    return frame.drop(columns="family")
+
+
+FRAME_COLUMNS = ("method", "label", "trainer", "dataset", "shots", "seed", "cfg", "variant",
+                 "backbone", "weights", "num_classes", "trainable_params", "pipeline", "path",
+                 "source", "finished")
+
+
+def records_frame(records, keyword="accuracy"):
+    """One row per run record; the metric column is named `keyword` (NaN: unfinished)."""
+    rows = [{"method": r.method, "trainer": r.trainer, "dataset": r.dataset, "shots": r.shots,
+             "seed": r.seed, "cfg": r.cfg, "variant": r.variant,
+             keyword: r.result.value if r.result else float("nan"),
+             "backbone": r.info.get("backbone"), "weights": r.info.get("weights"),
+             "num_classes": r.info.get("num_classes"),
+             "trainable_params": r.info.get("trainable_params"),
+             "pipeline": r.info.get("pipeline"), "path": r.path,
+             "source": r.result.source if r.result else None,
+             "finished": r.result is not None} for r in records]
+    columns = [c for c in FRAME_COLUMNS if c != "label"] + [keyword]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["seed"] = frame.seed.astype("Int64")  # None for seedless (zero-shot) runs
+    frame["shots"] = frame.shots.astype(int)
+    frame[keyword] = frame[keyword].astype(float)
+    return add_labels(frame)[list(FRAME_COLUMNS[:-2]) + [keyword, "source", "finished"]]
+
+
+def runs_frame(root, keyword="accuracy", eval_only=False, datasets=None):
+    """The runs of an output tree as one DataFrame, one row per run folder: method, label (as
+    in the tables), trainer, dataset, shots, seed (<NA> for zero-shot), cfg, variant, backbone,
+    weights, num_classes, trainable_params, pipeline, path, the `keyword` value (NaN when the
+    run has not finished), source (the file it was read from) and finished."""
+    return records_frame(collect_runs(root, keyword, eval_only, datasets), keyword)

@@ -336,3 +336,27 @@ def test_dg_table(tmp_path):
     assert row[3] == cell_text([50.1, 50.2, 50.3])
     target_mean = statistics.fmean(acc + 0.2 for acc in targets.values())
     assert row[7].startswith(f"{target_mean:.2f} ± ") and row[7].endswith("(4)")
+
+
+def test_runs_frame_one_row_per_run(tmp_path):
+    from fewshot_grid.collect import runs_frame
+    from trainers.common.experiment import load_methods
+    load_methods([])
+    values = make_full_grid(tmp_path, datasets=["dtd", "eurosat"], shots=(1,), seeds=(1, 2))
+    write(coop_dir(tmp_path, "dtd", 16, 1), training_log(0.0, finished=False))
+    record = {"accuracy": 77.5, "backbone": "RN50", "weights": "random", "num_classes": 47,
+              "trainable_params": 8192, "pipeline": "cached", "method": "coop",
+              "request": {"method": "coop", "dataset": "dtd", "trainer": "CoOp",
+                          "cfg": "rn50_ep50", "shots": 1, "variant": COOP_VARIANT, "seed": 2}}
+    write(coop_dir(tmp_path, "dtd", 1, 2), json.dumps(record), name="result.json")
+    frame = runs_frame(str(tmp_path))
+    assert len(frame) == 5 and set(frame.label) == {"CoOp"}
+    done = frame[frame.finished].set_index(["dataset", "seed"])
+    assert done.accuracy.to_dict() == {("dtd", 1): values[("dtd", 1, 1)], ("dtd", 2): 77.5,
+                                       ("eurosat", 1): values[("eurosat", 1, 1)],
+                                       ("eurosat", 2): values[("eurosat", 1, 2)]}
+    from_record = done.loc[("dtd", 2)]
+    assert (from_record.backbone, from_record.num_classes, from_record.pipeline,
+            from_record.method, from_record.cfg) == ("RN50", 47, "cached", "coop", "rn50_ep50")
+    unfinished = frame[~frame.finished].iloc[0]
+    assert (unfinished.shots, unfinished.seed, math.isnan(unfinished.accuracy)) == (16, 1, True)
