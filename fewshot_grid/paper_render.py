@@ -14,32 +14,40 @@ import pandas as pd
 
 from dassl.utils.errors import UserError
 
-from . import paper
+from . import collect, layout, paper
 from .benchmarks import SEEDS, display_name
-from .collect import _result_json
-from .run_result import END_OF_TRAINING, RESULT_BLOCK, read_run_result
 
 AVERAGE = "Average"
 RESIDUAL_KEY = "text_feature_residuals"  # TaskRes' learned residual in its checkpoints
 RESIDUAL_MODULE = "prompt_learner"
 
 
+def _collected(output, keyword, datasets):
+    """Every run below `output` (and its DG tests), by absolute folder: collect.runs_frame."""
+    frames = [collect.runs_frame(output, keyword, datasets=datasets)]
+    dg_root = osp.join(output, layout.DG_DIR)
+    if osp.isdir(dg_root):
+        frames.append(collect.runs_frame(dg_root, keyword, eval_only=True, datasets=datasets))
+    found = pd.concat(frames, ignore_index=True)
+    return found.set_index(found["path"].map(osp.abspath))
+
+
 def runs_frame(item, output, seeds=SEEDS, keyword="accuracy"):
     """One line per cell of `item`: where it is, its value (NaN when the run is missing) and
     what its result.json recorded (classes, tuned parameters)."""
+    found = paper.cells(item, output, seeds)
+    runs = _collected(output, keyword, {c.dataset for c in found})
     lines = []
-    for cell in paper.cells(item, output, seeds):
-        signal = RESULT_BLOCK if (cell.dg or cell.run.eval_only) else END_OF_TRAINING
-        found = read_run_result(cell.output_dir, keyword, signal) \
-            if osp.isdir(cell.output_dir) else None
-        info = _result_json(cell.output_dir) if found is not None else {}
+    for cell in found:
+        path = osp.abspath(cell.output_dir)
+        run = runs.loc[path] if path in runs.index else None
+        finished = run is not None and bool(run["finished"])
         lines.append(dict(
             row=cell.row.label, method=cell.row.method, backbone=cell.backbone,
             dataset=cell.dataset, shots=cell.shots, seed=cell.seed, dg=cell.dg,
-            value=found.value if found is not None else np.nan, path=cell.output_dir,
-            source=cell.run.output_dir, num_classes=info.get("num_classes"),
-            tuned_params=info.get("tuned_params", info.get("trainable_params")),
-            epochs=info.get("epochs")))
+            value=run[keyword] if finished else np.nan, path=cell.output_dir,
+            num_classes=run["num_classes"] if finished else None,
+            tuned_params=run["trainable_params"] if finished else None))
     return pd.DataFrame(lines)
 
 
@@ -132,22 +140,19 @@ def datasets_table(item, frame):
     return pd.concat(blocks, names=["Dataset", "Method"])
 
 
-def residual_magnitude(run_dir, epochs=None):
-    """Mean absolute entry of the residual TaskRes learned (its saved prompt_learner)."""
+def residual_magnitude(run_dir):
+    """Mean absolute entry of the residual TaskRes learned: its last saved prompt_learner."""
     from dassl.utils import load_checkpoint
     folder = osp.join(run_dir, RESIDUAL_MODULE)
-    name = f"model.pth.tar-{epochs}" if epochs else None
-    if name is None or not osp.isfile(osp.join(folder, name)):
-        saved = sorted((f for f in os.listdir(folder) if f.startswith("model.pth.tar-")),
-                       key=lambda f: int(f.rsplit("-", 1)[1])) if osp.isdir(folder) else []
-        if not saved:
-            raise UserError(f"{folder} holds no checkpoint model.pth.tar-<epoch>: Fig. 4 reads "
-                            f"the residual TaskRes saved; rerun {run_dir}")
-        name = saved[-1]
-    state = load_checkpoint(osp.join(folder, name))["state_dict"]
+    saved = sorted((f for f in os.listdir(folder) if f.startswith("model.pth.tar-")),
+                   key=lambda f: int(f.rsplit("-", 1)[1])) if osp.isdir(folder) else []
+    if not saved:
+        raise UserError(f"{folder} holds no checkpoint model.pth.tar-<epoch>: Fig. 4 reads the "
+                        f"residual TaskRes saved; move {run_dir} aside and run it again")
+    path = osp.join(folder, saved[-1])
+    state = load_checkpoint(path)["state_dict"]
     if RESIDUAL_KEY not in state:
-        raise UserError(f"{osp.join(folder, name)} has no '{RESIDUAL_KEY}' (not a TaskRes "
-                        f"residual checkpoint)")
+        raise UserError(f"{path} has no '{RESIDUAL_KEY}' (not a TaskRes residual checkpoint)")
     return float(state[RESIDUAL_KEY].float().abs().mean())
 
 
@@ -162,7 +167,7 @@ def residual_table(item, frame):
         zs = zero[zero["dataset"] == dataset].iloc[0]
         runs = trained[trained["dataset"] == dataset]
         classes = zs["num_classes"]
-        magnitudes = [residual_magnitude(r.path, r.epochs) for r in runs.itertuples()
+        magnitudes = [residual_magnitude(r.path) for r in runs.itertuples()
                       if not np.isnan(r.value)]
         difficulty = (1.0 / (classes * zs["value"] / 100.0)
                       if classes and zs["value"] > 0 else np.nan)

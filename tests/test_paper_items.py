@@ -54,7 +54,7 @@ def write_fixture_tree(output, item):
         os.makedirs(cell.output_dir, exist_ok=True)
         value = ZERO_SHOT_ACCURACY if cell.seed is None else 40.0 + cell.seed
         record = dict(accuracy=value, num_classes=CLASSES,
-                      tuned_params=0 if cell.run.eval_only else 1024 * cell.shots,
+                      trainable_params=0 if cell.run.eval_only else 1024 * cell.shots,
                       epochs=3)
         with open(os.path.join(cell.output_dir, "result.json"), "w") as f:
             json.dump(record, f)
