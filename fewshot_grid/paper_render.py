@@ -193,7 +193,8 @@ def to_markdown(item, table, note=""):
     return f"## {item.title}\n\n{text}\n{note}"
 
 
-def _flags(item, seeds):
+def narrowing_flags(item, seeds):
+    """parse_results.py flags that select a narrowed grid (none for the paper's own)."""
     full = paper.ITEMS[item.name]
     flags = ""
     for flag, mine, theirs in (("--datasets", item.datasets, full.datasets),
@@ -219,7 +220,7 @@ def render_item(output, name, datasets=None, shots=None, seeds=None, backbones=N
     frame = runs_frame(item, output, seeds)
     note = ""
     if frame["value"].isna().any():
-        message = missing_message(item, frame, output, _flags(item, seeds))
+        message = missing_message(item, frame, output, narrowing_flags(item, seeds))
         if not allow_partial:
             raise UserError(message)
         note = "\nPartial: " + message.replace("\n", "\n> ") + "\n"

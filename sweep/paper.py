@@ -8,7 +8,7 @@ unfinished ones resume), then the domain-generalisation tests. A run that fails 
 the end; the others go on. Environment: DATA, OUTPUT, SEEDS, FORCE as for every script;
 DATASETS, SHOTS, BACKBONES, TARGETS narrow the grid (e.g. to the demo data); STRONG_BASE is the
 enhanced-base folder (default strong_base) and ENHANCED_BASE_EPOCHS their epochs (default 50,
-the paper's).
+the paper's); LAUNCHER=local runs them in parallel (GPUS, WORKERS).
 """
 import os
 import os.path as osp
@@ -18,6 +18,7 @@ import sys
 from dassl.utils.errors import UserError
 from fewshot_grid import layout, paper, plan
 from fewshot_grid.benchmarks import SEEDS
+from fewshot_grid.paper_render import narrowing_flags
 
 ENHANCED_BASE_EPOCHS = 50  # the paper's
 
@@ -58,7 +59,6 @@ def make_enhanced_bases(item, root, extra):
 
 
 def run_item(name, *extra):
-    from sweep.script import _execute  # the scripts' executor: skip, resume, FORCE
     item = narrowed_from_env(paper.get_item(name))
     seeds = _numbers("SEEDS") or list(SEEDS)
     output = os.environ.get("OUTPUT", "") or "output"
@@ -67,19 +67,15 @@ def run_item(name, *extra):
         raise UserError(f"overrides come in KEY VALUE pairs; got an odd list: {list(extra)}")
     make_enhanced_bases(item, root, extra)
     cells = paper.cells(item, output, seeds, root, tuple(extra))
-    failed = []
-    for run in paper.unique_runs(cells):
-        if _execute([run]):
-            failed.append(run.output_dir)
+    failed = run_all(paper.unique_runs(cells))
+    dg_runs = []
     for cell in [c for c in cells if c.dg]:
         if cell.run.output_dir in failed:
             continue
-        if layout.is_finished(cell.output_dir):
-            print(f"[skip] {cell.output_dir}: finished (result.json exists)")
-            continue
-        runs = _dg_runs(cell, output, root, seeds, extra)
-        if _execute(runs):
-            failed.append(cell.output_dir)
+        for run in _dg_runs(cell, output, root, seeds, extra):
+            if run.output_dir not in {r.output_dir for r in dg_runs}:
+                dg_runs.append(run)
+    failed += run_all(dg_runs)
     if failed:
         print(f"=== {name}: {len(failed)} run(s) failed (see their log.txt; run the same "
               f"command again after fixing the cause):", file=sys.stderr)
@@ -87,8 +83,32 @@ def run_item(name, *extra):
             print(f"    {path}", file=sys.stderr)
         return 1
     print(f"=== {name}: all {len(cells)} runs done. Render: python parse_results.py {output} "
-          f"--paper {name}" + _render_flags(item, seeds))
+          f"--paper {name}" + narrowing_flags(item, seeds))
     return 0
+
+
+def run_all(runs):
+    """Run the planned runs (finished ones are skipped); returns the folders of those that
+    failed. One after the other on the console, or LAUNCHER=local: in parallel, one per GPU
+    (GPUS=auto|none|0,1,...; WORKERS=N jobs at a time) with each log in <run>/sweep.log."""
+    from sweep.script import _execute  # the scripts' executor: skip, resume, FORCE
+    from sweep.execute import triage
+    launcher = os.environ.get("LAUNCHER", "")
+    if not launcher:
+        return [run.output_dir for run in runs if _execute([run])]
+    if launcher != "local":
+        raise UserError(f"LAUNCHER={launcher}: a paper command runs its grid here, one run at a "
+                        f"time (no LAUNCHER) or in parallel (LAUNCHER=local); on SLURM, submit "
+                        f"each method's grid with python -m sweep --launcher slurm")
+    from sweep import LauncherError
+    from sweep.local import make_slots, run_local
+    workers = _numbers("WORKERS")
+    try:
+        slots = make_slots(os.environ.get("GPUS", "") or "auto", workers[0] if workers else None)
+    except LauncherError as error:
+        raise UserError(str(error))
+    todo = triage(runs, force=os.environ.get("FORCE", "0") == "1")
+    return [o.run.output_dir for o in run_local(todo, slots) if not o.ok] if todo else []
 
 
 def _dg_runs(cell, output, root, seeds, extra):
@@ -101,20 +121,3 @@ def _dg_runs(cell, output, root, seeds, extra):
     return [r for r in plan.plan_eval_runs(cell.row.method, cell.run.dataset, cell.run.shots,
                                            [cell.dataset], layout.DG_DIR, [cell.seed], output,
                                            root, settings, tuple(extra))]
-
-
-def _render_flags(item, seeds):
-    """parse_results.py flags for a narrowed grid (nothing for the paper's own)."""
-    full = paper.ITEMS[item.name]
-    flags = ""
-    if item.datasets != full.datasets:
-        flags += " --datasets " + " ".join(item.datasets)
-    if item.shots != full.shots:
-        flags += " --shots " + " ".join(map(str, item.shots))
-    if item.backbones != full.backbones:
-        flags += " --backbones " + " ".join(item.backbones)
-    if item.dg_targets != full.dg_targets:
-        flags += " --targets " + " ".join(item.dg_targets)
-    if tuple(seeds) != tuple(SEEDS):
-        flags += " --seeds " + " ".join(map(str, seeds))
-    return flags
