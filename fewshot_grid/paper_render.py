@@ -226,6 +226,9 @@ def render_item(output, name, datasets=None, shots=None, seeds=None, backbones=N
         note = "\nPartial: " + message.replace("\n", "\n> ") + "\n"
         note = "\n> " + note.strip().replace("\n", "\n> ") + "\n"
     table = paper_table(item, frame)
+    narrowed = narrowing_flags(item, seeds)
+    if narrowed:  # say so: the title names the paper's grid
+        note = f"\nNot the paper's grid: narrowed to{narrowed}.\n" + note
     text = to_markdown(item, table, note)
     folder = osp.join(output, "paper")
     written = []

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import torch
 
 from tests.dataset_fixtures import write_fixture
@@ -48,3 +49,18 @@ def test_fig4_command_runs_and_renders_on_fixture_data(tmp_path):
     zero_shot = table.loc["DTD", "Zero-shot accuracy (%)"]
     assert table.loc["DTD", "Relative transfer difficulty"] == 1 / (4 * zero_shot / 100)
     assert (tmp_path / "out" / "paper" / "fig4.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_paper_command_refuses_a_launcher_it_cannot_use(monkeypatch):
+    from dassl.utils.errors import UserError
+    from sweep.paper import run_all
+    monkeypatch.setenv("LAUNCHER", "slurm")
+    with pytest.raises(UserError, match="LAUNCHER=slurm: a paper command runs its grid here"):
+        run_all([])
+
+
+def test_paper_command_names_a_bad_setting(tmp_path):
+    proc = subprocess.run(["bash", "scripts/paper/table2.sh"], cwd=REPO, capture_output=True,
+                          text=True, env=dict(os.environ, DATA=str(tmp_path), SHOTS="x"))
+    assert proc.returncode == 2
+    assert "SHOTS='x': give whole numbers separated by spaces" in proc.stderr
