@@ -31,25 +31,31 @@ def _method_lines(ax, table, zero_shot_label):
     ax.set_ylabel("accuracy (%)")
 
 
-def plot_params(item, table, path):
-    """Fig. 1: accuracy against tuned parameters, one point per method and shot count."""
+def plot_params(item, table, path, frame):
+    """Fig. 1: accuracy against tuned parameters, one point per method and shot count (a
+    method's parameter count may grow with the shots: Tip-Adapter-F's cache)."""
     fig, ax = plt.subplots(figsize=(7, 5))
     columns = [c for c in table.columns if c.endswith("-shot")]
     for label, line in table.iterrows():
-        text = line["Tuned parameters"]
-        params = float(text.replace(",", "")) if text != "–" else np.nan
-        ax.plot([params] * len(columns), line[columns].to_numpy(float), "o", label=label)
-        last = line[columns].to_numpy(float)[-1]
-        ax.annotate(label, (params, last), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        params = []
+        for column in columns:
+            found = frame[(frame["row"] == label) & (frame["shots"] == _shots(column))]
+            counts = found["tuned_params"].dropna().astype(float)
+            params.append(counts.mean() if len(counts) else
+                          (0.0 if label == paper.ZERO_SHOT.label else np.nan))
+        accuracy = line[columns].to_numpy(float)
+        ax.plot(params, accuracy, "o-", label=label)
+        ax.annotate(f"{label} ({columns[-1]})", (params[-1], accuracy[-1]),
+                    textcoords="offset points", xytext=(5, 5), fontsize=7)
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel("tuned parameters")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"ImageNet: {', '.join(columns)}", fontsize=9)
+    ax.set_title(f"ImageNet, {columns[0]} to {columns[-1]}", fontsize=9)
     ax.legend(fontsize=8)
     _save(fig, item, path)
 
 
-def plot_datasets(item, table, path):
+def plot_datasets(item, table, path, frame=None):
     """Fig. 3: accuracy against shots, one panel per dataset and one for the average."""
     names = list(dict.fromkeys(table.index.get_level_values(0)))
     cols = min(4, len(names))
@@ -65,7 +71,7 @@ def plot_datasets(item, table, path):
     _save(fig, item, path)
 
 
-def plot_residual(item, table, path):
+def plot_residual(item, table, path, frame=None):
     """Fig. 4: one labelled point per dataset."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     x = table["Relative transfer difficulty"].to_numpy(float)
@@ -88,5 +94,6 @@ def _save(fig, item, path):
 PLOTS = {"params": plot_params, "datasets": plot_datasets, "residual": plot_residual}
 
 
-def plot_item(item, table, path):
-    PLOTS[item.layout](item, table, path)
+def plot_item(item, table, path, frame):
+    """The item's figure from its table (and, for Fig. 1, the per-run tuned parameters)."""
+    PLOTS[item.layout](item, table, path, frame)

@@ -207,6 +207,11 @@ def narrowing_flags(item, seeds):
     return flags
 
 
+def _write_text(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def render_item(output, name, datasets=None, shots=None, seeds=None, backbones=None,
                 targets=None, allow_partial=False, markdown=None, csv=None, plot=None):
     """Write `name`'s Markdown, CSV (and PNG for figures; default paths
@@ -216,6 +221,9 @@ def render_item(output, name, datasets=None, shots=None, seeds=None, backbones=N
         raise UserError(f"{output} is not a folder: give the output root the paper command wrote "
                         f"(OUTPUT, default output)")
     item = paper.narrowed(paper.get_item(name), datasets, shots, backbones, targets)
+    if plot and not item.plot:
+        raise UserError(f"--plot {plot}: {name} is a table; the figures are "
+                        f"{', '.join(n for n, i in paper.ITEMS.items() if i.plot)}")
     seeds = tuple(seeds or SEEDS)
     frame = runs_frame(item, output, seeds)
     note = ""
@@ -223,24 +231,21 @@ def render_item(output, name, datasets=None, shots=None, seeds=None, backbones=N
         message = missing_message(item, frame, output, narrowing_flags(item, seeds))
         if not allow_partial:
             raise UserError(message)
-        note = "\nPartial: " + message.replace("\n", "\n> ") + "\n"
-        note = "\n> " + note.strip().replace("\n", "\n> ") + "\n"
+        note = "\n> Partial: " + message.replace("\n", "\n> ") + "\n"
     table = paper_table(item, frame)
     narrowed = narrowing_flags(item, seeds)
     if narrowed:  # say so: the title names the paper's grid
         note = f"\nNot the paper's grid: narrowed to{narrowed}.\n" + note
     text = to_markdown(item, table, note)
     folder = osp.join(output, "paper")
+    outputs = [(markdown or osp.join(folder, f"{name}.md"), lambda p: _write_text(p, text)),
+               (csv or osp.join(folder, f"{name}.csv"), table.to_csv)]
+    if item.plot:
+        from .paper_plots import plot_item  # matplotlib only for the figures
+        outputs.append((plot or osp.join(folder, f"{name}.png"),
+                        lambda p: plot_item(item, table, p, frame)))
     written = []
-    for path, default, write in (
-            (markdown, f"{name}.md", lambda p: open(p, "w").write(text)),
-            (csv, f"{name}.csv", lambda p: table.to_csv(p)),
-            (plot, f"{name}.png" if item.plot else None,
-             lambda p: __import__("fewshot_grid.paper_plots", fromlist=["plot_item"])
-             .plot_item(item, table, p))):
-        if path is None and default is None:
-            continue
-        path = path or osp.join(folder, default)
+    for path, write in outputs:
         os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
         write(path)
         written.append(path)
