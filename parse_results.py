@@ -27,14 +27,11 @@ import os.path as osp
 import sys
 
 from dassl.utils.errors import run_cli
-from fewshot_grid import layout, render
-from trainers.common.experiment import load_methods
+from fewshot_grid import layout, tables
 from fewshot_grid.benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SEEDS
-from fewshot_grid.collect import collect_runs
-from fewshot_grid.errors import ResultsError
-from fewshot_grid.grid import build_base2new_tables, build_dg_rows, fewshot_tables
-from fewshot_grid.run_result import END_OF_TRAINING, RESULT_BLOCK
+from fewshot_grid.collect import END_OF_TRAINING, RESULT_BLOCK, ResultsError, collect_runs
 from fewshot_grid.seed_summary import summarize_experiment, summarize_experiments
+from trainers.common.experiment import load_methods
 
 TABLE_ONLY = ("seeds", "shots", "datasets", "allow_partial", "per_seed", "markdown", "csv",
               "plot", "published", "backbones", "targets")
@@ -106,7 +103,7 @@ def check_args(parser, args):
         given = [f"--{name.replace('_', '-')}" for name in TABLE_ONLY
                  if getattr(args, name) not in (None, False)]
         if given:
-            parser.error(f"{', '.join(given)} need(s) --table, --base2new or --dg")
+            parser.error(f"{', '.join(given)} need(s) --table, --base2new, --dg or --paper")
         return
     if args.multi_exp:
         parser.error("--multi-exp is for reference mode; drop it or drop the table mode")
@@ -126,34 +123,28 @@ def _note_other_trees(root):
                   f"(read it with {hint})", file=sys.stderr)
 
 
-def _require_runs(records, where):
-    if not records:
+def _require_runs(found, where):
+    if not len(found):
         raise ResultsError(f"no run folders found in {where} (expected "
                            f"<dataset>/<Trainer>/<cfg>_<K>shots/[<variant>/]seed<S>/ below it)")
 
 
-def _emit(text, rows, args):
-    print(text, end="")
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
-        print(f"[parse_results] wrote {args.markdown}", file=sys.stderr)
-    if args.csv:
-        render.write_csv(args.csv, rows, args.ci95)
-        print(f"[parse_results] wrote {args.csv}", file=sys.stderr)
-
-
 def run_table(args, seeds):
+    """(Markdown, tidy CSV frame) of the few-shot tables; also the plot when asked for."""
     _note_other_trees(args.directory)
-    tables = fewshot_tables(args.directory, args.datasets, seeds, args.shots, args.keyword,
-                            args.test_log, args.allow_partial, args.ci95)
-    _require_runs(tables, args.directory)
-    text = render.fewshot_markdown(tables, args.keyword, args.ci95, args.per_seed)
-    _emit(text, render.fewshot_csv_rows(tables, args.keyword, args.ci95), args)
+    found = tables.fewshot_tables(args.directory, args.datasets, seeds, args.shots, args.keyword,
+                                  args.test_log, args.allow_partial, args.ci95)
+    _require_runs(found.cells, args.directory)
     if args.plot:
         from fewshot_grid.plots import plot_fewshot  # matplotlib only when a plot is asked for
-        plot_fewshot(tables, args.plot, args.keyword, args.published)
+        plot_fewshot(found, args.plot, args.keyword, args.published)
         print(f"[parse_results] wrote {args.plot}", file=sys.stderr)
+    return (tables.fewshot_markdown(found, args.keyword, args.ci95, args.per_seed),
+            tables.fewshot_csv(found, args.keyword))
+
+
+def _shots(records, shots):
+    return [r for r in records if r.shots in shots] if shots else records
 
 
 def run_base2new(args, seeds):
@@ -170,13 +161,10 @@ def run_base2new(args, seeds):
     base = collect_runs(base_root, args.keyword, False, args.datasets)
     new = collect_runs(new_root, args.keyword, True, args.datasets)
     _require_runs(base + new, root)
-    if args.shots:
-        base = [r for r in base if r.shots in args.shots]
-        new = [r for r in new if r.shots in args.shots]
-    tables = build_base2new_tables(base, new, args.datasets or BENCHMARKS, seeds,
-                                   args.allow_partial, args.ci95)
-    _emit(render.base2new_markdown(tables, args.keyword, args.ci95),
-          render.base2new_csv_rows(tables, args.ci95), args)
+    b2n = tables.base2new_cells(_shots(base, args.shots), _shots(new, args.shots),
+                                args.datasets or BENCHMARKS, seeds, args.keyword,
+                                args.allow_partial, args.ci95)
+    return tables.base2new_markdown(b2n, args.keyword), tables.base2new_csv(b2n)
 
 
 def run_dg(args, seeds):
@@ -185,16 +173,26 @@ def run_dg(args, seeds):
     if not osp.isdir(dg_root):
         raise ResultsError(f"{dg_root} is missing: --dg reads the DG evaluations from "
                            f"<DIR>/{layout.DG_DIR}/<target>/... (written by scripts/taskres/dg.sh)")
-    source = collect_runs(args.directory, args.keyword, False, [DG_SOURCE])
-    target = collect_runs(dg_root, args.keyword, True, targets)
-    if args.shots:
-        source = [r for r in source if r.shots in args.shots]
-        target = [r for r in target if r.shots in args.shots]
+    source = _shots(collect_runs(args.directory, args.keyword, False, [DG_SOURCE]), args.shots)
+    target = _shots(collect_runs(dg_root, args.keyword, True, targets), args.shots)
     _require_runs(target, dg_root)
-    rows = build_dg_rows(source, target, DG_SOURCE, targets, seeds, args.allow_partial,
-                         args.ci95)
-    _emit(render.dg_markdown(rows, DG_SOURCE, targets, args.keyword, args.ci95),
-          render.dg_csv_rows(rows, DG_SOURCE, targets, args.keyword, args.ci95), args)
+    dg = tables.dg_cells(source, target, DG_SOURCE, targets, seeds, args.keyword,
+                         args.allow_partial, args.ci95)
+    return tables.dg_markdown(dg, DG_SOURCE, targets, args.keyword), tables.dg_csv(dg, args.keyword)
+
+
+TABLE_MODES = {"table": run_table, "base2new": run_base2new, "dg": run_dg}
+
+
+def emit(args, text, csv_frame):
+    print(text, end="")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+        print(f"[parse_results] wrote {args.markdown}", file=sys.stderr)
+    if args.csv:
+        tables.write_csv(args.csv, csv_frame, args.ci95)
+        print(f"[parse_results] wrote {args.csv}", file=sys.stderr)
 
 
 def run_paper(args):
@@ -211,18 +209,15 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
-    if args.table or args.base2new or args.dg or args.paper:
+    if args.table or args.base2new or args.dg or args.paper:  # TABLE_MODES or --paper
         load_methods(args.plugin)  # table labels; slow (imports torch), so only for tables
     seeds = tuple(args.seeds or SEEDS)
-    if args.paper:
+    if args.paper:  # a missing run is a user error (exit 2) naming the command that makes it
         return run_cli(run_paper, args)
+    mode = next((name for name in TABLE_MODES if getattr(args, name)), None)
     try:
-        if args.table:
-            run_table(args, seeds)
-        elif args.base2new:
-            run_base2new(args, seeds)
-        elif args.dg:
-            run_dg(args, seeds)
+        if mode:
+            emit(args, *TABLE_MODES[mode](args, seeds))
         else:
             signal = RESULT_BLOCK if args.test_log else END_OF_TRAINING
             summarize = summarize_experiments if args.multi_exp else summarize_experiment

@@ -5,52 +5,50 @@ dashed references."""
 import math
 import os
 
+import pandas as pd
+
 from .benchmarks import display_name
 from .published import PUBLISHED, published_for
 
 AVERAGE = "average"
 
 
-def _series(table, panel):
+def _series(tables, label, panel):
     """(shots, means, spreads) of one method in one panel, only where a value exists."""
-    points = []
-    for k in table.shots:
-        if panel == AVERAGE:
-            avg = table.averages[k]
-            if avg.mean is not None:
-                points.append((k, avg.mean, avg.spread or 0.0))
-        elif (panel, k) in table.cells and table.cells[(panel, k)].values:
-            cell = table.cells[(panel, k)]
-            points.append((k, cell.mean, cell.spread() if cell.n > 1 else 0.0))
-    return points
+    if panel == AVERAGE:
+        points = tables.averages.loc[label].dropna(subset=["mean"])
+        return [(k, m, 0.0 if pd.isna(s) else s)
+                for k, m, s in zip(points.index, points["mean"], points.spread)]
+    cells = tables.cells.loc[label]
+    if panel not in cells.index.get_level_values("dataset"):
+        return []
+    cells = cells.loc[panel]
+    cells = cells[cells.n > 0]
+    return [(k, m, s if n > 1 else 0.0)
+            for k, m, s, n in zip(cells.index, cells["mean"], cells.spread, cells.n)]
 
 
 def _panels(tables, published):
-    panels = []
-    for t in tables:
-        panels += [d for d in t.datasets if d not in panels]
-    keep = [d for d in panels
-            if any(_series(t, d) for t in tables) or (published and published_for(d))]
+    panels = list(dict.fromkeys(tables.cells.index.get_level_values("dataset")))
+    keep = [d for d in panels if any(_series(tables, label, d) for label in tables.labels)
+            or (published and published_for(d))]
     return keep + [AVERAGE] if len(keep) > 1 else keep
 
 
-def _run_infos(table, dataset=None):
-    """The result.json records of a table's finished runs (of one dataset, or all)."""
-    return [info for (d, _), cell in table.cells.items() if dataset in (None, d)
-            for info in cell.infos.values()]
+def _finished(runs, dataset=None):
+    return runs[runs.finished & ((runs.dataset == dataset) if dataset else True)]
 
 
-def chance_level(tables, dataset):
-    """100/classes of the dataset, as its runs recorded it; None when none did."""
-    classes = {info.get("num_classes") for t in tables for info in _run_infos(t, dataset)}
-    classes.discard(None)
-    return 100.0 / classes.pop() if len(classes) == 1 else None
+def chance_level(runs, dataset):
+    """100/classes of the dataset, as its finished runs recorded it; None when none did."""
+    classes = _finished(runs, dataset).num_classes.dropna().unique()
+    return 100.0 / classes[0] if len(classes) == 1 else None
 
 
-def weights_used(tables):
-    """The weights the runs recorded ("random", or the file name), one phrase."""
-    weights = sorted({os.path.basename(str(info.get("weights", "not recorded")))
-                      for t in tables for info in _run_infos(t)})
+def weights_used(runs):
+    """The weights the finished runs recorded ("random", or the file name), one phrase."""
+    weights = sorted({os.path.basename(str(w)) if pd.notna(w) and w else "not recorded"
+                      for w in _finished(runs).weights})
     return ", ".join(weights) if weights else "not recorded"
 
 
@@ -60,16 +58,17 @@ _OTHER_COLOURS = ("black", "dimgray", "saddlebrown", "olive", "darkmagenta", "te
 def _published_colour(series, tables):
     """Colour of our table of the same trainer, so a published line sits next to ours;
     else a dark colour of its own per published method (the same in every panel)."""
-    for i, t in enumerate(tables):
-        if series.trainer and t.trainer == series.trainer:
-            return f"C{i % 10}"
-    trained = {t.trainer for t in tables}
+    trainers = [tables.trainer(label) for label in tables.labels]
+    if series.trainer in trainers:
+        return f"C{trainers.index(series.trainer) % 10}"
+    trained = set(trainers)
     others = list(dict.fromkeys(s.method for s in PUBLISHED if s.trainer not in trained))
     return _OTHER_COLOURS[others.index(series.method) % len(_OTHER_COLOURS)]
 
 
 def plot_fewshot(tables, path, keyword="accuracy", published=False):
-    """Write the figure as PNG to `path` (matplotlib, Agg backend: no display needed)."""
+    """Write the figure of `tables` (a `tables.Tables`) as PNG to `path` (matplotlib, Agg
+    backend: no display needed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -78,21 +77,23 @@ def plot_fewshot(tables, path, keyword="accuracy", published=False):
     ncols = min(4, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
-    all_shots = sorted({k for t in tables for (_, k), c in t.cells.items() if k > 0 and c.values})
+    shots = tables.cells[tables.cells.n > 0].index.get_level_values("shots")
+    all_shots = sorted({k for k in shots if k > 0})
     for ax, panel in zip(axes.flat, panels):
-        chance = None if panel == AVERAGE else chance_level(tables, panel)
+        chance = None if panel == AVERAGE else chance_level(tables.runs, panel)
         if chance is not None:
             ax.axhline(chance, color="gray", linestyle="-.", linewidth=1, label="chance level")
-        for i, t in enumerate(tables):
+        for i, label in enumerate(tables.labels):
             color = f"C{i % 10}"
-            for k, mean, err in _series(t, panel):
+            ours = _series(tables, label, panel)
+            for k, mean, err in ours:
                 if k == 0:  # zero-shot: no shots axis position, a level to compare with
-                    ax.axhline(mean, color=color, linestyle=":", label=t.method)
-            points = [p for p in _series(t, panel) if p[0] > 0]
+                    ax.axhline(mean, color=color, linestyle=":", label=label)
+            points = [p for p in ours if p[0] > 0]
             if points:
                 xs, ys, errs = zip(*points)
                 ax.errorbar(xs, ys, yerr=errs, color=color, marker="o", markersize=4,
-                            capsize=2, label=t.method)
+                            capsize=2, label=label)
         if published:
             for series in published_for(panel):
                 color = _published_colour(series, tables)
@@ -121,7 +122,7 @@ def plot_fewshot(tables, path, keyword="accuracy", published=False):
     columns = max(1, min(len(handles), 2 * ncols, 4))  # a narrow figure gets a narrow legend
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=columns,
                fontsize="small")
-    fig.suptitle(f"weights: {weights_used(tables)}", fontsize="small", wrap=True)
+    fig.suptitle(f"weights: {weights_used(tables.runs)}", fontsize="small", wrap=True)
     legend_rows = math.ceil(len(handles) / columns)
     # The legend (about 0.22 inch a row) and the title get room of their own below and above.
     below, above = 0.25 + 0.22 * legend_rows, 0.3

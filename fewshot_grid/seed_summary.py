@@ -10,20 +10,13 @@ Output lines match the reference exactly::
     * accuracy: 81.00% +- 0.50%
     ===
 """
-import math
 import os.path as osp
 import statistics
 import sys
 
-from .errors import ResultsError
+from .collect import ResultsError, read_run_result
 from .layout import has_run_files, list_subdirs
-from .run_result import read_run_result
-
-
-def spread(values, ci95=False):
-    """Population std of `values`, or the 95% confidence half-width 1.96*std/sqrt(n)."""
-    std = statistics.pstdev(values)
-    return 1.96 * std / math.sqrt(len(values)) if ci95 else std
+from .tables import spread_of
 
 
 def summarize_experiment(directory, keyword, signal, ci95=False):
@@ -53,7 +46,8 @@ def summarize_experiment(directory, keyword, signal, ci95=False):
     mean = statistics.fmean(values)
     print("===")
     print(f"Summary of directory: {directory}")
-    print(f"* {keyword}: {mean:.2f}% +- {spread(values, ci95):.2f}%")
+    spread = spread_of(statistics.pstdev(values), len(values), ci95)
+    print(f"* {keyword}: {mean:.2f}% +- {spread:.2f}%")
     print("===")
     return mean
 

@@ -43,7 +43,7 @@ from clip.model import CLIP  # noqa: E402
 from datasets.demo_shapes_generate import generate  # noqa: E402
 from dassl.utils.errors import UserError  # noqa: E402
 from fewshot_grid.plan import get_method, plan_runs  # noqa: E402
-from fewshot_grid.run_result import read_run_result  # noqa: E402
+from fewshot_grid.collect import read_run_result  # noqa: E402
 from sweep.execute import cpu_slots, run_parallel, triage  # noqa: E402
 from trainers.common.clip_loader import OFFLINE_ENV, TOY_ARCHITECTURES, cache_dir, resolve_weights_file  # noqa: E402
 from trainers.common.feature_cache import CACHE_ENV as FEATURE_CACHE_ENV  # noqa: E402

@@ -3,8 +3,7 @@ finished (as `parse_results.py --table` prints it) and the failed runs with thei
 import sys
 from collections import Counter
 
-from fewshot_grid import render
-from fewshot_grid.grid import fewshot_tables
+from fewshot_grid.tables import fewshot_markdown, fewshot_tables
 
 from .runs import STATES
 
@@ -35,8 +34,8 @@ def print_table(output, runs):
           f"{' '.join(datasets)}{'' if mixed else ' --shots ' + ' '.join(map(str, shots))} "
           f"--seeds {' '.join(map(str, seeds))}):")
     tables = fewshot_tables(output, datasets, seeds, None if mixed else shots)
-    if tables:
-        print(render.fewshot_markdown(tables, "accuracy"), end="")
+    if len(tables.cells):
+        print(fewshot_markdown(tables, "accuracy"), end="")
     else:
         print("  no finished runs yet")
     sys.stdout.flush()

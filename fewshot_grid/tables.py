@@ -1,0 +1,368 @@
+"""Results tables on pandas: the run frame (see `collect.runs_frame`) aggregated into cells of
+(method label, dataset, shots) and averages over datasets, then written as Markdown or CSV.
+
+A cell holds the values of its expected seeds: `mean ± std (n)` (population std; `--ci95`: the
+95% half-width 1.96*std/sqrt(n)), `(n/expected)` when seeds are missing, `—` when nothing
+finished; a seedless (zero-shot) cell expects one run and shows just its value. An average is
+the mean of the cell means over the averaged datasets, computed only on a complete grid (or,
+with --allow-partial, over the cells that have a value, marked `partial`). Its spread is that
+of the per-seed averages, so it measures seed noise, not dataset spread, and is only given when
+every averaged cell has the same seeds.
+"""
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .benchmarks import BENCHMARKS, display_name
+from .collect import add_labels, collect_runs, records_frame
+
+NO_SEED = -1  # the seed key of seedless (zero-shot) runs
+KEYS = ["label", "dataset", "shots"]
+DASH = "—"
+
+
+def spread_of(std, n, ci95):
+    """Population std, or the 95% confidence half-width 1.96*std/sqrt(n)."""
+    return 1.96 * std / math.sqrt(n) if ci95 and n else std
+
+
+def seed_column(seed):
+    return "run" if seed == NO_SEED else f"seed_{seed}"
+
+
+def cell_frame(runs, keyword, seeds, index, ci95=False):
+    """One row per (label, dataset, shots) of `index`: a `seed_<s>` column per expected seed
+    (`run` for seedless methods), n, mean, spread, expected, complete and `problems` (why a
+    cell is incomplete, what was left out)."""
+    runs = runs.assign(seed=runs.seed.fillna(NO_SEED).astype(int))
+    seedless = runs.groupby("label").seed.agg(lambda s: bool((s == NO_SEED).all()))
+    expected_seeds = {label: [NO_SEED] if seedless.get(label, False) else list(seeds)
+                      for label in index.get_level_values("label").unique()}
+    wanted = runs.seed.isin(seeds) | runs.label.map(seedless)
+    done = runs[wanted & runs.finished]
+    values = (done.groupby(KEYS + ["seed"])[keyword].last().unstack("seed")
+              if len(done) else pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=KEYS)))
+    wanted_columns = set().union(*expected_seeds.values()) if expected_seeds else set()
+    values = values.reindex(index=index, columns=sorted(set(values.columns) | wanted_columns))
+    cells = pd.DataFrame({"n": values.count(axis=1), "mean": values.mean(axis=1),
+                          "std": values.std(axis=1, ddof=0)}, index=index)
+    cells["spread"] = [spread_of(s, n, ci95) for s, n in zip(cells["std"], cells.n)]
+    cells["expected"] = [len(expected_seeds[label]) for label in index.get_level_values(0)]
+    cells["complete"] = cells.n >= cells.expected
+    cells["seedless"] = [expected_seeds[label] == [NO_SEED] for label in index.get_level_values(0)]
+    unfinished = {key: dict(zip(g.seed, g.path))
+                  for key, g in runs[wanted & ~runs.finished].groupby(KEYS)}
+    left_out = {key: dict(zip(g.seed, g.path)) for key, g in runs[~wanted].groupby(KEYS)}
+    problems = []
+    for key in index:
+        row = values.loc[key]
+        have = {seed for seed in row.index if pd.notna(row[seed])}
+        late, extra = unfinished.get(key, {}), left_out.get(key, {})
+        if not have and not late and not extra:
+            problems.append(["no runs"])
+            continue
+        why = [f"{_seed_name(s)} unfinished ({late[s]})" if s in late else f"{_seed_name(s)} missing"
+               for s in expected_seeds[key[0]] if s not in have]
+        why += [f"{_seed_name(s)} left out, not in --seeds ({p})" for s, p in sorted(extra.items())]
+        problems.append(why)
+    cells["problems"] = problems
+    cells["unfinished"] = [unfinished.get(key, {}) for key in index]
+    return pd.concat([values.rename(columns=seed_column), cells], axis=1)
+
+
+def _seed_name(seed):
+    return "run" if seed == NO_SEED else f"seed {seed}"
+
+
+def seed_columns(cells):
+    return [c for c in cells.columns if c == "run" or c.startswith("seed_")]
+
+
+def average_frame(cells, datasets, allow_partial=False, ci95=False):
+    """One row per (label, shots): the average over `datasets` (see the module docstring)."""
+    rows = {}
+    in_average = cells[cells.index.get_level_values("dataset").isin(list(datasets))]
+    for key, group in in_average.groupby(level=["label", "shots"], sort=False):
+        usable = group[group.n > 0]
+        n_complete, expected = int(group.complete.sum()), len(group)
+        partial = n_complete < expected
+        mean = spread = None
+        if len(usable) and (allow_partial or not partial):
+            mean = usable["mean"].mean()
+            present = usable[seed_columns(usable)].notna()
+            columns = present.columns[present.iloc[0]]
+            if (present == present.iloc[0]).all().all() and len(columns) > 1:
+                per_seed = usable[columns].mean()
+                spread = spread_of(per_seed.std(ddof=0), len(per_seed), ci95)
+        rows[key] = dict(mean=mean, spread=spread, n=len(usable) if mean is not None else 0,
+                         n_complete=n_complete, expected=expected,
+                         partial=mean is not None and partial)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+@dataclass
+class Tables:
+    """The few-shot tables of an output tree: one per label, rows datasets, columns shots."""
+    runs: pd.DataFrame  # collect.runs_frame
+    cells: pd.DataFrame  # cell_frame, in table order
+    averages: pd.DataFrame  # average_frame
+    averaged: list  # the datasets the averages are over
+
+    @property
+    def labels(self):
+        return list(dict.fromkeys(self.cells.index.get_level_values("label")))
+
+    def trainer(self, label):
+        return self.runs.trainer[self.runs.label == label].iloc[0]
+
+
+def fewshot_tables(root, datasets, seeds, shots=None, keyword="accuracy", test_log=False,
+                   allow_partial=False, ci95=False):
+    """The tables of an output tree: its runs on `datasets` (None: every dataset found, the 11
+    benchmarks averaged) at `shots` (None: the shots each method ran). Datasets found beyond
+    `datasets` get rows but stay out of the average."""
+    runs = records_frame(collect_runs(root, keyword, test_log, datasets), keyword)
+    if shots:
+        runs = runs[runs.shots.isin(shots)]
+    averaged = list(datasets or BENCHMARKS)
+    index = []
+    for label, group in sorted(runs.groupby("label"), key=lambda item: item[0]):
+        rows = averaged + sorted(set(group.dataset) - set(averaged))
+        index += [(label, d, k) for d in rows for k in sorted(shots or set(group.shots))]
+    index = pd.MultiIndex.from_tuples(index, names=KEYS)
+    cells = cell_frame(runs, keyword, seeds, index, ci95)
+    return Tables(runs, cells, average_frame(cells, averaged, allow_partial, ci95), averaged)
+
+
+def _split_frames(keyword, *record_lists):
+    """Frames of several trees, labelled together so a method has one label in all of them."""
+    parts = [records_frame(records, keyword).assign(part=i) for i, records in enumerate(record_lists)]
+    runs = add_labels(pd.concat(parts, ignore_index=True))
+    return [runs[runs.part == i] for i in range(len(parts))]
+
+
+def harmonic_mean(base, new):
+    """HM of base and new accuracy, the base-to-new summary number."""
+    return 2 * base * new / (base + new) if base + new > 0 else 0.0
+
+
+def base2new_cells(base_records, new_records, datasets, seeds, keyword, allow_partial=False,
+                   ci95=False):
+    """(base cells, new cells, base averages, new averages) over labels x datasets x the shots
+    either tree ran."""
+    base, new = _split_frames(keyword, base_records, new_records)
+    both = pd.concat([base, new])
+    index = pd.MultiIndex.from_tuples(
+        [(label, d, k) for label, group in sorted(both.groupby("label"), key=lambda i: i[0])
+         for k in sorted(set(group.shots)) for d in datasets], names=KEYS)
+    base_cells = cell_frame(base, keyword, seeds, index, ci95)
+    new_cells = cell_frame(new, keyword, seeds, index, ci95)
+    return (base_cells, new_cells, average_frame(base_cells, datasets, allow_partial, ci95),
+            average_frame(new_cells, datasets, allow_partial, ci95))
+
+
+def dg_cells(source_records, target_records, source, targets, seeds, keyword,
+             allow_partial=False, ci95=False):
+    """(cells of the source and targets, target averages) of the labels tested on the targets,
+    at the shots they were tested with."""
+    source_runs, target_runs = _split_frames(keyword, source_records, target_records)
+    tested = sorted({(l, k) for l, k in zip(target_runs.label, target_runs.shots)})
+    source_cells = cell_frame(source_runs, keyword, seeds, pd.MultiIndex.from_tuples(
+        [(l, source, k) for l, k in tested], names=KEYS), ci95)
+    target_cells = cell_frame(target_runs, keyword, seeds, pd.MultiIndex.from_tuples(
+        [(l, t, k) for l, k in tested for t in targets], names=KEYS), ci95)
+    return (pd.concat([source_cells, target_cells]),
+            average_frame(target_cells, targets, allow_partial, ci95))
+
+
+# ---- text --------------------------------------------------------------------------------
+
+def format_cell(cell):
+    if not cell.n:
+        return DASH
+    text = f"{cell['mean']:.2f}" + (f" ± {cell.spread:.2f}" if cell.n > 1 else "")
+    if cell.seedless:
+        return text
+    return f"{text} ({cell.n if cell.complete else f'{cell.n}/{cell.expected}'})"
+
+
+def format_average(avg):
+    if avg["mean"] is None or pd.isna(avg["mean"]):
+        return f"incomplete ({avg.n_complete}/{avg.expected})"
+    text = f"{avg['mean']:.2f}" + ("" if pd.isna(avg.spread) else f" ± {avg.spread:.2f}")
+    if avg.partial:
+        return f"{text} (partial: {avg.n} averaged, {avg.n_complete}/{avg.expected} complete)"
+    return f"{text} ({avg.n})"
+
+
+def shots_header(k):
+    return f"{k} shot" if k == 1 else f"{k} shots"
+
+
+def markdown(frame, first_column):
+    """A table of strings as GitHub Markdown, its index as the first column."""
+    return frame.rename_axis(first_column).reset_index().to_markdown(
+        index=False, tablefmt="github", disable_numparse=True)
+
+
+def _notes(entries):
+    """Markdown list of `where: problems` of the incomplete cells; rows without any run are
+    named together on one line. entries: (where, [(suffix, cell row)])."""
+    empty, lines = [], []
+    for where, cells in entries:
+        if all(cell.problems == ["no runs"] for _, cell in cells):
+            empty.append(where)
+            continue
+        lines += [f"- {where}{suffix}: {'; '.join(cell.problems)}"
+                  for suffix, cell in cells if cell.problems]
+    if empty:
+        lines.insert(0, f"- no runs: {', '.join(empty)}")
+    return ["", "Incomplete or left out:"] + lines if lines else []
+
+
+def fewshot_markdown(tables, keyword, ci95=False, per_seed=False):
+    out = []
+    for label in tables.labels:
+        cells = tables.cells.loc[label]
+        seeded = not cells.seedless.all()
+        what = f"mean ± {'ci95' if ci95 else 'std'} (seeds)" if seeded else "single runs"
+        rows = list(dict.fromkeys(cells.index.get_level_values("dataset")))
+        grid = cells.apply(format_cell, axis=1).unstack("shots").reindex(rows)
+        grid.loc[f"Average ({len(tables.averaged)} datasets)"] = \
+            tables.averages.loc[label].apply(format_average, axis=1)
+        grid.index = [display_name(d) for d in grid.index]
+        grid.columns = [shots_header(k) for k in grid.columns]
+        out += ["", f"## {label}: {keyword} (%), {what}", "", markdown(grid, "Dataset")]
+        extra = [display_name(d) for d in rows if d not in tables.averaged]
+        if extra:
+            out += ["", f"Not in the average: {', '.join(extra)}"]
+        out += _notes([(display_name(d), [(f", {shots_header(k)}", cell)
+                                          for k, cell in cells.loc[d].iterrows()]) for d in rows])
+        if per_seed and seeded:
+            out += ["", "Per seed:", "", _per_seed_table(cells)]
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
+def _per_seed_table(cells):
+    ran = cells[(cells.n > 0) | cells.unfinished.map(bool)]
+    late = {seed_column(s) for seeds in ran.unfinished for s in seeds}
+    columns = [c for c in seed_columns(cells) if ran[c].notna().any() or c in late]
+    table = ran[columns].apply(lambda col: col.map(lambda v: DASH if pd.isna(v) else f"{v:.2f}"))
+    for (dataset, shots), pending in ran.unfinished.items():
+        for seed in pending:
+            table.loc[(dataset, shots), seed_column(seed)] = "unfinished"
+    table.columns = [c.replace("_", " ") for c in columns]
+    table["mean"] = ran.apply(format_cell, axis=1)
+    table.index = [display_name(d) for d in ran.index.get_level_values(0)]
+    table.insert(0, "Shots", [str(k) for k in ran.index.get_level_values(1)])
+    return markdown(table, "Dataset")
+
+
+def base2new_markdown(b2n, keyword):
+    base_cells, new_cells, base_avg, new_avg = b2n
+    out = []
+    for (label, shots), base in base_cells.groupby(level=["label", "shots"], sort=False):
+        new = new_cells.loc[base.index]
+        grid = pd.DataFrame({"Base": base.apply(format_cell, axis=1).values,
+                             "New": new.apply(format_cell, axis=1).values,
+                             "HM": [f"{harmonic_mean(b, n):.2f}" if nb and nn else DASH for
+                                    b, n, nb, nn in zip(base["mean"], new["mean"], base.n, new.n)]},
+                            index=[display_name(d) for d in base.index.get_level_values(1)])
+        b, n = base_avg.loc[(label, shots)], new_avg.loc[(label, shots)]
+        grid.loc[f"Average ({len(base)} datasets)"] = [
+            format_average(b), format_average(n),
+            f"{harmonic_mean(b['mean'], n['mean']):.2f}" if _has_mean(b) and _has_mean(n)
+            else "incomplete"]
+        out += ["", f"## {label}, {shots_header(shots)}: base-to-new {keyword} (%)", "",
+                markdown(grid, "Dataset"), "", "HM = 2·base·new/(base+new) of the means; the "
+                "average row's HM is the HM of the two averages."]
+        out += _notes([(display_name(d), [(", base", base.loc[key]), (", new", new.loc[key])])
+                       for key in base.index for d in [key[1]]])
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
+def _has_mean(avg):
+    return avg["mean"] is not None and pd.notna(avg["mean"])
+
+
+def dg_markdown(dg, source, targets, keyword):
+    cells, averages = dg
+    datasets = [source] + list(targets)
+    texts = cells.apply(format_cell, axis=1).unstack("dataset")[datasets]
+    texts.columns = [f"{display_name(source)} (source)"] + [display_name(t) for t in targets]
+    texts["Target average"] = averages.apply(format_average, axis=1).reindex(texts.index)
+    texts.insert(0, "Shots", [str(k) for k in texts.index.get_level_values("shots")])
+    texts.index = texts.index.get_level_values("label")
+    out = [f"## Domain generalisation: {keyword} (%), trained on {display_name(source)}", "",
+           markdown(texts, "Method")]
+    out += _notes([(f"{label}, {shots_header(shots)}",
+                    [(f", {display_name(d)}", cells.loc[(label, d, shots)]) for d in datasets])
+                   for label, shots in averages.index])
+    return "\n".join(out) + "\n"
+
+
+# ---- CSV: one tidy row per cell and per average, the same numbers as the Markdown -----------
+
+def _tidy(cells, table, quantity):
+    frame = cells.reset_index().rename(columns={"label": "method"})
+    frame.insert(0, "table", table)
+    frame.insert(4, "quantity", quantity)
+    frame["complete"] = frame.complete.astype(int)
+    return frame.drop(columns=["std", "problems", "unfinished", "seedless", "run"],
+                      errors="ignore")
+
+
+def _tidy_averages(averages, table, quantity, dataset):
+    frame = averages.rename_axis(["method", "shots"]).reset_index()
+    frame["complete"] = (frame["mean"].notna() & ~frame.partial.astype(bool)).astype(int)
+    frame = frame.drop(columns=["n_complete", "partial"])
+    frame.insert(0, "table", table)
+    frame.insert(2, "dataset", dataset)
+    frame.insert(4, "quantity", quantity)
+    return frame
+
+
+def fewshot_csv(tables, keyword):
+    return pd.concat([_tidy(tables.cells, "fewshot", keyword),
+                      _tidy_averages(tables.averages, "fewshot", keyword, "average")]
+                     ).sort_values("method", kind="stable")
+
+
+def base2new_csv(b2n):
+    base_cells, new_cells, base_avg, new_avg = b2n
+    hm = _tidy(base_cells, "base2new", "hm")[["table", "method", "dataset", "shots", "quantity"]]
+    both = (base_cells.n > 0) & (new_cells.n > 0)
+    hm["mean"] = [harmonic_mean(b, n) if ok else None
+                  for b, n, ok in zip(base_cells["mean"], new_cells["mean"], both)]
+    hm["n"] = pd.concat([base_cells.n, new_cells.n], axis=1).min(axis=1).values
+    hm["expected"] = base_cells.expected.values
+    hm["complete"] = (both & base_cells.complete & new_cells.complete).astype(int).values
+    avg_hm = _tidy_averages(base_avg, "base2new", "hm", "average")[
+        ["table", "method", "dataset", "shots", "quantity", "expected"]]
+    avg_hm["mean"] = [harmonic_mean(b, n) if pd.notna(b) and pd.notna(n) else None
+                      for b, n in zip(base_avg["mean"], new_avg["mean"])]
+    avg_hm["n"] = pd.concat([base_avg.n, new_avg.n], axis=1).min(axis=1).values
+    avg_hm["complete"] = [int(pd.notna(m) and not (bp or np_)) for m, bp, np_ in
+                          zip(avg_hm["mean"], base_avg.partial, new_avg.partial)]
+    return pd.concat([_tidy(base_cells, "base2new", "base"), _tidy(new_cells, "base2new", "new"),
+                      hm, _tidy_averages(base_avg, "base2new", "base", "average"),
+                      _tidy_averages(new_avg, "base2new", "new", "average"), avg_hm]
+                     ).sort_values(["method", "shots"], kind="stable")
+
+
+def dg_csv(dg, keyword):
+    cells, averages = dg
+    return pd.concat([_tidy(cells, "dg", keyword),
+                      _tidy_averages(averages, "dg", keyword, "target_average")]
+                     ).sort_values(["method", "shots"], kind="stable")
+
+
+def write_csv(path, frame, ci95=False):
+    """The tidy rows; the spread column is named `std` or `ci95`, then one column per seed."""
+    seeds = sorted((c for c in frame.columns if c.startswith("seed_")), key=lambda c: int(c[5:]))
+    columns = ["table", "method", "dataset", "shots", "quantity", "mean", "spread", "n",
+               "expected", "complete"]
+    frame = frame.astype({"mean": float, "spread": float})
+    frame[columns + seeds].rename(columns={"spread": "ci95" if ci95 else "std"}).to_csv(
+        path, index=False, float_format="%.4f")
