@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .benchmarks import BENCHMARKS, display_name
-from .collect import add_labels, collect_runs, records_frame
+from .collect import add_labels, records_frame, runs_frame
 
 NO_SEED = -1  # the seed key of seedless (zero-shot) runs
 KEYS = ["label", "dataset", "shots"]
@@ -62,9 +62,10 @@ def cell_frame(runs, keyword, seeds, index, ci95=False):
         if not have and not late and not extra:
             problems.append(["no runs"])
             continue
-        why = [f"{_seed_name(s)} unfinished ({late[s]})" if s in late else f"{_seed_name(s)} missing"
-               for s in expected_seeds[key[0]] if s not in have]
-        why += [f"{_seed_name(s)} left out, not in --seeds ({p})" for s, p in sorted(extra.items())]
+        why = [f"{_seed_name(s)} unfinished ({late[s]})" if s in late
+               else f"{_seed_name(s)} missing" for s in expected_seeds[key[0]] if s not in have]
+        why += [f"{_seed_name(s)} left out, not in --seeds ({path})"
+                for s, path in sorted(extra.items())]
         problems.append(why)
     cells["problems"] = problems
     cells["unfinished"] = [unfinished.get(key, {}) for key in index]
@@ -87,17 +88,18 @@ def average_frame(cells, datasets, allow_partial=False, ci95=False):
         usable = group[group.n > 0]
         n_complete, expected = int(group.complete.sum()), len(group)
         partial = n_complete < expected
-        mean = spread = None
-        if len(usable) and (allow_partial or not partial):
+        mean = spread = float("nan")
+        averaged = len(usable) and (allow_partial or not partial)
+        if averaged:
             mean = usable["mean"].mean()
             present = usable[seed_columns(usable)].notna()
             columns = present.columns[present.iloc[0]]
             if (present == present.iloc[0]).all().all() and len(columns) > 1:
                 per_seed = usable[columns].mean()
                 spread = spread_of(per_seed.std(ddof=0), len(per_seed), ci95)
-        rows[key] = dict(mean=mean, spread=spread, n=len(usable) if mean is not None else 0,
+        rows[key] = dict(mean=mean, spread=spread, n=len(usable) if averaged else 0,
                          n_complete=n_complete, expected=expected,
-                         partial=mean is not None and partial)
+                         partial=bool(averaged and partial))
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -122,7 +124,7 @@ def fewshot_tables(root, datasets, seeds, shots=None, keyword="accuracy", test_l
     """The tables of an output tree: its runs on `datasets` (None: every dataset found, the 11
     benchmarks averaged) at `shots` (None: the shots each method ran). Datasets found beyond
     `datasets` get rows but stay out of the average."""
-    runs = records_frame(collect_runs(root, keyword, test_log, datasets), keyword)
+    runs = runs_frame(root, keyword, test_log, datasets)
     if shots:
         runs = runs[runs.shots.isin(shots)]
     averaged = list(datasets or BENCHMARKS)
@@ -137,7 +139,8 @@ def fewshot_tables(root, datasets, seeds, shots=None, keyword="accuracy", test_l
 
 def _split_frames(keyword, *record_lists):
     """Frames of several trees, labelled together so a method has one label in all of them."""
-    parts = [records_frame(records, keyword).assign(part=i) for i, records in enumerate(record_lists)]
+    parts = [records_frame(records, keyword).assign(part=i)
+             for i, records in enumerate(record_lists)]
     runs = add_labels(pd.concat(parts, ignore_index=True))
     return [runs[runs.part == i] for i in range(len(parts))]
 
@@ -188,7 +191,7 @@ def format_cell(cell):
 
 
 def format_average(avg):
-    if avg["mean"] is None or pd.isna(avg["mean"]):
+    if pd.isna(avg["mean"]):
         return f"incomplete ({avg.n_complete}/{avg.expected})"
     text = f"{avg['mean']:.2f}" + ("" if pd.isna(avg.spread) else f" ± {avg.spread:.2f}")
     if avg.partial:
@@ -272,18 +275,14 @@ def base2new_markdown(b2n, keyword):
         b, n = base_avg.loc[(label, shots)], new_avg.loc[(label, shots)]
         grid.loc[f"Average ({len(base)} datasets)"] = [
             format_average(b), format_average(n),
-            f"{harmonic_mean(b['mean'], n['mean']):.2f}" if _has_mean(b) and _has_mean(n)
-            else "incomplete"]
+            "incomplete" if pd.isna(b["mean"]) or pd.isna(n["mean"])
+            else f"{harmonic_mean(b['mean'], n['mean']):.2f}"]
         out += ["", f"## {label}, {shots_header(shots)}: base-to-new {keyword} (%)", "",
                 markdown(grid, "Dataset"), "", "HM = 2·base·new/(base+new) of the means; the "
                 "average row's HM is the HM of the two averages."]
         out += _notes([(display_name(d), [(", base", base.loc[key]), (", new", new.loc[key])])
                        for key in base.index for d in [key[1]]])
     return "\n".join(out).lstrip("\n") + "\n"
-
-
-def _has_mean(avg):
-    return avg["mean"] is not None and pd.notna(avg["mean"])
 
 
 def dg_markdown(dg, source, targets, keyword):
@@ -329,25 +328,23 @@ def fewshot_csv(tables, keyword):
                      ).sort_values("method", kind="stable")
 
 
+def _hm_rows(base, new):
+    """HM rows of tidy base rows and the new rows in the same order."""
+    hm = base[["table", "method", "dataset", "shots", "expected"]].assign(quantity="hm")
+    hm["mean"] = [harmonic_mean(b, n) if pd.notna(b) and pd.notna(n) else float("nan")
+                  for b, n in zip(base["mean"], new["mean"])]
+    hm["n"] = [min(b, n) for b, n in zip(base.n, new.n)]
+    hm["complete"] = base.complete.values & new.complete.values
+    return hm
+
+
 def base2new_csv(b2n):
     base_cells, new_cells, base_avg, new_avg = b2n
-    hm = _tidy(base_cells, "base2new", "hm")[["table", "method", "dataset", "shots", "quantity"]]
-    both = (base_cells.n > 0) & (new_cells.n > 0)
-    hm["mean"] = [harmonic_mean(b, n) if ok else None
-                  for b, n, ok in zip(base_cells["mean"], new_cells["mean"], both)]
-    hm["n"] = pd.concat([base_cells.n, new_cells.n], axis=1).min(axis=1).values
-    hm["expected"] = base_cells.expected.values
-    hm["complete"] = (both & base_cells.complete & new_cells.complete).astype(int).values
-    avg_hm = _tidy_averages(base_avg, "base2new", "hm", "average")[
-        ["table", "method", "dataset", "shots", "quantity", "expected"]]
-    avg_hm["mean"] = [harmonic_mean(b, n) if pd.notna(b) and pd.notna(n) else None
-                      for b, n in zip(base_avg["mean"], new_avg["mean"])]
-    avg_hm["n"] = pd.concat([base_avg.n, new_avg.n], axis=1).min(axis=1).values
-    avg_hm["complete"] = [int(pd.notna(m) and not (bp or np_)) for m, bp, np_ in
-                          zip(avg_hm["mean"], base_avg.partial, new_avg.partial)]
-    return pd.concat([_tidy(base_cells, "base2new", "base"), _tidy(new_cells, "base2new", "new"),
-                      hm, _tidy_averages(base_avg, "base2new", "base", "average"),
-                      _tidy_averages(new_avg, "base2new", "new", "average"), avg_hm]
+    base, new = _tidy(base_cells, "base2new", "base"), _tidy(new_cells, "base2new", "new")
+    base_average = _tidy_averages(base_avg, "base2new", "base", "average")
+    new_average = _tidy_averages(new_avg, "base2new", "new", "average")
+    return pd.concat([base, new, _hm_rows(base, new), base_average, new_average,
+                      _hm_rows(base_average, new_average)]
                      ).sort_values(["method", "shots"], kind="stable")
 
 

@@ -9,9 +9,11 @@ from dassl.utils.errors import UserError, run_cli
 from fewshot_grid import plan
 from fewshot_grid.benchmarks import BENCHMARKS, SEEDS, SHOTS
 
-from . import LauncherError, local, report, slurm
+from fewshot_grid.tables import fewshot_markdown, fewshot_tables
+
+from . import LauncherError, local, slurm
 from .execute import check_finished, job_spec
-from .runs import DONE, FAILED, RUNNING, TO_SUBMIT, classify, expand
+from .runs import DONE, FAILED, RUNNING, TO_SUBMIT, classify, expand, state_counts
 
 USAGE_EXAMPLES = """examples:
   # every TaskRes run of two datasets, one job per visible GPU of this machine
@@ -108,6 +110,30 @@ def check_args(parser, args, extra):
         parser.error(f"{', '.join(given)} belong(s) to --launcher {other}")
 
 
+def print_failures(failures):
+    """failures: (run folder, why, log path); prints nothing when there are none."""
+    if failures:
+        print(f"\nFailed runs ({len(failures)}); their log, then run the same sweep again to "
+              f"rerun only them:")
+    for folder, why, log in failures:
+        print(f"  {folder}: {why}\n    log: {log}")
+
+
+def print_table(output, runs):
+    """The results table of the sweep's datasets, shots and seeds (finished runs only; an
+    incomplete grid is marked, not averaged), as `parse_results.py --table` prints it."""
+    datasets = list(dict.fromkeys(r.dataset for r in runs))  # in the sweep's order
+    shots = sorted({r.shots for r in runs})
+    seeds = sorted({r.seed for r in runs if r.seed is not None}) or [1, 2, 3]
+    mixed = 0 in shots and len(shots) > 1  # evaluation-only beside trained methods
+    print(f"\n[sweep] results (python parse_results.py {output} --table --datasets "
+          f"{' '.join(datasets)}{'' if mixed else ' --shots ' + ' '.join(map(str, shots))} "
+          f"--seeds {' '.join(map(str, seeds))}):")
+    tables = fewshot_tables(output, datasets, seeds, None if mixed else shots)
+    print(fewshot_markdown(tables, "accuracy") if len(tables.cells) else "  no finished runs yet",
+          end="" if len(tables.cells) else "\n", flush=True)
+
+
 def _print_plan(todo, skipped_running):
     for s in skipped_running:
         print(f"  [skip, {s.state}] {s.run.output_dir}: {s.detail}")
@@ -117,13 +143,13 @@ def _print_plan(todo, skipped_running):
 
 
 def show_status(runs, states, output):
-    print(f"[sweep] {len(runs)} runs: {report.state_counts(states)}")
+    print(f"[sweep] {len(runs)} runs: {state_counts(states)}")
     for s in states:
         if s.state == RUNNING:
             print(f"  [running] {s.run.output_dir}: {s.detail}")
-    report.print_failures([(s.run.output_dir, s.detail, s.log) for s in states
+    print_failures([(s.run.output_dir, s.detail, s.log) for s in states
                            if s.state == FAILED])
-    report.print_table(output, runs)
+    print_table(output, runs)
     return 0
 
 
@@ -147,8 +173,8 @@ def launch_local(args, runs, todo):
     outcomes = local.run_local([s.run for s in todo], slots)
     failures = [(o.run.output_dir, o.detail, o.log) for o in outcomes if not o.ok]
     print(f"\n[sweep] finished: {len(outcomes) - len(failures)} done, {len(failures)} failed")
-    report.print_failures(failures)
-    report.print_table(args.output, runs)
+    print_failures(failures)
+    print_table(args.output, runs)
     return 1 if failures else 0
 
 
@@ -195,7 +221,7 @@ def sweep(args, extra):
     submit_states = TO_SUBMIT + ((RUNNING,) if args.resubmit_running else ())
     todo = [s for s in states if s.state in submit_states]
     skipped_running = [s for s in states if s.state == RUNNING and s not in todo]
-    print(f"[sweep] {len(runs)} runs: {report.state_counts(states)}; to submit: {len(todo)}")
+    print(f"[sweep] {len(runs)} runs: {state_counts(states)}; to submit: {len(todo)}")
     _print_plan(todo, skipped_running)
     folder = args.submitit_dir or osp.join(args.output, ".sweep", args.launcher)
     try:
@@ -203,7 +229,7 @@ def sweep(args, extra):
             return dry_run(args, todo, slurm_opts, folder)
         if not todo:
             print("[sweep] nothing to submit")
-            report.print_table(args.output, runs)
+            print_table(args.output, runs)
             return 0
         if args.launcher == "slurm":
             return launch_slurm(args, todo, slurm_opts, folder)

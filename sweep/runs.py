@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 
 from dassl.utils.errors import UserError
@@ -27,6 +28,11 @@ UNFINISHED = "unfinished"  # a folder without result.json that no sweep ran (e.g
 NEW = "new"
 TO_SUBMIT = (FAILED, LOST, UNFINISHED, NEW)
 STATES = (DONE, RUNNING, FAILED, LOST, UNFINISHED, NEW)
+
+
+def state_counts(states):
+    counts = Counter(s.state for s in states)
+    return ", ".join(f"{counts[name]} {name}" for name in STATES if counts[name])
 
 
 def log_path(run):
