@@ -1,6 +1,9 @@
 """End to end: `bash scripts/paper/fig4.sh` narrowed to one fixture dataset, one shot and one
 seed trains and tests for real (tiny random-weight CLIP), a second call skips the finished
-runs, and `parse_results.py --paper fig4` renders the figure from the saved TaskRes residual."""
+runs, and `parse_results.py --paper fig4` renders the figure from the saved TaskRes residual.
+Then `table3.sh` in the same output makes the enhanced base, reuses the TaskRes run fig4 made,
+and runs the base and TaskRes* rows on it."""
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from fewshot_grid.paper_render import render_item
 from tests.dataset_fixtures import write_fixture
 from tests.tiny_clip import save_tiny_clip
 
@@ -49,6 +53,17 @@ def test_fig4_command_runs_and_renders_on_fixture_data(tmp_path):
     zero_shot = table.loc["DTD", "Zero-shot accuracy (%)"]
     assert table.loc["DTD", "Relative transfer difficulty"] == 1 / (4 * zero_shot / 100)
     assert (tmp_path / "out" / "paper" / "fig4.png").read_bytes()[:4] == b"\x89PNG"
+
+    env.update(STRONG_BASE=str(tmp_path / "strong_base"), ENHANCED_BASE_EPOCHS="1")
+    table3 = call(["bash", "scripts/paper/table3.sh", *tiny])
+    base_file = tmp_path / "strong_base" / "DescribableTextures" / "rn50_1shots" / "model.pth.tar"
+    assert f"[enhanced base] {base_file}" in table3 and base_file.is_file()
+    assert table3.count("[run] ") == 3 and table3.count("[skip] ") == 1  # TaskRes: fig4's run
+    text, _ = render_item(str(tmp_path / "out"), "table3", datasets=["dtd"], shots=[1], seeds=[1])
+    assert "| Enhanced base + TaskRes |" in text and "–" not in text
+    star = tmp_path / "out" / "dtd" / "TaskRes" / "adam_lr2e-3_B256_ep100_1shots" / "enhanced_base"
+    assert json.loads((star / "seed1" / "result.json").read_text())["enhanced_base"] == \
+        str(base_file)
 
 
 def test_paper_command_refuses_a_launcher_it_cannot_use(monkeypatch):
