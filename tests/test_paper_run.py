@@ -74,8 +74,12 @@ def test_paper_command_refuses_a_launcher_it_cannot_use(monkeypatch):
         run_all([])
 
 
-def test_paper_command_names_a_bad_setting(tmp_path):
-    proc = subprocess.run(["bash", "scripts/paper/table2.sh"], cwd=REPO, capture_output=True,
-                          text=True, env=dict(os.environ, DATA=str(tmp_path), SHOTS="x"))
-    assert proc.returncode == 2
-    assert "SHOTS='x': give whole numbers separated by spaces" in proc.stderr
+def test_paper_command_names_a_bad_setting(tmp_path, monkeypatch, capsys):
+    from dassl.utils.errors import run_cli
+    from sweep.script import main
+    monkeypatch.setenv("DATA", str(tmp_path))
+    monkeypatch.setenv("SHOTS", "x")
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(main, ["paper", "table2"])
+    assert exit_.value.code == 2
+    assert "SHOTS='x': give whole numbers separated by spaces" in capsys.readouterr().err
