@@ -169,7 +169,7 @@ def plan_row(row, backbone, dataset, shots, seeds, output, root, extra=(), stron
 
 def cells(item, output, seeds=SEEDS, root=None, extra=(), strong_base=None):
     """Every run `item` needs, in table order."""
-    root = root or os.environ.get("DATA", "") or plan.REPO_ROOT  # a folder; rendering reads no data
+    root = root or plan.REPO_ROOT  # any folder will do for rendering: it reads no data
     found: List[Cell] = []
     for backbone in item.backbones:
         for row in item.rows:

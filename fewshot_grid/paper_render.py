@@ -91,7 +91,9 @@ def shots_table(item, frame):
     """Rows x shot counts (averaged over the item's datasets when it is an average table)."""
     means = _seed_means(frame)
     if item.average or len(item.datasets) > 1:
-        means = means.groupby(["row", "shots"], sort=False)["value"].mean().reset_index()
+        # A dataset with no run leaves the average empty rather than biased.
+        means = means.groupby(["row", "shots"], sort=False)["value"].agg(
+            lambda v: v.mean(skipna=False)).reset_index()
     table = means.pivot_table(index="row", columns="shots", values="value", dropna=False)
     table = _ordered(table, [r.label for r in item.rows], list(item.shots))
     table.columns = [_shot_label(k) for k in table.columns]

@@ -131,3 +131,15 @@ def test_unknown_item_and_narrowing(tmp_path):
     assert {c.dataset for c in found} == {"demo_shapes"} and {c.shots for c in found} == {1}
     with pytest.raises(UserError, match="BACKBONES: RN18 unknown"):
         paper.narrowed(item, backbones=["RN18"])
+
+
+def test_an_average_with_a_dataset_missing_stays_empty(tmp_path):
+    write_fixture_tree(tmp_path, "table3")
+    gone = [c for c in paper.cells(paper.ITEMS["table3"], str(tmp_path))
+            if c.dataset == "dtd" and c.shots == 2 and c.row.label == "Regular base + TaskRes"]
+    for cell in gone:  # all three seeds: DTD has no 2-shot TaskRes result
+        os.remove(os.path.join(cell.output_dir, "result.json"))
+    render_item(str(tmp_path), "table3", allow_partial=True)
+    table = pd.read_csv(tmp_path / "paper" / "table3.csv", index_col=0)
+    assert pd.isna(table.loc["Regular base + TaskRes", "2-shot"])
+    assert table.loc["Regular base + TaskRes", "1-shot"] == 42.0
