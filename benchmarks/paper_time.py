@@ -92,7 +92,8 @@ def main(argv=None):
         reference, cached, runs = passes(item)
         lines.append([item.name, ", ".join(display_name(d) for d in item.datasets[:2]) +
                       (", ..." if len(item.datasets) > 2 else ""), runs,
-                      f"{reference / 1e6:.1f} M", f"{reference * args.reference_s_per_image / 3600:.1f} h",
+                      f"{reference / 1e6:.1f} M",
+                      f"{reference * args.reference_s_per_image / 3600:.1f} h",
                       f"{cached * args.cached_s_per_image / 3600:.1f} h"])
     print(tabulate(lines, headers=["item", "datasets", "runs", "image passes (reference)",
                                    "reference pipeline", "feature cache"], tablefmt="github"))

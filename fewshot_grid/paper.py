@@ -79,7 +79,7 @@ ITEMS: Dict[str, PaperItem] = {item.name: item for item in (
                Row("Enhanced base", "taskres_enhanced_base", enhanced=True),
                Row("Enhanced base + TaskRes", "taskres", enhanced=True)), "shots",
               datasets=BENCHMARKS, average=True),
-    PaperItem("table4", "Table 4: the residual on the image side, the text side, or both (ImageNet)",
+    PaperItem("table4", "Table 4: the residual on the image or the text side, or both (ImageNet)",
               (Row("TaskRes-I", "taskres_image"), Row("TaskRes-T", "taskres"),
                Row("TaskRes-I&T", "taskres_image_text")), "shots"),
     PaperItem("table5", "Table 5: the residual scale alpha, fixed or learned (ImageNet)",

@@ -107,7 +107,8 @@ def params_table(item, frame):
     params = frame.dropna(subset=["tuned_params"]).groupby("row")["tuned_params"].max()
     counts = [params.get(label, 0 if label == paper.ZERO_SHOT.label else None)
               for label in table.index]
-    table["Tuned parameters"] = ["–" if c is None or pd.isna(c) else f"{int(c):,}" for c in counts]
+    table["Tuned parameters"] = ["–" if c is None or pd.isna(c) else f"{int(c):,}"
+                                 for c in counts]
     return table
 
 

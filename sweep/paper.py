@@ -82,7 +82,8 @@ def run_item(name, *extra):
         for path in failed:
             print(f"    {path}", file=sys.stderr)
         return 1
-    print(f"=== {name}: all {len({c.output_dir for c in cells})} runs done. Render: python parse_results.py {output} "
+    done = len({c.output_dir for c in cells})
+    print(f"=== {name}: all {done} runs done. Render: python parse_results.py {output} "
           f"--paper {name}" + narrowing_flags(item, seeds))
     return 0
 
