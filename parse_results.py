@@ -15,6 +15,8 @@ Table modes over a whole output tree (layout: see fewshot_grid/layout.py and the
            [--markdown results.md] [--csv results.csv] [--plot fewshot.png [--published]]
     python parse_results.py output/base2new --base2new
     python parse_results.py output --dg
+    python parse_results.py output --paper table2 [--allow-partial]   a TaskRes paper item, in the
+           paper's layout: Markdown, CSV (and PNG for fig1/fig3/fig4) under output/paper/
 
 A run's result comes from its result.json when the engine wrote one, else from its logs.
 Runs that did not finish are reported, never counted. Averages over datasets are only printed
@@ -24,6 +26,7 @@ import argparse
 import os.path as osp
 import sys
 
+from dassl.utils.errors import run_cli
 from fewshot_grid import layout, tables
 from fewshot_grid.benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SEEDS
 from fewshot_grid.collect import END_OF_TRAINING, RESULT_BLOCK, ResultsError, collect_runs
@@ -31,7 +34,7 @@ from fewshot_grid.seed_summary import summarize_experiment, summarize_experiment
 from trainers.common.experiment import load_methods
 
 TABLE_ONLY = ("seeds", "shots", "datasets", "allow_partial", "per_seed", "markdown", "csv",
-              "plot", "published")
+              "plot", "published", "backbones", "targets")
 
 
 def build_parser():
@@ -60,6 +63,9 @@ def build_parser():
     mode.add_argument("--dg", action="store_true",
                       help="domain generalisation table: DIR/imagenet (source) and "
                            "DIR/dg/<target>/...")
+    mode.add_argument("--paper", metavar="ITEM", default=None,
+                      help="a table or figure of the TaskRes paper (fig1 fig3 fig4 table1 ... "
+                           "table6), made by bash scripts/paper/ITEM.sh")
 
     opts = parser.add_argument_group("table options (with --table, --base2new or --dg)")
     opts.add_argument("--seeds", type=int, nargs="+", default=None,
@@ -78,22 +84,30 @@ def build_parser():
     opts.add_argument("--plot", metavar="PNG", help="accuracy-versus-shots figure (--table)")
     opts.add_argument("--published", action="store_true",
                       help="add the published numbers to --plot as dashed lines")
+    opts.add_argument("--backbones", nargs="+", default=None,
+                      help="--paper: backbones of a narrowed grid (as BACKBONES for the script)")
+    opts.add_argument("--targets", nargs="+", default=None,
+                      help="--paper: DG targets of a narrowed grid (as TARGETS for the script)")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="a file declaring more methods (their table labels); also $PLUGINS")
     return parser
 
 
 def check_args(parser, args):
-    table_mode = args.table or args.base2new or args.dg
+    table_mode = args.table or args.base2new or args.dg or args.paper
+    if (args.backbones or args.targets) and not args.paper:
+        parser.error("--backbones and --targets go with --paper")
+    if args.paper and (args.per_seed or args.published or args.ci95):
+        parser.error("--per-seed, --published and --ci95 do not apply to --paper")
     if not table_mode:
         given = [f"--{name.replace('_', '-')}" for name in TABLE_ONLY
                  if getattr(args, name) not in (None, False)]
         if given:
-            parser.error(f"{', '.join(given)} need(s) --table, --base2new or --dg")
+            parser.error(f"{', '.join(given)} need(s) --table, --base2new, --dg or --paper")
         return
     if args.multi_exp:
         parser.error("--multi-exp is for reference mode; drop it or drop the table mode")
-    if (args.per_seed or args.plot) and not args.table:
+    if (args.per_seed or args.plot) and not (args.table or args.paper):
         parser.error("--per-seed and --plot go with --table")
     if args.published and not args.plot:
         parser.error("--published adds reference lines to --plot PNG; give --plot too")
@@ -181,13 +195,25 @@ def emit(args, text, csv_frame):
         print(f"[parse_results] wrote {args.csv}", file=sys.stderr)
 
 
+def run_paper(args):
+    from fewshot_grid.paper_render import render_item
+    text, written = render_item(args.directory, args.paper, args.datasets, args.shots,
+                                args.seeds, args.backbones, args.targets, args.allow_partial,
+                                args.markdown, args.csv, args.plot)
+    print(text, end="")
+    for path in written:
+        print(f"[parse_results] wrote {path}", file=sys.stderr)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
-    if args.table or args.base2new or args.dg:  # one of TABLE_MODES
+    if args.table or args.base2new or args.dg or args.paper:  # TABLE_MODES or --paper
         load_methods(args.plugin)  # table labels; slow (imports torch), so only for tables
     seeds = tuple(args.seeds or SEEDS)
+    if args.paper:  # a missing run is a user error (exit 2) naming the command that makes it
+        return run_cli(run_paper, args)
     mode = next((name for name in TABLE_MODES if getattr(args, name)), None)
     try:
         if mode:

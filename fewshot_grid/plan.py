@@ -158,8 +158,13 @@ def _choice(method, dataset, shots, settings):
     if method.trains:
         overrides += ["DATASET.NUM_SHOTS", str(shots)]
     variant = method.variant(values) if method.variant else ""
-    return trainer, settings.get("CFG", "") or method.config(dataset, shots), variant, flags, \
-        overrides
+    cfg = settings.get("CFG", "")
+    if not cfg:  # the method's choice, adjusted by options that pick the config (BACKBONE)
+        cfg = method.config(dataset, shots)
+        for name, option in method.options.items():
+            if option.config_stem is not None:
+                cfg = option.config_stem(values[name], cfg)
+    return trainer, cfg, variant, flags, overrides
 
 
 def _check_shots(method, shots):

@@ -4,6 +4,7 @@
     python -m sweep.script eval METHOD DATASET SHOTS [KEY VALUE ...]     TARGETS (default DATASET)
     python -m sweep.script dg METHOD [SHOTS] [KEY VALUE ...]             train on ImageNet, test on its shifts
     python -m sweep.script sweep METHOD [KEY VALUE ...]                  every dataset x shots
+    python -m sweep.script paper ITEM [KEY VALUE ...]                   a TaskRes paper table/figure (sweep.paper)
     python -m sweep.script archive RUN_DIR
 
 Settings come from the environment, as the scripts document them: DATA, OUTPUT (default
@@ -126,6 +127,11 @@ def sweep_runs(method, *extra):
     return 0
 
 
+def paper_runs(item, *extra):
+    from .paper import run_item
+    return run_item(item, *extra)
+
+
 def archive_run(run_dir):
     print(plan.archive(run_dir))
     return 0
@@ -135,6 +141,7 @@ COMMANDS = {"main": (main_runs, "METHOD DATASET [SHOTS] [KEY VALUE ...]"),
             "eval": (eval_runs, "METHOD DATASET SHOTS [KEY VALUE ...]"),
             "dg": (dg_runs, "METHOD [SHOTS] [KEY VALUE ...]"),
             "sweep": (sweep_runs, "METHOD [KEY VALUE ...]"),
+            "paper": (paper_runs, "ITEM [KEY VALUE ...]"),
             "archive": (archive_run, "RUN_DIR")}
 
 

@@ -6,7 +6,7 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 
 from trainers.common.classifier import class_features, cosine_logits
 from trainers.common.clip_trainer import FrozenCLIPTrainer
-from trainers.common.experiment import Method, register_method
+from trainers.common.experiment import Method, backbone_option, register_method, rn50_prefix_replaced
 from trainers.common.templates import dataset_template
 from trainers.coop import coop_schedule
 
@@ -54,4 +54,5 @@ class CLIP_Adapter(FrozenCLIPTrainer):
 
 # No official CLIP-Adapter configs were released: it runs CoOp's schedule (same config names).
 register_method(Method(name="clip_adapter", trainer="CLIP_Adapter", label="CLIP-Adapter",
-                       config=coop_schedule))
+                       config=coop_schedule,
+                       options={"BACKBONE": backbone_option(rn50_prefix_replaced)}))

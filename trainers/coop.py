@@ -14,7 +14,7 @@ from dassl.utils import load_pretrained_weights
 
 from trainers.common.classifier import cosine_logits
 from trainers.common.clip_trainer import FrozenCLIPTrainer
-from trainers.common.experiment import Method, Option, register_method
+from trainers.common.experiment import Method, Option, backbone_option, register_method, rn50_prefix_replaced
 from trainers.common.precision import PRECISIONS, effective_precision
 from trainers.common.text_encoder import TextEncoder
 
@@ -261,6 +261,7 @@ register_method(Method(
         "CSC": Option("TRAINER.COOP.CSC", "False", "class-specific context", normalize=_true_false),
         "CTP": Option("TRAINER.COOP.CLASS_TOKEN_POSITION", "end", "class token position",
                       choices=CLASS_TOKEN_POSITIONS),
+        "BACKBONE": backbone_option(rn50_prefix_replaced),
     },
     variant=lambda v: f"nctx{v['NCTX']}_csc{v['CSC']}_ctp{v['CTP']}",
 ))

@@ -19,7 +19,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 
 from trainers.common.clip_trainer import FrozenCLIPTrainer
-from trainers.common.experiment import Method, register_method
+from trainers.common.experiment import Method, backbone_option, register_method, rn50_prefix_replaced
 from trainers.common.precision import effective_precision
 from trainers.common.run_record import RunRecordMixin
 from trainers.common.split_features import eval_split_features, test_transform_features
@@ -114,4 +114,5 @@ class LinearProbeCLIP(RunRecordMixin, FrozenCLIPTrainer):
 
 
 register_method(Method(name="linear_probe", trainer="LinearProbeCLIP", label="Linear-probe CLIP",
-                       config=lambda dataset, shots: "rn50"))
+                       config=lambda dataset, shots: "rn50",
+                       options={"BACKBONE": backbone_option(rn50_prefix_replaced)}))

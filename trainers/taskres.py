@@ -25,7 +25,8 @@ from trainers.clip_adapter import Adapter
 from trainers.common.dataset_names import dataset_name_of_stem
 from trainers.common.classifier import class_features, cosine_logits
 from trainers.common.clip_trainer import FrozenCLIPTrainer
-from trainers.common.experiment import Method, Option, register_method
+from trainers.common.experiment import (DEFAULT_BACKBONE, Method, Option, backbone_option, backbone_stem,
+                                        register_method)
 from trainers.common.precision import PRECISIONS, effective_precision
 from trainers.common.run_record import RunRecordMixin, trainable_parameter_count
 from trainers.common.templates import IMAGENET_TEMPLATES_SELECT, dataset_template
@@ -227,6 +228,12 @@ def taskres_alpha(dataset, shots):
     return ["TRAINER.TaskRes.RESIDUAL_SCALE", str(1.0 if dataset == "oxford_flowers" else 0.5)]
 
 
+def taskres_backbone_config(backbone, stem):
+    """The official configs of the other backbones end in the backbone's name
+    (adam_lr2e-4_B256_ep200_vit_b16)."""
+    return stem if backbone == DEFAULT_BACKBONE else f"{stem}_{backbone_stem(backbone)}"
+
+
 NO_ENHANCED_BASE = ("", "none")
 
 
@@ -243,12 +250,15 @@ def enhanced_base_file(value, dataset, shots):
     return path
 
 
+ENHANCED_BASE_OPTION = Option(
+    "--enhanced-base", "", "enhanced base: a weights file, a strong_base/ folder, or none",
+    normalize=lambda v: "none" if v.lower() == "none" else v,
+    resolve=enhanced_base_file, unset=NO_ENHANCED_BASE)
+
 register_method(Method(
     name="taskres", trainer="TaskRes", label="TaskRes", config=taskres_config,
     overrides=taskres_alpha,
-    options={"ENHANCED_BASE": Option(
-        "--enhanced-base", "", "enhanced base: a weights file, a strong_base/ folder, or none",
-        normalize=lambda v: "none" if v.lower() == "none" else v,
-        resolve=enhanced_base_file, unset=NO_ENHANCED_BASE)},
+    options={"ENHANCED_BASE": ENHANCED_BASE_OPTION,
+             "BACKBONE": backbone_option(taskres_backbone_config)},
     variant=lambda v: "" if v["ENHANCED_BASE"] in NO_ENHANCED_BASE else "enhanced_base",
 ))

@@ -2,6 +2,7 @@
 with its TRAINER.TaskRes variant keys, the official TaskRes config and alpha per dataset and
 shot count, and its own variant folder so the runs of different ablations never share one."""
 from trainers.common.experiment import Method, Option, register_method
+from trainers.taskres import ENHANCED_BASE_OPTION
 
 
 def taskres_config(dataset, shots):
@@ -35,3 +36,7 @@ ablation("taskres_image_text", "TaskRes-I&T", ["IMAGE_RESIDUAL", "True"], lambda
 ablation("taskres_alpha", "TaskRes (fixed α)", [], lambda opts: f"alpha{opts['ALPHA']}", alpha_option=True,
          options={"ALPHA": Option("TRAINER.TaskRes.RESIDUAL_SCALE", "0.5", "the fixed residual scale alpha")})
 ablation("taskres_learn_alpha", "TaskRes (learnable α)", ["LEARN_ALPHA", "True"], lambda _: "learnable_alpha")
+# Table 3: the enhanced base alone (its classifier tested, nothing trained), per dataset and
+# shot count since the enhanced base is tuned on the K-shot data.
+ablation("taskres_enhanced_base", "Enhanced base", ["TEXT_RESIDUAL", "none"], lambda _: "enhanced_base_only",
+         options={"ENHANCED_BASE": ENHANCED_BASE_OPTION})

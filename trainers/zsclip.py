@@ -3,7 +3,7 @@ from dassl.engine import TRAINER_REGISTRY
 
 from trainers.common.classifier import class_features, cosine_logits
 from trainers.common.clip_trainer import FrozenCLIPTrainer
-from trainers.common.experiment import Method, register_method
+from trainers.common.experiment import Method, backbone_option, register_method, rn50_prefix_replaced
 from trainers.common.precision import effective_precision
 from trainers.common.templates import IMAGENET_TEMPLATES_SELECT, dataset_template
 
@@ -48,4 +48,5 @@ class ZeroshotCLIP2(ZeroshotCLIP):
 # One seedless test per dataset; TRAINER=ZeroshotCLIP2 picks the prompt ensemble (same configs).
 register_method(Method(name="zeroshot", trainer="ZeroshotCLIP", label="Zero-shot CLIP",
                        config=lambda dataset, shots: "rn50", trains=False,
-                       alternatives=("ZeroshotCLIP2",)))
+                       alternatives=("ZeroshotCLIP2",),
+                       options={"BACKBONE": backbone_option(rn50_prefix_replaced)}))

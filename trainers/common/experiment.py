@@ -41,6 +41,34 @@ class Option:
     normalize: Callable[[str], str] = str  # e.g. "true" -> "True"; raises ValueError if invalid
     resolve: Callable[[str, str, int], str] = _as_is  # (value, dataset, shots) -> train.py value
     unset: Tuple[str, ...] = ()  # values that pass nothing to train.py (e.g. "", "none")
+    # (value, the method's config stem) -> the config stem to use: an option that picks the
+    # config file (e.g. the backbone), so runs of different values land in different folders.
+    config_stem: Optional[Callable[[str, str], str]] = None
+
+
+# The CLIP backbones of the papers' backbone comparisons; RN50 is the default everywhere.
+BACKBONES = ("RN50", "RN101", "ViT-B/32", "ViT-B/16")
+DEFAULT_BACKBONE = "RN50"
+
+
+def backbone_stem(backbone: str) -> str:
+    """RN50 -> rn50, ViT-B/16 -> vit_b16 (config file names and enhanced-base folders)."""
+    return backbone.lower().replace("/", "").replace("-", "_")
+
+
+def backbone_option(config_stem: Callable[[str, str], str]) -> Option:
+    """The BACKBONE option: a non-default backbone picks its own config file (which names the
+    backbone), via `config_stem(backbone, the RN50 config stem)`."""
+    return Option("MODEL.BACKBONE.NAME", DEFAULT_BACKBONE, "CLIP backbone", choices=BACKBONES,
+                  unset=(DEFAULT_BACKBONE,), config_stem=config_stem)
+
+
+def rn50_prefix_replaced(backbone: str, stem: str) -> str:
+    """rn50_ep50 -> vit_b16_ep50: config families named after the backbone (CoOp, CLIP-Adapter,
+    zero-shot CLIP, linear probe)."""
+    if backbone == DEFAULT_BACKBONE or not stem.startswith("rn50"):
+        return stem
+    return backbone_stem(backbone) + stem[len("rn50"):]
 
 
 @dataclass(frozen=True)
