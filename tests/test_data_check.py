@@ -47,8 +47,8 @@ def test_complete_tree_passes_with_size_notes(tmp_path):
         assert text.startswith(f"[{check.NOTE}] {name}"), text
         assert sizes_line(name) in text, text
         assert "sizes differ from the published split" in text
-    # DemoShapes and ImageFolder are covered too: absent here (not drawn, not configured)
-    assert "15 usable (15 with notes), 0 unusable, 2 not present" in p.stdout
+    # DemoShapes, DemoLandUse and ImageFolder are covered too: absent here (not drawn, not configured)
+    assert "15 usable (15 with notes), 0 unusable, 3 not present" in p.stdout
     assert f"[{check.ABSENT}] DemoShapes" in p.stdout and "DATASET.IMAGE_FOLDER.DIR" in block(p.stdout, "ImageFolder")
     assert tree_snapshot(tmp_path) == before  # the check writes nothing
 

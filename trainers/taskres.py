@@ -19,7 +19,7 @@ import torch.nn as nn
 from dassl.engine import TRAINER_REGISTRY
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint
-from dassl.utils.errors import UserError
+from dassl.utils.errors import CheckpointError, UserError
 
 from trainers.clip_adapter import Adapter
 from trainers.common.dataset_names import dataset_name_of_stem
@@ -112,7 +112,7 @@ def load_enhanced_text_projection(clip_model, path, cfg=None):
         checkpoint = load_checkpoint(path)
     except FileNotFoundError:
         raise UserError(f"{where} does not exist. Check the path, or {ENHANCED_BASE_HELP}.") from None
-    except RuntimeError as error:
+    except (RuntimeError, CheckpointError) as error:  # damaged, truncated or not a checkpoint
         reason = str(error.__cause__ or error)
         raise UserError(f"{where} cannot be read ({reason}): the file is damaged or not a PyTorch "
                         f"checkpoint. Download it again, or {ENHANCED_BASE_HELP}.") from None

@@ -61,4 +61,4 @@ class RunRecordMixin:
     """Mix into a trainer before its base class: the engine adds `run_record` to result.json."""
 
     def init_run_record(self, **entries):
-        self.run_record = dict(entries)
+        self.run_record.update(entries)  # keeps what the engine recorded already (e.g. the backbone)
