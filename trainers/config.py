@@ -32,6 +32,9 @@ def extend_cfg(cfg):
     # fast only: cycle = epoch e reads view e % VIEWS for every image; random = a view drawn per
     # image and epoch (seeded by SEED and the epoch), so images and seeds do not move in lockstep.
     cfg.TRAIN.FEATURE_CACHE.VIEW_ORDER = "cycle"
+    # fast only: True = each run seed draws its own views (seeds average over augmentation draws, as
+    # reference runs do); False = the same views in every seed (one cache shared by all seeds).
+    cfg.TRAIN.FEATURE_CACHE.VIEWS_PER_SEED = False
     cfg.TRAIN.FEATURE_CACHE.ROOT = ""  # "" = $FEWSHOT_FEATURE_CACHE, else ~/.cache/fewshot-clip/features
 
     cfg.TRAINER.COOP = CN()
