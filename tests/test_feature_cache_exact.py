@@ -138,10 +138,12 @@ def test_pipeline_mistakes_name_the_key_and_the_fix(opts, expected):
     ({}, {"name": "exact-cached-eval", "views": None}),
     ({"ENABLED": False}, {"name": "reference", "views": None}),
     ({"PIPELINE": "reference"}, {"name": "reference", "views": None}),
-    ({"PIPELINE": "fast", "VIEWS": 10}, {"name": "fast", "views": 10, "view_order": "cycle"}),
-    ({"PIPELINE": "fast", "VIEWS": 500}, {"name": "fast", "views": 200, "view_order": "cycle"}),  # capped
-    ({"PIPELINE": "fast", "VIEWS": 500, "VIEW_ORDER": "random"},
-     {"name": "fast", "views": 500, "view_order": "random"}),
+    ({"PIPELINE": "fast", "VIEWS": 10}, {"name": "fast", "views": 10, "view_order": "random",
+                                         "views_per_seed": True}),
+    ({"PIPELINE": "fast", "VIEWS": 500, "VIEW_ORDER": "cycle"},  # capped: views past the last epoch
+     {"name": "fast", "views": 200, "view_order": "cycle", "views_per_seed": True}),
+    ({"PIPELINE": "fast", "VIEWS": 500, "VIEWS_PER_SEED": False},
+     {"name": "fast", "views": 500, "view_order": "random", "views_per_seed": False}),
 ])
 def test_pipeline_record(opts, pipeline):
     cfg = extend_cfg(get_cfg_default())

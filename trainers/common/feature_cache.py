@@ -8,8 +8,11 @@ Pipelines (`TRAIN.FEATURE_CACHE.PIPELINE`, see `resolve_pipeline`):
   the encoder computes at test time; every run, method, shot count and seed with the same
   split and test batch size shares it. Training images go through the encoder at every step.
 - fast: training features are cached as well, V views per image, view v drawn with the
-  training transform from the seed `view_seed(image digest, v)` (the same views in every run
-  that uses the image); epoch e reads view `e % V`. Faster, not the reference's numbers.
+  training transform from the seed `view_seed(image digest, v, run seed)` (VIEWS_PER_SEED
+  True, the default: each seed draws its own views; False: every run that uses the image sees
+  the same views); each epoch reads a random view of each image (VIEW_ORDER random, the
+  default) or view `e % V` (cycle). Faster; its accuracy matches the reference on average
+  (README "Performance"), not run for run.
 - reference (or TRAIN.FEATURE_CACHE.ENABLED False): nothing cached.
 Building the cache never moves the run's random streams (`preserved_rng`): a run that fills
 the cache and a run that finds it filled train identically.
