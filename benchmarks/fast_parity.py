@@ -86,7 +86,7 @@ def execute(cells):
             print(f"  failed (exit {proc.returncode}); see {os.path.join(run.output_dir, 'parity.log')}")
 
 
-def table(cells, pipelines):
+def table(cells, pipelines, tablefmt="simple"):
     """One row per (dataset, method, shots): mean +- std per pipeline, difference to the
     reference and whether it is within the reference's seed spread."""
     groups = {}
@@ -116,7 +116,7 @@ def table(cells, pipelines):
                 total += 1
             row.append(cell)
         rows.append(row)
-    print(tabulate(rows, headers=["task", "method", "shots", "reference", *others]))
+    print(tabulate(rows, headers=["task", "method", "shots", "reference", *others], tablefmt=tablefmt))
     print(f"within the reference seed spread: {inside}/{total} (pipeline, cell) pairs "
           f"(ok: |mean - reference mean| <= reference population std)")
 
@@ -139,6 +139,7 @@ def main(argv=None):
     parser.add_argument("--backbone-path", default="", help="MODEL.BACKBONE.PATH (the pretrained weights)")
     parser.add_argument("--output", default="parity_output")
     parser.add_argument("--table-only", action="store_true", help="print the table of finished runs only")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--no-reference-runs", action="store_true",
                         help="train only the other pipelines' runs (the reference runs come from another "
                              "process with the same --output); the table uses those that finished")
@@ -149,7 +150,7 @@ def main(argv=None):
     cells = plan(args)
     if not args.table_only:
         execute([c for c in cells if not (args.no_reference_runs and c[3] == "reference")])
-    table(cells, args.pipelines)
+    table(cells, args.pipelines, "github" if args.markdown else "simple")
 
 
 if __name__ == "__main__":
