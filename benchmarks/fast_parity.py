@@ -11,7 +11,7 @@ seed spread. Meant for a pretrained CLIP (random weights say nothing about accur
 
 Pipelines (--pipelines): reference, exact (the default pipeline: identical to reference),
 fast (views in lockstep: epoch e reads view e % V), fast-random (a random view per image and
-epoch). Runs are train.py subprocesses, one at a time; a run whose result.json exists is
+epoch), fast-random-seeded (random order, and each seed draws its own views). Runs are train.py subprocesses, one at a time; a run whose result.json exists is
 reused, so the same command resumes.
 """
 import argparse
@@ -30,15 +30,19 @@ if REPO not in sys.path:
 PIPELINE_OVERRIDES = {
     "reference": ["TRAIN.FEATURE_CACHE.PIPELINE", "reference"],
     "exact": ["TRAIN.FEATURE_CACHE.PIPELINE", "exact-cached-eval"],
-    "fast": ["TRAIN.FEATURE_CACHE.PIPELINE", "fast", "TRAIN.FEATURE_CACHE.VIEW_ORDER", "cycle"],
-    "fast-random": ["TRAIN.FEATURE_CACHE.PIPELINE", "fast", "TRAIN.FEATURE_CACHE.VIEW_ORDER", "random"],
+    "fast": ["TRAIN.FEATURE_CACHE.PIPELINE", "fast", "TRAIN.FEATURE_CACHE.VIEW_ORDER", "cycle",
+             "TRAIN.FEATURE_CACHE.VIEWS_PER_SEED", "False"],
+    "fast-random": ["TRAIN.FEATURE_CACHE.PIPELINE", "fast", "TRAIN.FEATURE_CACHE.VIEW_ORDER", "random",
+                    "TRAIN.FEATURE_CACHE.VIEWS_PER_SEED", "False"],
+    "fast-random-seeded": ["TRAIN.FEATURE_CACHE.PIPELINE", "fast", "TRAIN.FEATURE_CACHE.VIEW_ORDER", "random",
+                           "TRAIN.FEATURE_CACHE.VIEWS_PER_SEED", "True"],
 }
 METHOD_NAMES = ("zeroshot", "taskres", "clip_adapter", "coop")
 
 
 def plan(args):
     """[(dataset, method, shots, pipeline, Run)] of the whole check."""
-    from fewshot_grid.plan import Options, plan_runs
+    from fewshot_grid.plan import plan_runs
 
     backbone = []
     if args.backbone_name:
@@ -50,11 +54,13 @@ def plan(args):
         for method in args.methods:
             for shots in ([0] if method == "zeroshot" else args.shots):
                 for pipeline in args.pipelines:
-                    extra = (*backbone, *PIPELINE_OVERRIDES[pipeline], "TRAIN.FEATURE_CACHE.VIEWS",
+                    # the default pipeline is bit-identical to the reference and encodes the test set once
+                    computed_as = args.reference_as if pipeline == "reference" else pipeline
+                    extra = (*backbone, *PIPELINE_OVERRIDES[computed_as], "TRAIN.FEATURE_CACHE.VIEWS",
                              str(args.views), *args.overrides)
                     runs = plan_runs(method, dataset, shots, seeds=args.seeds,
                                      output=os.path.join(args.output, pipeline), root=args.data,
-                                     opts=Options(extra=tuple(extra)))
+                                     extra=tuple(extra))
                     cells += [(dataset, method, shots, pipeline, run) for run in runs]
     return cells
 
@@ -80,7 +86,7 @@ def execute(cells):
             print(f"  failed (exit {proc.returncode}); see {os.path.join(run.output_dir, 'parity.log')}")
 
 
-def table(cells, pipelines):
+def table(cells, pipelines, tablefmt="simple"):
     """One row per (dataset, method, shots): mean +- std per pipeline, difference to the
     reference and whether it is within the reference's seed spread."""
     groups = {}
@@ -110,7 +116,7 @@ def table(cells, pipelines):
                 total += 1
             row.append(cell)
         rows.append(row)
-    print(tabulate(rows, headers=["task", "method", "shots", "reference", *others]))
+    print(tabulate(rows, headers=["task", "method", "shots", "reference", *others], tablefmt=tablefmt))
     print(f"within the reference seed spread: {inside}/{total} (pipeline, cell) pairs "
           f"(ok: |mean - reference mean| <= reference population std)")
 
@@ -125,19 +131,26 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--pipelines", nargs="+", choices=list(PIPELINE_OVERRIDES),
                         default=["reference", "fast", "fast-random"])
+    parser.add_argument("--reference-as", choices=["reference", "exact"], default="reference",
+                        help="compute the reference runs with the reference pipeline or the default one "
+                             "(exact: the same numbers bit for bit, the test set encoded once)")
     parser.add_argument("--views", type=int, default=10, help="TRAIN.FEATURE_CACHE.VIEWS of the fast runs")
     parser.add_argument("--backbone-name", default="", help="MODEL.BACKBONE.NAME")
     parser.add_argument("--backbone-path", default="", help="MODEL.BACKBONE.PATH (the pretrained weights)")
     parser.add_argument("--output", default="parity_output")
     parser.add_argument("--table-only", action="store_true", help="print the table of finished runs only")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--no-reference-runs", action="store_true",
+                        help="train only the other pipelines' runs (the reference runs come from another "
+                             "process with the same --output); the table uses those that finished")
     parser.add_argument("overrides", nargs="*", help="KEY VALUE overrides for every run (after --)")
     args = parser.parse_args(argv)
     if "reference" not in args.pipelines:
         args.pipelines = ["reference", *args.pipelines]
     cells = plan(args)
     if not args.table_only:
-        execute(cells)
-    table(cells, args.pipelines)
+        execute([c for c in cells if not (args.no_reference_runs and c[3] == "reference")])
+    table(cells, args.pipelines, "github" if args.markdown else "simple")
 
 
 if __name__ == "__main__":

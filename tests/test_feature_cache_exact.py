@@ -138,10 +138,12 @@ def test_pipeline_mistakes_name_the_key_and_the_fix(opts, expected):
     ({}, {"name": "exact-cached-eval", "views": None}),
     ({"ENABLED": False}, {"name": "reference", "views": None}),
     ({"PIPELINE": "reference"}, {"name": "reference", "views": None}),
-    ({"PIPELINE": "fast", "VIEWS": 10}, {"name": "fast", "views": 10, "view_order": "cycle"}),
-    ({"PIPELINE": "fast", "VIEWS": 500}, {"name": "fast", "views": 200, "view_order": "cycle"}),  # capped
-    ({"PIPELINE": "fast", "VIEWS": 500, "VIEW_ORDER": "random"},
-     {"name": "fast", "views": 500, "view_order": "random"}),
+    ({"PIPELINE": "fast", "VIEWS": 10}, {"name": "fast", "views": 10, "view_order": "random",
+                                         "views_per_seed": True}),
+    ({"PIPELINE": "fast", "VIEWS": 500, "VIEW_ORDER": "cycle"},  # capped: views past the last epoch
+     {"name": "fast", "views": 200, "view_order": "cycle", "views_per_seed": True}),
+    ({"PIPELINE": "fast", "VIEWS": 500, "VIEWS_PER_SEED": False},
+     {"name": "fast", "views": 500, "view_order": "random", "views_per_seed": False}),
 ])
 def test_pipeline_record(opts, pipeline):
     cfg = extend_cfg(get_cfg_default())
@@ -173,6 +175,25 @@ def test_random_view_order_reads_a_view_per_image_and_epoch_without_moving_the_r
     assert seen.min() >= 0 and seen.max() < views
     assert len({tuple(row.tolist()) for row in seen.T}) > 1  # images do not move in lockstep
     assert not all(torch.equal(seen[0], row) for row in seen[1:])  # nor repeat the same draw
+
+
+@pytest.mark.parametrize("per_seed", [True, False])
+def test_views_are_drawn_per_seed_unless_shared(fixture, tmp_path, per_seed):
+    """Per-seed views let the seeds of a cell average over augmentation draws as reference runs
+    do; shared views are the same cached features in every seed."""
+    opts = ["TRAIN.FEATURE_CACHE.PIPELINE", "fast", "TRAIN.FEATURE_CACHE.VIEWS", "2",
+            "TRAIN.FEATURE_CACHE.VIEWS_PER_SEED", str(per_seed), "TRAIN.FEATURE_CACHE.ROOT", str(tmp_path / "cache")]
+    views = {}
+    for seed in ("1", "2"):
+        args = trainer_args("TaskRes", CONFIGS["TaskRes"], fixture["data_root"], fixture["clip_path"],
+                            tmp_path / f"run{seed}", DATASET, "OPTIM.MAX_EPOCH", "2", *opts)  # all training images
+        args[args.index("--seed") + 1] = seed
+        trainer = build_in_process(args)
+        trainer.before_train()
+        assert trainer.pipeline["views_per_seed"] is per_seed
+        views[seed] = trainer.train_loader_x.dataset.features
+    assert views["1"].shape == views["2"].shape
+    assert torch.equal(views["1"], views["2"]) is not per_seed
 
 
 def test_test_features_are_keyed_by_the_test_batches(fixture, tmp_path):

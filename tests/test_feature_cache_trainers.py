@@ -81,12 +81,16 @@ def test_train_py_runs_share_the_cache_and_report_passes(fixture, tmp_path):
     assert f"Image encoder passes: {VIEWS * n_train + n_test:,}" in first
     assert "Pipeline fast: test/val features cached" in first
     assert "training on 2 cached augmented view(s) per image" in first
-    # Same images, other method and seed: everything comes from the cache.
-    second = run(args_for(fixture, "TaskRes", "e2e-2", cache, "SEED", "2"))
+    # Same images and seed, other method: everything comes from the cache.
+    second = run(args_for(fixture, "TaskRes", "e2e-2", cache))
     assert "Image encoder passes: 0" in second
     assert f"Feature cache: all {n_train} train images found" in second
     assert f"Feature cache: all {n_test} test images found" in second
     assert 0 <= result(fixture["root"] / "e2e-2")["accuracy"] <= 100
+    # Another seed draws its own training views (the default); test features are shared.
+    third = run(args_for(fixture, "TaskRes", "e2e-3", cache, "SEED", "2"))
+    assert f"Image encoder passes: {VIEWS * n_train:,}" in third
+    assert f"Feature cache: all {n_test} test images found" in third
 
 
 def test_another_weights_file_misses_the_cache(fixture, tmp_path):

@@ -123,7 +123,8 @@ def test_tip_adapter_f_starts_as_tip_adapter_and_fine_tunes_its_keys(pets):
 
 def test_tip_adapter_f_reads_every_image_feature_through_the_feature_cache(pets):
     out = pets["root"] / "tip_f_cached"
-    stdout = run(tip_args(pets, "TipAdapterF", out, "OPTIM.MAX_EPOCH", "2", "TRAIN.FEATURE_CACHE.PIPELINE", "fast"))
+    stdout = run(tip_args(pets, "TipAdapterF", out, "OPTIM.MAX_EPOCH", "2", "TRAIN.FEATURE_CACHE.PIPELINE", "fast",
+                     "TRAIN.FEATURE_CACHE.VIEWS", "2", "TRAIN.FEATURE_CACHE.ROOT", str(pets["root"] / "tip_f_cache")))
     counts = fixture_counts("OxfordPets", per_class=8)
     n_train, n_val = 6 * SHOTS, 6 * SHOTS  # min(K, 4) validation images per class
     # Two stored views per training image (the cache keys and both epochs read them), val and test once.

@@ -6,6 +6,7 @@ train.py's entry point in one driver process (see tests/cli_driver.py), a few al
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,8 +41,13 @@ def _split_with(data_root, tmp, edit):
     shutil.copytree(data_root, root)
     path = os.path.join(root, "dtd", "split_zhou_DescribableTextures.json")
     split = json.load(open(path))
-    edit(split)
+    image = edit(split)
     json.dump(split, open(path, "w"))
+    if image is not None:  # the edit names an image file to corrupt
+        image = os.path.join(root, "dtd", "images", image)
+        assert os.path.isfile(image), image
+        open(image, "w").write("not an image\n")
+        return root, path, image
     return root, path
 
 
@@ -59,6 +65,11 @@ def renamed_class(split):
 
 def missing_image(split):
     split["train"][0][0] = "nope/missing.jpg"
+
+
+def corrupt_test_image(split):
+    """Not a split change: the file of test entry 0 is overwritten with text (read by the cache)."""
+    return split["test"][0][0]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +114,9 @@ def _cases(s):
     rerun_run = os.path.join(tmp, "rerun_run")
     shutil.copytree(trained, rerun_run)
     roots = {f.__name__: _split_with(data, tmp, f) for f in
-             (label_out_of_range_in_test, train_label_out_of_range, renamed_class, missing_image)}
+             (label_out_of_range_in_test, train_label_out_of_range, renamed_class, missing_image,
+              corrupt_test_image)}
+    coop = dict(trainer="CoOp", config=COOP)
 
     return {
         "unknown_trainer": (args("o1", trainer="TaskRez"), ['TRAINER.NAME "TaskRez" is not registered', "TaskRes"]),
@@ -171,6 +184,22 @@ def _cases(s):
         "class_name_differs": (args("o30", root=roots["renamed_class"][0]),
                                [roots["renamed_class"][1], '"not the same name" in "val" entry 0']),
         "image_missing": (args("o31", root=roots["missing_image"][0]), ["missing.jpg", "split_zhou_DescribableTextures.json"]),
+        "unreadable_test_image": (args("o32", root=roots["corrupt_test_image"][0]),
+                                  [f"cannot read image {roots['corrupt_test_image'][2]}",
+                                   f"listed in {roots['corrupt_test_image'][1]}", "Restore the file"]),
+        "coop_no_context": (args("o33", "TRAINER.COOP.N_CTX", "0", **coop),
+                            ["TRAINER.COOP.N_CTX = 0", "at least 1 context token"]),
+        "coop_class_token_position": (args("o34", "TRAINER.COOP.CLASS_TOKEN_POSITION", "back", **coop),
+                                      ["TRAINER.COOP.CLASS_TOKEN_POSITION = 'back'", "end", "middle", "front"]),
+        "coop_prompt_too_long": (args("o35", "TRAINER.COOP.N_CTX", "80", **coop),
+                                 ["does not fit CLIP's 77 tokens", "TRAINER.COOP.N_CTX"]),
+        "bad_precision": (args("o36", "DATASET.NUM_SHOTS", "2", "TRAINER.TIP_ADAPTER.PREC", "fp8", trainer="TipAdapter",
+                               config="TipAdapter/rn50.yaml"),
+                          ["TRAINER.TIP_ADAPTER.PREC = 'fp8'", "fp16", "fp32", "amp"]),
+        "taskres_bad_precision": (args("o37", "TRAINER.TaskRes.PREC", "fp8"), ["TRAINER.TaskRes.PREC = 'fp8'"]),
+        "clip_adapter_ratio": (args("o38", "TRAINER.CLIP_ADAPTER.RATIO", "1.5", trainer="CLIP_Adapter",
+                                    config="CLIP_Adapter/rn50_ep50.yaml"),
+                               ["TRAINER.CLIP_ADAPTER.RATIO = 1.5", "[0, 1]"]),
     }
 
 
@@ -208,12 +237,13 @@ CASE_NAMES = [
     "checkpoint_of_another_trainer", "truncated_checkpoint", "text_file_as_checkpoint", "truncated_weights",
     "html_as_weights", "vit_weights_under_rn101", "weights_path_missing", "wrong_input_size",
     "output_dir_under_a_file", "rerun_with_other_settings", "test_label_out_of_range", "train_label_out_of_range", "class_name_differs",
-    "image_missing",
+    "image_missing", "unreadable_test_image", "coop_no_context", "coop_class_token_position", "coop_prompt_too_long",
+    "bad_precision", "taskres_bad_precision", "clip_adapter_ratio",
 ]
 
 
 def _check_message(code, stderr, fragments):
-    lines = [line for line in stderr.splitlines() if not _is_library_warning(line)]
+    lines = [line for line in stderr.splitlines() if not _is_library_warning(line) and not _is_progress_bar(line)]
     assert code == 2, stderr[-3000:]
     assert "Traceback" not in stderr
     assert lines and lines[0].startswith("error: ") and not any(ln.startswith("error: ") for ln in lines[1:]), stderr
@@ -256,3 +286,8 @@ def test_debug_variable_shows_the_traceback(setup):
 def _is_library_warning(line):
     """Third-party import warnings (clip's pkg_resources notice) are not our output."""
     return "UserWarning" in line or line.strip().startswith("from pkg_resources") or not line.strip()
+
+
+def _is_progress_bar(line):
+    """tqdm's progress lines (the cache's encoding bar, interrupted by the error) are not messages."""
+    return re.search(r"\d+%\|.*\| \d+/\d+ \[", line) is not None

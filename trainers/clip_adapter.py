@@ -1,6 +1,7 @@
 """CLIP-Adapter: a residual bottleneck MLP on CLIP's image features."""
 import torch.nn as nn
 
+from dassl.config.merge import ConfigError
 from dassl.engine import TRAINER_REGISTRY
 from dassl.optim import build_lr_scheduler, build_optimizer
 
@@ -32,9 +33,9 @@ class CLIP_Adapter(FrozenCLIPTrainer):
     def check_cfg(self, cfg):
         node = cfg.TRAINER.CLIP_ADAPTER
         if not 0.0 <= node.RATIO <= 1.0:
-            raise ValueError(f"TRAINER.CLIP_ADAPTER.RATIO = {node.RATIO}; use a value in [0, 1]")
+            raise ConfigError(f"TRAINER.CLIP_ADAPTER.RATIO = {node.RATIO}; use a value in [0, 1]")
         if node.REDUCTION < 1:
-            raise ValueError(f"TRAINER.CLIP_ADAPTER.REDUCTION = {node.REDUCTION}; use an integer >= 1")
+            raise ConfigError(f"TRAINER.CLIP_ADAPTER.REDUCTION = {node.REDUCTION}; use an integer >= 1")
 
     def build_model(self):
         self.clip_model = self.freeze_on_device(self.load_clip(), "fp32")

@@ -26,12 +26,14 @@ def extend_cfg(cfg):
     # exact-cached-eval: test/val features cached, bit-identical results to reference;
     # fast: training views cached too (not the reference's numbers); reference: no cache.
     cfg.TRAIN.FEATURE_CACHE.PIPELINE = "exact-cached-eval"
-    # fast only: augmented views per training image; epoch e reads view e % VIEWS. 1-2 views lost
-    # accuracy in the parity check, 5-20 were close to the reference.
+    # fast only: augmented views per training image (chosen by the parity check, README "Performance").
     cfg.TRAIN.FEATURE_CACHE.VIEWS = 10
-    # fast only: cycle = epoch e reads view e % VIEWS for every image; random = a view drawn per
-    # image and epoch (seeded by SEED and the epoch), so images and seeds do not move in lockstep.
-    cfg.TRAIN.FEATURE_CACHE.VIEW_ORDER = "cycle"
+    # fast only: random = a view drawn per image and epoch (seeded by SEED and the epoch), so images
+    # do not move in lockstep; cycle = epoch e reads view e % VIEWS for every image.
+    cfg.TRAIN.FEATURE_CACHE.VIEW_ORDER = "random"
+    # fast only: True = each run seed draws its own views, so seeds average over augmentation draws
+    # as reference runs do; False = the same views in every seed (one cache for all seeds).
+    cfg.TRAIN.FEATURE_CACHE.VIEWS_PER_SEED = True
     cfg.TRAIN.FEATURE_CACHE.ROOT = ""  # "" = $FEWSHOT_FEATURE_CACHE, else ~/.cache/fewshot-clip/features
 
     cfg.TRAINER.COOP = CN()

@@ -8,6 +8,7 @@ import clip
 import torch
 import torch.nn as nn
 
+from dassl.config.merge import ConfigError
 from dassl.engine import TRAINER_REGISTRY
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_pretrained_weights
@@ -26,7 +27,7 @@ FIXED_BUFFERS = ("token_prefix", "token_suffix")
 
 def _check_class_token_position(position):
     if position not in CLASS_TOKEN_POSITIONS:
-        raise ValueError(f"TRAINER.COOP.CLASS_TOKEN_POSITION = {position!r}; "
+        raise ConfigError(f"TRAINER.COOP.CLASS_TOKEN_POSITION = {position!r}; "
                          f"use one of {CLASS_TOKEN_POSITIONS}")
 
 
@@ -35,7 +36,7 @@ def _tokenize(texts, what):
     try:
         return clip.tokenize(texts)
     except RuntimeError as err:
-        raise ValueError(f"{what} does not fit CLIP's 77 tokens ({err}); shorten the class name "
+        raise ConfigError(f"{what} does not fit CLIP's 77 tokens ({err}); shorten the class name "
                          "or use fewer context tokens (TRAINER.COOP.N_CTX / CTX_INIT)") from err
 
 
@@ -89,7 +90,7 @@ class PromptLearner(nn.Module):
         else:
             n_ctx = coop.N_CTX
             if n_ctx < 1:
-                raise ValueError(f"TRAINER.COOP.N_CTX = {n_ctx}; needs at least 1 context token")
+                raise ConfigError(f"TRAINER.COOP.N_CTX = {n_ctx}; needs at least 1 context token")
             shape = (n_cls, n_ctx, ctx_dim) if coop.CSC else (n_ctx, ctx_dim)
             print("Initializing class-specific contexts" if coop.CSC else "Initializing a generic context")
             ctx_vectors = torch.empty(*shape, dtype=torch.float32)
@@ -189,7 +190,7 @@ class CoOp(FrozenCLIPTrainer):
         # Fail before data and CLIP are loaded. (The device is not known yet; the CPU
         # fallback is decided in build_model.)
         if cfg.TRAINER.COOP.PREC not in PRECISIONS:
-            raise ValueError(f"TRAINER.COOP.PREC = {cfg.TRAINER.COOP.PREC!r}; use one of {PRECISIONS}")
+            raise ConfigError(f"TRAINER.COOP.PREC = {cfg.TRAINER.COOP.PREC!r}; use one of {PRECISIONS}")
         _check_class_token_position(cfg.TRAINER.COOP.CLASS_TOKEN_POSITION)
 
     def build_model(self):

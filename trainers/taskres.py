@@ -16,6 +16,7 @@ import os.path as osp
 import torch
 import torch.nn as nn
 
+from dassl.config.merge import ConfigError
 from dassl.engine import TRAINER_REGISTRY
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint
@@ -161,7 +162,7 @@ class TaskRes(RunRecordMixin, FrozenCLIPTrainer):
     def check_cfg(self, cfg):  # fail before data and CLIP are loaded
         node = cfg.TRAINER.TaskRes
         if node.PREC not in PRECISIONS:
-            raise ValueError(f"TRAINER.TaskRes.PREC = {node.PREC!r}; use one of {PRECISIONS}")
+            raise ConfigError(f"TRAINER.TaskRes.PREC = {node.PREC!r}; use one of {PRECISIONS}")
         if node.TEXT_RESIDUAL not in TEXT_RESIDUALS:
             raise UserError(f"TRAINER.TaskRes.TEXT_RESIDUAL = {node.TEXT_RESIDUAL!r}; use one of {TEXT_RESIDUALS}")
         uses_alpha = node.TEXT_RESIDUAL in ("residual", "adapter_residual") or node.IMAGE_RESIDUAL

@@ -10,14 +10,22 @@ from .samplers import build_sampler
 from .transforms import INTERPOLATION_MODES, build_transform
 
 
+class UnreadableImage(OSError):
+    """An image file that is missing or cannot be decoded; `path` names it."""
+
+    def __init__(self, path, reason):
+        super().__init__(f'Cannot read image "{path}": {reason}. Re-download or remove this file '
+                         "(and its entry in the split file).")
+        self.path, self.reason = path, reason
+
+
 def read_image(path):
     """Open an image as RGB; a missing or corrupt file raises an error naming it."""
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
     except Exception as e:
-        raise OSError(f'Cannot read image "{path}": {e}. Re-download or remove this file '
-                      "(and its entry in the split file).") from e
+        raise UnreadableImage(path, e) from e
 
 
 def build_data_loader(cfg, sampler_type="SequentialSampler", data_source=None, batch_size=64,

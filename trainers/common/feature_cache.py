@@ -8,8 +8,11 @@ Pipelines (`TRAIN.FEATURE_CACHE.PIPELINE`, see `resolve_pipeline`):
   the encoder computes at test time; every run, method, shot count and seed with the same
   split and test batch size shares it. Training images go through the encoder at every step.
 - fast: training features are cached as well, V views per image, view v drawn with the
-  training transform from the seed `view_seed(image digest, v)` (the same views in every run
-  that uses the image); epoch e reads view `e % V`. Faster, not the reference's numbers.
+  training transform from the seed `view_seed(image digest, v, run seed)` (VIEWS_PER_SEED
+  True, the default: each seed draws its own views; False: every run that uses the image sees
+  the same views); each epoch reads a random view of each image (VIEW_ORDER random, the
+  default) or view `e % V` (cycle). Faster; its accuracy matches the reference on average
+  (README "Performance"), not run for run.
 - reference (or TRAIN.FEATURE_CACHE.ENABLED False): nothing cached.
 Building the cache never moves the run's random streams (`preserved_rng`): a run that fills
 the cache and a run that finds it filled train identically.
@@ -47,7 +50,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 from tqdm import tqdm
 
-from dassl.data.data_manager import read_image
+from dassl.data.data_manager import UnreadableImage, read_image
 from dassl.data.samplers import build_sampler
 from dassl.utils.errors import UserError
 from dassl.utils.tools import atomic_write, file_sha256
@@ -127,9 +130,11 @@ def describe_transform(transform):
     return repr(transform)
 
 
-def view_seed(image_digest, view):
-    """The RNG seed of view `view` of the image whose content sha256 is `image_digest`."""
-    return int.from_bytes(hashlib.sha256(f"{image_digest}/view{view}".encode()).digest()[:8], "little") >> 1
+def view_seed(image_digest, view, run_seed=None):
+    """The RNG seed of view `view` of the image whose content sha256 is `image_digest`: the same
+    in every run, or (with `run_seed`) drawn anew for each run seed."""
+    text = f"{image_digest}/view{view}" if run_seed is None else f"{image_digest}/seed{run_seed}/view{view}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 def _stat_key(st):
@@ -154,13 +159,15 @@ def image_digests(paths, root):
         try:
             st = os.stat(path)
         except OSError as err:
-            raise FileNotFoundError(f"Cannot read image {path} to fingerprint it for the feature cache: "
-                                    f"{err}. Restore the file or remove it from the split.") from err
+            raise UnreadableImage(path, err) from err
         entry = memo.get(path)
         if entry is not None and entry[:-1] == _stat_key(st):
             digest = entry[-1]
         else:
-            digest = file_sha256(path)
+            try:
+                digest = file_sha256(path)
+            except OSError as err:
+                raise UnreadableImage(path, err) from err
             settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > DIGEST_TRUST_AGE_S * 1e9
             if settled and _stat_key(os.stat(path)) == _stat_key(st):
                 fresh[path] = _stat_key(st) + [digest]
@@ -260,8 +267,9 @@ def preserved_rng():
 class _SeededViews(Dataset):
     """Item k = view k % V of image k // V, transformed under that view's own seed."""
 
-    def __init__(self, paths, digests, transform, views):
+    def __init__(self, paths, digests, transform, views, run_seed=None):
         self.paths, self.digests, self.transform, self.views = paths, digests, transform, views
+        self.run_seed = run_seed
 
     def __len__(self):
         return len(self.paths) * self.views
@@ -270,7 +278,7 @@ class _SeededViews(Dataset):
         i, v = divmod(k, self.views)
         image = read_image(self.paths[i])
         with torch.random.fork_rng(devices=[]):  # the run's own random stream is left untouched
-            torch.manual_seed(view_seed(self.digests[i], v))
+            torch.manual_seed(view_seed(self.digests[i], v, self.run_seed))
             return self.transform(image)
 
 
@@ -287,16 +295,18 @@ class FeatureSet:
     `load_reference_batches`). `rows` names the scheme and is part of the key.
     """
 
-    def __init__(self, root, encoder, transform, views, rows="image", transform_text=None):
+    def __init__(self, root, encoder, transform, views, rows="image", transform_text=None, run_seed=None):
         if views < 1:
             raise UserError(f"TRAIN.FEATURE_CACHE.VIEWS = {views}; needs at least 1 view per image")
         if transform is None and transform_text is None:
             raise UserError("The fast pipeline needs an image transform (INPUT.NO_TRANSFORM is True); set "
                             "TRAIN.FEATURE_CACHE.PIPELINE exact-cached-eval or reference")
         self.root = root
-        self.transform, self.views = transform, views
+        self.transform, self.views, self.run_seed = transform, views, run_seed
         self.description = {"format": FORMAT_VERSION, "encoder": encoder, "rows": rows,
                             "transform": transform_text or describe_transform(transform), "views": views}
+        if run_seed is not None:  # views drawn for one run seed: a set of their own
+            self.description["view_seed"] = run_seed
         self.directory = os.path.join(root, _key(encoder), _key(self.description))
 
     def _shards(self):
@@ -387,7 +397,7 @@ class FeatureSet:
         def encode_missing(missing):
             print(f"Feature cache: encoding {len(missing)} of {len(path_of)} {desc} images x "
                   f"{self.views} view(s) into {self.directory}")
-            views = _SeededViews([path_of[d] for d in missing], missing, self.transform, self.views)
+            views = _SeededViews([path_of[d] for d in missing], missing, self.transform, self.views, self.run_seed)
             loader = DataLoader(views, batch_size=batch_size, num_workers=num_workers, shuffle=False,
                                 generator=torch.Generator())
             chunks = [encode(images).detach().to("cpu") for images in _progress(loader, f"Caching {desc} views")]
@@ -513,8 +523,16 @@ def resolve_pipeline(cfg):
         views = node.VIEWS
         if node.VIEW_ORDER == "cycle":
             views = min(views, max(cfg.OPTIM.MAX_EPOCH, 1))  # more views than epochs are never read
-        return {"name": name, "views": views, "view_order": node.VIEW_ORDER}
+        return {"name": name, "views": views, "view_order": node.VIEW_ORDER,
+                "views_per_seed": bool(node.VIEWS_PER_SEED)}
     return {"name": name, "views": views}
+
+
+def _split_file(dataset):
+    """The file that lists the dataset's images (its path when it is one file), for messages."""
+    source = dataset.split_source() if hasattr(dataset, "split_source") else "the split file"
+    path = os.path.join(getattr(dataset, "dataset_dir", ""), source)
+    return path if os.path.isfile(path) else source
 
 
 def _uncacheable_reason(loader):
@@ -549,20 +567,34 @@ class TrainerFeatureCache:
         self.encoder = encoder_fingerprint(trainer.clip_model.visual, cfg.MODEL.BACKBONE.NAME, trainer.device)
         self.train_set = None
         if pipeline["name"] == "fast":
-            self.train_set = FeatureSet(self.root, self.encoder, trainer.dm.tfm_train, views=self.views)
+            run_seed = cfg.SEED if pipeline["views_per_seed"] else None
+            self.train_set = FeatureSet(self.root, self.encoder, trainer.dm.tfm_train, views=self.views,
+                                        run_seed=run_seed)
         self._encode = lambda images: trainer.image_features(images.to(trainer.device))
+        self._dataset = trainer.dm.dataset
         self._batch_size = cfg.DATALOADER.TEST.BATCH_SIZE
         self._workers = cfg.DATALOADER.NUM_WORKERS
         if pipeline["name"] == "fast":
             order = (f"epoch e reads view e % {self.views}" if pipeline["view_order"] == "cycle" else
                      "each epoch reads a random view of each image")
-            training = (f"training on {self.views} cached augmented view(s) per image, {order} (faster; not "
-                        f"the reference's numbers)")
+            drawn = "drawn for this seed" if pipeline["views_per_seed"] else "the same in every seed"
+            training = (f"training on {self.views} cached augmented view(s) per image ({drawn}), {order} "
+                        f"(faster; not the reference's numbers)")
         else:
             training = "training images through the image encoder at every step with fresh augmentations"
         print(f"Pipeline {pipeline['name']}: test/val features cached under {self.root} (encoded in the "
               f"test loader's own batches: identical to encoding them at test time); {training}. "
               f"TRAIN.FEATURE_CACHE.PIPELINE chooses: {', '.join(PIPELINES)}")
+
+    @contextlib.contextmanager
+    def _naming_the_split_file(self):
+        """An image the cache cannot read becomes one message naming it and the file listing it."""
+        try:
+            yield
+        except UnreadableImage as err:
+            raise UserError(f"Feature cache: cannot read image {err.path} ({err.reason}); it is listed in "
+                            f"{_split_file(self._dataset)}. Restore the file, or remove its entry from that "
+                            f"file.") from err
 
     def eval_loader(self, reference, split):
         """Loader of exact cached features in place of the `split` image loader (or the image
@@ -573,12 +605,14 @@ class TrainerFeatureCache:
             return reference
         feature_set = FeatureSet(self.root, self.encoder, None, views=1, rows="reference-batches",
                                  transform_text=_loader_transform_text(reference))
-        features = feature_set.load_reference_batches(reference, self._encode, split)
+        with self._naming_the_split_file():
+            features = feature_set.load_reference_batches(reference, self._encode, split)
         return loader_like(reference, features, reference.dataset.data_source)
 
     def train_loader(self, reference):
         """Loader of cached training views in place of the training image loader ("fast")."""
         items = reference.dataset.data_source
-        features = self.train_set.load([item.impath for item in items], self._encode, self._batch_size,
-                                       self._workers, desc="train")
+        with self._naming_the_split_file():
+            features = self.train_set.load([item.impath for item in items], self._encode, self._batch_size,
+                                           self._workers, desc="train")
         return loader_like(reference, features, items)

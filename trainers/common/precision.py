@@ -5,6 +5,8 @@ fp16 CLIP kernels and torch.cuda.amp only exist on CUDA; on CPU we fall back to 
 """
 import torch
 
+from dassl.config.merge import ConfigError
+
 PRECISIONS = ("fp16", "fp32", "amp")
 
 
@@ -15,7 +17,7 @@ def effective_precision(requested, device, key="PREC"):
     where the user can fix it.
     """
     if requested not in PRECISIONS:
-        raise ValueError(f"{key} = {requested!r} is not a valid precision; use one of {PRECISIONS}")
+        raise ConfigError(f"{key} = {requested!r} is not a valid precision; use one of {PRECISIONS}")
     device = torch.device(device)
     if device.type != "cuda" and requested != "fp32":
         print(f"{key} = {requested} needs a CUDA device; running in fp32 on {device.type}")

@@ -44,11 +44,11 @@ def augmented_train_features(trainer, passes):
     """Training-transform features of the training images, `passes` augmented passes:
     [passes, N, D] in `dm.dataset.train_x` order, plus the labels [N].
 
-    With the fast pipeline (cached training views), the passes are the cache's stored views of
-    each image (as many as it keeps, printed when that differs from `passes`), so no image is
-    encoded again; otherwise every pass runs the encoder on fresh augmentations."""
+    In the fast pipeline the passes are the cache's stored views of each image (as many as it
+    keeps, printed when that differs from `passes`), so no image is encoded again; otherwise
+    every pass goes through the encoder with fresh augmentations, as in the reference."""
     loader = ordered_loader(trainer, trainer.dm.dataset.train_x, trainer.dm.tfm_train)
-    if trainer.feature_cache is None or trainer.pipeline["name"] != "fast":
+    if trainer.feature_cache is None or trainer.feature_cache.train_set is None:
         runs = [loader_features(trainer, loader) for _ in range(passes)]
         return torch.stack([features for features, _ in runs]), runs[0][1]
     loader = trainer.feature_cache.train_loader(loader)

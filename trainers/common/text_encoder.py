@@ -1,6 +1,7 @@
 """CLIP's text tower applied to token *embeddings* (so learned prompt vectors can be fed in).
 
-Same computation as `clip.model.CLIP.encode_text` after its embedding lookup (SPEC 5):
+Same computation as `clip.model.CLIP.encode_text` after its embedding lookup, in the order
+the reference prompt learners use:
 add the positional embedding, run the transformer, `ln_final`, take the feature at the EOT
 position (`tokens.argmax(-1)`, the EOT id is the largest in the vocabulary) and project.
 
