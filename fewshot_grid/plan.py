@@ -21,6 +21,8 @@ from .benchmarks import BENCHMARKS, SEEDS, SHOTS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 COMMON_SETTINGS = ("CFG", "TRAINER")
+# The fast pipeline (FAST=1, --fast): an override, so it is part of the run's recorded request.
+FAST_OVERRIDES = ["TRAIN.FEATURE_CACHE.PIPELINE", "fast"]
 PlanError = UserError  # a run that cannot be planned (unknown dataset, missing config, ...)
 
 

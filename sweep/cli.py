@@ -65,6 +65,9 @@ def build_parser():
 
     what = p.add_argument_group("what to do")
     what.add_argument("--launcher", choices=("local", "slurm"), default="local")
+    what.add_argument("--fast", action="store_true",
+                      help="the fast pipeline (TRAIN.FEATURE_CACHE.PIPELINE fast): cached "
+                           "augmented views, not the reference's numbers")
     what.add_argument("--dry-run", action="store_true",
                       help="print what would be submitted, submit nothing")
     what.add_argument("--status", action="store_true",
@@ -205,7 +208,8 @@ def main(argv=None):
 def sweep(args, extra):
     """Plan the grid, then submit what is missing (or show where it stands)."""
     runs = expand(args.methods, args.datasets, args.shots, args.seeds, args.output,
-                  args.data, plan.settings_from_pairs(args.option), tuple(extra), args.plugin)
+                  args.data, plan.settings_from_pairs(args.option),
+                  tuple(extra) + tuple(plan.FAST_OVERRIDES if args.fast else ()), args.plugin)
     try:
         slurm_opts = slurm.options_from(args) if args.launcher == "slurm" else None
     except ValueError as error:

@@ -100,8 +100,8 @@ def triage(runs, force=False, fix="rerun with FORCE=1 (moves the old folder asid
             say(f"[skip] {run.output_dir}: finished (result.json exists); FORCE=1 reruns it")
             continue
         if status == "unfinished":
-            say(f"[resume] {run.output_dir}: unfinished (no result.json); running it again "
-                  f"(training resumes from its last checkpoint, the old log is kept)")
+            say(f"[resume] {run.output_dir}: unfinished (no result.json); running it again: "
+                f"it resumes from its latest checkpoint (see its log); the old log is kept")
         todo.append(run)
     return todo
 
