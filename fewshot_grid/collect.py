@@ -155,7 +155,7 @@ def make_record(dataset, trainer, cfg, shots, variant, seed, path, result):
 
 
 def _ignored(path, why):
-    print(f"[parse_results] ignored {path}: {why}", file=sys.stderr)
+    _warn(f"ignored {path}: {why}")
 
 
 def _run_folders(setting_path):
@@ -226,10 +226,12 @@ def method_label(method, trainer, dataset, shots, variant, cfg_name, pipeline=No
     """A run's label in tables: the declared label, with the trainer when an alternative ran,
     the variant folder when it is not the method's default, and the config family when it is
     not the one the method chooses. Runs of no declared method: trainer/config/variant.
-    Runs of the fast pipeline get their own label (`... [fast]`), so no cell averages them with
-    exact runs (reference and exact-cached-eval give identical results and share a label)."""
-    fast = isinstance(pipeline, dict) and pipeline.get("name") == "fast"
+    Trained runs of the fast pipeline get their own label (`... [fast]`), so no cell averages
+    them with exact runs (reference and exact-cached-eval give identical results and share a
+    label; evaluation-only methods see exact test features in every pipeline)."""
     declared = METHODS.get(method) or method_of_trainer(trainer)
+    fast = isinstance(pipeline, dict) and pipeline.get("name") == "fast" and \
+        (declared is None or declared.trains)
     if declared is None:
         return "/".join(part for part in (trainer, cfg_name, variant) if part) + \
             (" [fast]" if fast else "")

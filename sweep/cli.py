@@ -201,10 +201,6 @@ def parse(argv):
     return args, extra
 
 
-def main(argv=None):
-    return sweep(*parse(sys.argv[1:] if argv is None else argv))
-
-
 def sweep(args, extra):
     """Plan the grid, then submit what is missing (or show where it stands)."""
     runs = expand(args.methods, args.datasets, args.shots, args.seeds, args.output,
@@ -248,4 +244,4 @@ def run():
     """Entry point of `python -m sweep`; run from the repository root (or with it on
     PYTHONPATH), like train.py."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(lambda: sweep(*parse(sys.argv[1:]))))
