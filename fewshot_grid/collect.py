@@ -155,7 +155,7 @@ def make_record(dataset, trainer, cfg, shots, variant, seed, path, result):
 
 
 def _ignored(path, why):
-    print(f"[parse_results] ignored {path}: {why}", file=sys.stderr)
+    _warn(f"ignored {path}: {why}")
 
 
 def _run_folders(setting_path):
@@ -222,19 +222,27 @@ def cfg_family(cfg):
     return "_".join(tok for tok in cfg.split("_") if not _SCHEDULE_TOKEN.match(tok))
 
 
-def method_label(method, trainer, dataset, shots, variant, cfg_name):
+def method_label(method, trainer, dataset, shots, variant, cfg_name, pipeline=None):
     """A run's label in tables: the declared label, with the trainer when an alternative ran,
     the variant folder when it is not the method's default, and the config family when it is
-    not the one the method chooses. Runs of no declared method: trainer/config/variant."""
+    not the one the method chooses. Runs of no declared method: trainer/config/variant.
+    Trained runs of the fast pipeline get their own label (`... [fast]`), so no cell averages
+    them with exact runs (reference and exact-cached-eval give identical results and share a
+    label; evaluation-only methods see exact test features in every pipeline)."""
     declared = METHODS.get(method) or method_of_trainer(trainer)
+    fast = isinstance(pipeline, dict) and pipeline.get("name") == "fast" and \
+        (declared is None or declared.trains)
     if declared is None:
-        return "/".join(part for part in (trainer, cfg_name, variant) if part)
+        return "/".join(part for part in (trainer, cfg_name, variant) if part) + \
+            (" [fast]" if fast else "")
     label = declared.label + (f" ({trainer})" if trainer != declared.trainer else "")
     defaults = {name: option.default for name, option in declared.options.items()}
     default_variant = declared.variant(defaults) if declared.variant else ""
     extra = [variant] if variant and variant != default_variant else []
     if cfg_name != cfg_family(declared.config(dataset, max(shots, 1))):
         extra.append(cfg_name)
+    if fast:
+        extra.append("fast")
     return f"{label} [{', '.join(extra)}]" if extra else label
 
 
@@ -244,7 +252,7 @@ def add_labels(frame):
     shots) cell holds two configs of one family (an ablation) is split by full config name."""
     def label(row, cfg_column):
         return method_label(row.method, row.trainer, row.dataset, row.shots, row.variant,
-                            row[cfg_column])
+                            row[cfg_column], row.pipeline)
     frame = frame.assign(family=frame.cfg.map(cfg_family))
     frame["label"] = [label(row, "family") for _, row in frame.iterrows()] if len(frame) else []
     configs = frame.groupby(["label", "dataset", "shots"]).cfg.nunique()

@@ -21,6 +21,8 @@ from .benchmarks import BENCHMARKS, SEEDS, SHOTS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 COMMON_SETTINGS = ("CFG", "TRAINER")
+# The fast pipeline (FAST=1, --fast): an override, so it is part of the run's recorded request.
+FAST_OVERRIDES = ["TRAIN.FEATURE_CACHE.PIPELINE", "fast"]
 PlanError = UserError  # a run that cannot be planned (unknown dataset, missing config, ...)
 
 
@@ -285,12 +287,12 @@ def method_settings(method, settings):
     return {name: settings[name] for name in names if settings.get(name, "") != ""}
 
 
-def settings_from_pairs(pairs):
-    """`NAME=VALUE` items (the launcher's --option) -> {NAME: VALUE}."""
+def settings_from_pairs(pairs, flag="--option", example="NCTX=4"):
+    """`NAME=VALUE` items (the launcher's --option, --slurm-extra) -> {NAME: VALUE}."""
     settings: Dict[str, str] = {}
     for item in pairs or []:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise UserError(f"--option {item!r}: expected NAME=VALUE, e.g. NCTX=4")
+            raise UserError(f"{flag} {item!r}: expected NAME=VALUE, e.g. {example}")
         settings[name] = value
     return settings

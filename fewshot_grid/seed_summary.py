@@ -24,13 +24,11 @@ def summarize_experiment(directory, keyword, signal, ci95=False):
     if not osp.isdir(directory):
         raise ResultsError(f"{directory} is not a folder")
     print(f"Parsing files in {directory}")
-    runs = list_subdirs(directory)
-    if not runs and has_run_files(directory):
-        raise ResultsError(f"{directory} is a single run folder; pass the folder that holds "
-                           f"its seed folders (its parent) instead")
+    # A seedless run (zero-shot) is its own experiment folder: read it as its one run.
+    runs = list_subdirs(directory) or ([""] if has_run_files(directory) else [])
     values = []
     for name in runs:
-        path = osp.join(directory, name)
+        path = osp.join(directory, name) if name else directory
         result = read_run_result(path, keyword, signal)
         if result is None:
             why = ("it holds no log.txt but sub-folders: is DIR one level too high?"

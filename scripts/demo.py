@@ -43,15 +43,14 @@ import torch  # noqa: E402
 from clip.clip import _MODELS  # noqa: E402
 from clip.model import CLIP  # noqa: E402
 
-from datasets.demo_shapes_generate import generate  # noqa: E402
+from datasets.demo_shapes_generate import TASKS, generate  # noqa: E402
 from dassl.utils.errors import UserError  # noqa: E402
 from fewshot_grid.plan import get_method, plan_runs  # noqa: E402
 from fewshot_grid.collect import read_run_result  # noqa: E402
-from sweep.execute import cpu_slots, run_parallel, triage  # noqa: E402
+from sweep.execute import available_cpus, cpu_slots, run_parallel, triage  # noqa: E402
 from trainers.common.clip_loader import OFFLINE_ENV, TOY_ARCHITECTURES, cache_dir, resolve_weights_file  # noqa: E402
 from trainers.common.feature_cache import CACHE_ENV as FEATURE_CACHE_ENV  # noqa: E402
 from trainers.common import tiny_pretrained  # noqa: E402
-from datasets.demo_shapes_generate import TASKS  # noqa: E402
 
 # Config stems (configs/datasets/<stem>.yaml); also the drawn folders' names.
 NAMED_TASK = "demo_shapes"  # class names describe the images
@@ -219,13 +218,6 @@ def run_all(runs, out_root, jobs):
             tail = "\n".join(f.read().splitlines()[-25:])
         raise DemoError(f"{describe(failed[0].run)} failed ({failed[0].detail}); its log is "
                         f"{failed[0].log}. Last lines:\n{tail}")
-
-
-def available_cpus():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def write_results(size, weights, out_root):

@@ -10,5 +10,4 @@
 # "--partition gpu --array-parallelism 32").
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-[ $# -ge 1 ] || { echo "usage: bash scripts/sweep.sh METHOD [KEY VALUE ...]" >&2; exit 2; }
-experiment sweep "$@"
+SCRIPT_USAGE="bash scripts/sweep.sh METHOD [KEY VALUE ...]" experiment sweep "$@"

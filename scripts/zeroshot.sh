@@ -5,5 +5,4 @@
 # TRAINER=ZeroshotCLIP2 uses the prompt ensemble; CFG picks the backbone config (default rn50).
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-[ $# -ge 1 ] || { echo "usage: bash scripts/zeroshot.sh DATASET [KEY VALUE ...]" >&2; exit 2; }
-experiment main zeroshot "$@"
+SCRIPT_USAGE="bash scripts/zeroshot.sh DATASET [KEY VALUE ...]" experiment main zeroshot "$@"

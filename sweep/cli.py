@@ -65,6 +65,9 @@ def build_parser():
 
     what = p.add_argument_group("what to do")
     what.add_argument("--launcher", choices=("local", "slurm"), default="local")
+    what.add_argument("--fast", action="store_true",
+                      help="the fast pipeline (TRAIN.FEATURE_CACHE.PIPELINE fast): cached "
+                           "augmented views, not the reference's numbers")
     what.add_argument("--dry-run", action="store_true",
                       help="print what would be submitted, submit nothing")
     what.add_argument("--status", action="store_true",
@@ -198,14 +201,11 @@ def parse(argv):
     return args, extra
 
 
-def main(argv=None):
-    return sweep(*parse(sys.argv[1:] if argv is None else argv))
-
-
 def sweep(args, extra):
     """Plan the grid, then submit what is missing (or show where it stands)."""
     runs = expand(args.methods, args.datasets, args.shots, args.seeds, args.output,
-                  args.data, plan.settings_from_pairs(args.option), tuple(extra), args.plugin)
+                  args.data, plan.settings_from_pairs(args.option),
+                  tuple(extra) + tuple(plan.FAST_OVERRIDES if args.fast else ()), args.plugin)
     try:
         slurm_opts = slurm.options_from(args) if args.launcher == "slurm" else None
     except ValueError as error:
@@ -244,4 +244,4 @@ def run():
     """Entry point of `python -m sweep`; run from the repository root (or with it on
     PYTHONPATH), like train.py."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(lambda: sweep(*parse(sys.argv[1:]))))

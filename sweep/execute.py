@@ -44,16 +44,19 @@ class Outcome:
     log: str
 
 
+def available_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def cpu_slots(workers, name="cpu"):
     """`workers` CPU slots, the cores shared out between them (unless OMP_NUM_THREADS is set:
     oversubscribed threads make every small op wait)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
     env = {"CUDA_VISIBLE_DEVICES": ""} if name == "cpu" else {}
     if "OMP_NUM_THREADS" not in os.environ:
-        env["OMP_NUM_THREADS"] = str(max(1, cores // workers))
+        env["OMP_NUM_THREADS"] = str(max(1, available_cpus() // workers))
     return [Slot(f"{name} {i}", dict(env)) for i in range(workers)]
 
 
@@ -100,8 +103,8 @@ def triage(runs, force=False, fix="rerun with FORCE=1 (moves the old folder asid
             say(f"[skip] {run.output_dir}: finished (result.json exists); FORCE=1 reruns it")
             continue
         if status == "unfinished":
-            say(f"[resume] {run.output_dir}: unfinished (no result.json); running it again "
-                  f"(training resumes from its last checkpoint, the old log is kept)")
+            say(f"[resume] {run.output_dir}: unfinished (no result.json); running it again: "
+                f"it resumes from its latest checkpoint (see its log); the old log is kept")
         todo.append(run)
     return todo
 

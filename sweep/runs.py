@@ -5,6 +5,7 @@ sweep makes the same runs into the same folders. A run is done only when the eng
 `result.json` (the same done marker as main.sh); the markers of its `sweep.log` tell apart a run
 that is queued or running now, one whose job failed, and one whose job vanished (killed).
 """
+import functools
 import getpass
 import os
 import os.path as osp
@@ -95,34 +96,23 @@ def live_slurm_jobs():
     return set(proc.stdout.split())
 
 
-class _Liveness:
-    """Is the job named by a marker still there? Asks squeue at most once."""
-
-    def __init__(self):
-        self._slurm = "unknown"
-
-    def slurm_jobs(self):
-        if self._slurm == "unknown":
-            self._slurm = live_slurm_jobs()
-        return self._slurm
-
-    def check(self, fields):
-        """(alive, detail); alive None when it cannot be told (counted as running)."""
-        if fields.get("launcher") == "slurm":
-            job = fields.get("job", "-")
-            live = self.slurm_jobs()
-            if live is None:
-                return None, f"SLURM job {job} (no squeue here to check it)"
-            return job in live or job.split("_")[0] in live, f"SLURM job {job}"
-        host, pid = fields.get("host", ""), fields.get("pid", "")
-        if host != socket.gethostname():
-            return None, f"local job pid {pid} on {host} (another machine: cannot check)"
-        return pid.isdigit() and _pid_alive(int(pid)), f"local job pid {pid}"
+def _job_alive(fields, slurm_jobs):
+    """(alive, detail) of the job a marker names; alive None when it cannot be told (counted
+    as running). `slurm_jobs()`: the live SLURM job ids, or None without squeue."""
+    if fields.get("launcher") == "slurm":
+        job, live = fields.get("job", "-"), slurm_jobs()
+        if live is None:
+            return None, f"SLURM job {job} (no squeue here to check it)"
+        return job in live or job.split("_")[0] in live, f"SLURM job {job}"
+    host, pid = fields.get("host", ""), fields.get("pid", "")
+    if host != socket.gethostname():
+        return None, f"local job pid {pid} on {host} (another machine: cannot check)"
+    return pid.isdigit() and _pid_alive(int(pid)), f"local job pid {pid}"
 
 
 def classify(runs):
     """The state of every run (see the module docstring)."""
-    liveness = _Liveness()
+    slurm_jobs = functools.lru_cache(maxsize=None)(live_slurm_jobs)  # squeue at most once
     states = []
     for run in runs:
         if layout.is_finished(run.output_dir):
@@ -139,7 +129,7 @@ def classify(runs):
             why = "exited 0 without result.json" if code == "0" else f"exit code {code}"
             states.append(RunState(run, FAILED, why))
             continue
-        alive, detail = liveness.check(fields)
+        alive, detail = _job_alive(fields, slurm_jobs)
         if alive is False:
             states.append(RunState(run, LOST, f"{event} in {detail}, which is gone"))
         else:

@@ -11,7 +11,8 @@ Settings come from the environment, as the scripts document them: DATA, OUTPUT (
 output), SEEDS (default "1 2 3"), FORCE=1, CFG, TRAINER (methods with alternatives, e.g.
 ZeroshotCLIP2), each option the method declares (NCTX, CSC, CTP for CoOp; ENHANCED_BASE for
 TaskRes), PLUGINS (files declaring more methods), DATASETS and SHOTS (sweep), and LAUNCHER with
-SWEEP_OPTS (sweep: hand the grid to `python -m sweep`).
+SWEEP_OPTS (sweep: hand the grid to `python -m sweep`); FAST=1 runs the fast pipeline
+(cached augmented views; recorded in the run's request, so it never reuses an exact run).
 """
 import os
 import re
@@ -56,7 +57,7 @@ def _shots_then_overrides(words, default=None):
     if words and words[0].isdigit():
         return int(words[0]), words[1:]
     if default is None:
-        raise UserError(f"expected SHOTS (a number) before the overrides, got {words[:1]}")
+        raise UserError(f"usage: {os.environ.get('SCRIPT_USAGE', 'SHOTS (a number) first')}")
     return default, words
 
 
@@ -152,9 +153,16 @@ def main(argv=None):
         raise UserError(f"usage: python -m sweep.script {{{','.join(COMMANDS)}}} ARGS "
                         f"(see the module's help)")
     function, usage = COMMANDS[name]
-    needed = len(re.sub(r"\[.*", "", usage).split())
-    if len(argv) - 1 < needed:
-        raise UserError(f"usage: {os.environ.get('SCRIPT_USAGE', f'{name} {usage}')}")
+    usage = f"usage: {os.environ.get('SCRIPT_USAGE', f'{name} {usage}')}"
+    words = re.sub(r"\[.*", "", COMMANDS[name][1]).split()
+    if len(argv) - 1 < len(words) or ("SHOTS" in words and not argv[words.index("SHOTS") + 1]
+                                      .isdigit()):
+        raise UserError(usage)
+    fast = os.environ.get("FAST", "0")
+    if fast not in ("0", "1", ""):
+        raise UserError(f"FAST={fast}: give FAST=1 (the fast pipeline) or FAST=0")
+    if fast == "1" and name in ("main", "eval", "dg", "sweep"):  # recorded in each run's request
+        argv += plan.FAST_OVERRIDES
     return function(*argv[1:])
 
 

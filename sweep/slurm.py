@@ -6,6 +6,8 @@ files (job pickles, the task's own stdout) go to `<submitit dir>/<array id>_<tas
 from dataclasses import dataclass, field
 from typing import Dict, List
 
+from fewshot_grid.plan import settings_from_pairs
+
 from . import LauncherError
 from .execute import job_spec, write_request
 from .job import register_job_module, run_group, write_marker
@@ -51,7 +53,8 @@ def options_from(args):
     """SlurmOptions from the parsed command line (defaults where not given)."""
     given = {n: getattr(args, n) for n in SCALAR_OPTIONS if getattr(args, n) is not None}
     return SlurmOptions(**given, time_min=args.time_min or SlurmOptions.time_min,
-                        setup=args.slurm_setup or [], extra=parse_extra(args.slurm_extra))
+                        setup=args.slurm_setup or [], extra=settings_from_pairs(
+                            args.slurm_extra, "--slurm-extra", "mail-type=END"))
 
 
 def executor_parameters(opts):
@@ -129,14 +132,3 @@ def describe(opts, n_runs, group_size, folder) -> List[str]:
              "submitit AutoExecutor parameters:"]
     lines += [f"  {key} = {value!r}" for key, value in executor_parameters(opts).items()]
     return lines
-
-
-def parse_extra(items) -> Dict[str, str]:
-    """`--slurm-extra KEY=VALUE` items -> {KEY: VALUE} (sbatch option names, e.g. mail-type)."""
-    extra = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--slurm-extra {item!r}: expected KEY=VALUE, e.g. mail-type=END")
-        extra[key] = value
-    return extra

@@ -74,12 +74,14 @@ def test_quick_demo_runs_to_its_table_and_reuses_finished_runs(tmp_path, demo_en
     assert recorded == sorted(float(p[3]) for p in progress)
 
     # The table: one section per method, a demo_shapes row, and it says the weights were random.
+    # The demo's trained runs use the fast pipeline, so their labels say so.
     table = stdout[stdout.index("Weights: RANDOM"):]
     for label in LABELS:
-        assert re.search(rf"^## {re.escape(label)}: ", table, re.M), label
+        shown = label if label == "Zero-shot CLIP" else f"{label} [fast]"
+        assert re.search(rf"^## {re.escape(shown)}: ", table, re.M), label
     assert len(re.findall(r"^\| demo_shapes ", table, re.M)) == 4
     markdown = (root / "results.md").read_text()
-    assert "Weights: RANDOM" in markdown and "## CoOp: " in markdown
+    assert "Weights: RANDOM" in markdown and "## CoOp [fast]: " in markdown
     assert f"Table: {root / 'results.md'}" in stdout and f"Plot: {root / 'fewshot.png'}" in stdout
     with open(root / "fewshot.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"

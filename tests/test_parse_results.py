@@ -360,3 +360,27 @@ def test_runs_frame_one_row_per_run(tmp_path):
             from_record.method, from_record.cfg) == ("RN50", 47, "cached", "coop", "rn50_ep50")
     unfinished = frame[~frame.finished].iloc[0]
     assert (unfinished.shots, unfinished.seed, math.isnan(unfinished.accuracy)) == (16, 1, True)
+
+
+def test_fast_runs_get_their_own_row_label(tmp_path):
+    """A cell never averages fast-pipeline runs with exact ones (reference and
+    exact-cached-eval give identical results, so they share a label)."""
+    root = tmp_path / "output"
+    pipelines = {1: "reference", 2: "exact-cached-eval", 3: "fast"}
+    for seed, name in pipelines.items():
+        record = {"accuracy": 60.0 + seed, "pipeline": {"name": name, "views": 10}}
+        write(coop_dir(root, "dtd", 16, seed), json.dumps(record), name="result.json")
+    out = run_parse(root, "--table", "--datasets", "dtd", "--shots", "16", "--seeds", "1", "2",
+                    "3", "--allow-partial").stdout
+    assert "## CoOp: " in out and "## CoOp [fast]: " in out
+    exact, fast = out.split("## CoOp [fast]: ")  # the exact table comes first
+    assert "| 61.50 ± 0.50 (2/3) " in exact and "63.00" not in exact
+    assert "| 63.00 (1/3) " in fast and "61.50" not in fast
+
+
+def test_test_log_reads_a_zero_shot_run_folder(tmp_path):
+    run = tmp_path / "output" / "dtd" / "ZeroshotCLIP" / "rn50_0shots"
+    write(run, eval_log(42.2))
+    out = run_parse(run, "--test-log").stdout
+    assert f"file: {run}/log.txt. accuracy: 42.20%. " in out
+    assert "* accuracy: 42.20% +- 0.00%" in out

@@ -29,7 +29,7 @@ def tiny_overrides(clip_path, epochs=2):
 def script_env(data, output, **extra):
     env = dict(os.environ, PYTHON=sys.executable, DATA=str(data), OUTPUT=str(output))
     for key in ("SEEDS", "FORCE", "CFG", "ENHANCED_BASE", "TARGETS", "DATASETS", "SHOTS",
-                "TRAINER", "NCTX", "CSC", "CTP", "LAUNCHER", "SWEEP_OPTS"):
+                "TRAINER", "NCTX", "CSC", "CTP", "LAUNCHER", "SWEEP_OPTS", "FAST"):
         env.pop(key, None)
     env.update({k: str(v) for k, v in extra.items()})
     return env
@@ -102,6 +102,23 @@ def test_finished_runs_are_skipped(world):
     for s in (1, 2):
         assert f"[skip] {output}/{TASKRES_1SHOT}/seed{s}: finished" in proc.stdout
         assert logs_of(output / TASKRES_1SHOT / f"seed{s}") == before[s]  # train.py not run
+
+
+def test_fast_request_never_reuses_an_exact_run(world):
+    """FAST=1 adds the fast pipeline to the recorded request: the finished exact run is not
+    silently reused for it; a non-number SHOTS gets the script's own usage line."""
+    output = world["output"]
+    before = {s: logs_of(output / TASKRES_1SHOT / f"seed{s}") for s in (1, 2)}
+    proc = run_script("scripts/taskres/main.sh", "dtd", 1, *tiny_overrides(world["clip"]),
+                      env=dict(world["env"], FAST="1"), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "finished with other settings" in proc.stderr
+    assert "'TRAIN.FEATURE_CACHE.PIPELINE', 'fast'" in proc.stderr
+    assert {s: logs_of(output / TASKRES_1SHOT / f"seed{s}") for s in (1, 2)} == before
+    proc = run_script("scripts/taskres/main.sh", "dtd", "x", env=world["env"], check=False)
+    assert proc.returncode == 2
+    assert proc.stderr == ("error: usage: bash scripts/taskres/main.sh DATASET SHOTS "
+                           "[KEY VALUE ...]\n")
 
 
 def test_force_reruns_and_keeps_the_old_folder(world, tmp_path):

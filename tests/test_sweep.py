@@ -39,7 +39,7 @@ def clean_env(base, **extra):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable,
                FEWSHOT_FEATURE_CACHE=str(base / "feature_cache"))
     for key in ("SEEDS", "FORCE", "CFG", "ENHANCED_BASE", "DATASETS", "SHOTS", "OUTPUT",
-                "DATA", "CUDA_VISIBLE_DEVICES", "LAUNCHER", "SWEEP_OPTS"):
+                "DATA", "CUDA_VISIBLE_DEVICES", "LAUNCHER", "SWEEP_OPTS", "FAST"):
         env.pop(key, None)
     env.update(extra)
     return env
@@ -207,6 +207,9 @@ def test_dry_run_prints_the_commands_and_submits_nothing(world, tmp_path):
     assert "local: 2 job(s) at a time: cpu 0, cpu 1" in proc.stdout
     assert proc.stdout.count(f"{REPO}/train.py --root {world['data']} --seed") == 8
     assert not (tmp_path / "out").exists()
+    fast = run_sweep(*world["grid"], "--output", tmp_path / "out", "--fast", "--dry-run",
+                     env=world["env"])
+    assert fast.stdout.count("TRAIN.FEATURE_CACHE.PIPELINE fast") == 8
 
 
 def test_failed_job_is_reported_and_rerun_alone_once_fixed(world, tmp_path):

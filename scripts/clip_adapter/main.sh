@@ -4,5 +4,4 @@
 #   DATA=/path/to/datasets bash scripts/clip_adapter/main.sh DATASET SHOTS [KEY VALUE ...]
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-[ $# -ge 2 ] || { echo "usage: bash scripts/clip_adapter/main.sh DATASET SHOTS [KEY VALUE ...]" >&2; exit 2; }
-experiment main clip_adapter "$@"
+SCRIPT_USAGE="bash scripts/clip_adapter/main.sh DATASET SHOTS [KEY VALUE ...]" experiment main clip_adapter "$@"

@@ -5,5 +5,4 @@
 #   DATA=/path/to/datasets bash scripts/coop/eval.sh DATASET SHOTS [KEY VALUE ...]
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-[ $# -ge 2 ] || { echo "usage: bash scripts/coop/eval.sh DATASET SHOTS [KEY VALUE ...]" >&2; exit 2; }
-experiment eval coop "$@"
+SCRIPT_USAGE="bash scripts/coop/eval.sh DATASET SHOTS [KEY VALUE ...]" experiment eval coop "$@"

@@ -6,5 +6,4 @@
 # nctx<NCTX>_csc<CSC>_ctp<CTP>.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-[ $# -ge 2 ] || { echo "usage: bash scripts/coop/main.sh DATASET SHOTS [KEY VALUE ...]" >&2; exit 2; }
-experiment main coop "$@"
+SCRIPT_USAGE="bash scripts/coop/main.sh DATASET SHOTS [KEY VALUE ...]" experiment main coop "$@"

@@ -6,5 +6,4 @@
 # (outputs in the variant folder enhanced_base/).
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-[ $# -ge 2 ] || { echo "usage: bash scripts/taskres/main.sh DATASET SHOTS [KEY VALUE ...]" >&2; exit 2; }
-experiment main taskres "$@"
+SCRIPT_USAGE="bash scripts/taskres/main.sh DATASET SHOTS [KEY VALUE ...]" experiment main taskres "$@"
