@@ -80,13 +80,40 @@ def passes(item):
     return reference, cached, len(runs) + len(seen) + len(bases)
 
 
+def taskres_sweep(reference_s, cached_s):
+    """Rows (dataset, runs, hours reference / exact default / fast) of the full TaskRes table."""
+    from fewshot_grid.benchmarks import BENCHMARKS, SEEDS, SHOTS
+    from fewshot_grid.plan import plan_runs
+    rows, totals = [], [0, 0, 0]
+    with tempfile.TemporaryDirectory() as output:
+        for dataset in BENCHMARKS:
+            classes, test = SIZES[dataset]
+            runs = [run for shots in SHOTS
+                    for run in plan_runs("taskres", dataset, shots, SEEDS, output, root=output)]
+            train = sum(_epochs(run) * run.shots * classes for run in runs)
+            fast_train = sum(min(_epochs(run), CACHE_VIEWS) * run.shots * classes for run in runs)
+            hours = [(train + len(runs) * test) * reference_s / 3600, (train + test) * reference_s / 3600,
+                     (fast_train + test) * cached_s / 3600]
+            totals = [t + h for t, h in zip(totals, hours)]
+            rows.append([display_name(dataset), len(runs), *(f"{h:.2f} h" for h in hours)])
+    rows.append(["all 11", sum(r[1] for r in rows), *(f"{h:.1f} h" for h in totals)])
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference-s-per-image", type=float, default=REFERENCE_S_PER_PASS)
     parser.add_argument("--cached-s-per-image", type=float, default=CACHED_S_PER_PASS)
+    parser.add_argument("--taskres-sweep", action="store_true",
+                        help="the full TaskRes table (11 datasets x 5 shots x 3 seeds) instead")
     args = parser.parse_args(argv)
     from trainers.common.experiment import load_methods
     load_methods()
+    if args.taskres_sweep:
+        rows = taskres_sweep(args.reference_s_per_image, args.cached_s_per_image)
+        print(tabulate(rows, headers=["dataset", "runs", "reference pipeline", "exact default",
+                                      "fast pipeline"], tablefmt="github"))
+        return
     lines = []
     for item in paper.ITEMS.values():
         reference, cached, runs = passes(item)
