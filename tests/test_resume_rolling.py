@@ -57,11 +57,16 @@ def test_kill_at_95_percent_resumes_near_the_end_and_matches_the_uninterrupted_r
     assert not os.path.exists(os.path.join(out, "result.json"))
     assert os.path.isfile(os.path.join(out, "prompt_learner", RESUME_FILE))
     # the log was flushed line by line up to the kill
-    assert f"epoch [{KILL_AT}/200]" in open(os.path.join(out, "log.txt")).read()
+    killed_log = open(os.path.join(out, "log.txt")).read()
+    assert f"epoch [{KILL_AT}/200]" in killed_log
+    last_logged = max(int(e) for e in re.findall(r"epoch \[(\d+)/200\]", killed_log))
+    assert KILL_AT <= last_logged < 200
 
     resumed = run_train(_args(data_root, clip, out, *ROLLING_EVERY_EPOCH)).stdout
     start = int(re.search(r"resuming after epoch (\d+) of 200 from the rolling resume checkpoint prompt_learner/resume\.pth\.tar", resumed).group(1))
-    assert KILL_AT - 5 <= start <= KILL_AT
+    # the kill lands a few epochs after the watched line on a fast machine; the resume starts
+    # at the last epoch whose rolling checkpoint was complete: the logged one or the one before
+    assert last_logged - 1 <= start <= last_logged
     assert f"epoch [{start}/200]" not in resumed and f"epoch [{start + 1}/200]" in resumed
 
     for key, ref in _final_weights(reference).items():
