@@ -96,6 +96,18 @@ class WeightsPathMissing(CheckpointError, FileNotFoundError):
     """MODEL.BACKBONE.PATH names no file."""
 
 
+def weights_description(cfg):
+    """What the run's CLIP weights are, as result.json, tables and plots name them."""
+    backbone = cfg.MODEL.BACKBONE
+    if not backbone.PRETRAINED:
+        return "random"
+    if backbone.PATH:
+        return backbone.PATH
+    if backbone.NAME == TINY_PRETRAINED:
+        return "tiny-pretrained (a tiny CLIP trained here on procedural captions, not OpenAI's)"
+    return f"{backbone.NAME} (OpenAI's released weights)"
+
+
 def _check_name(name):
     if name not in _MODELS and name != TINY_PRETRAINED:
         raise ConfigError(f"MODEL.BACKBONE.NAME = {name!r} is not a CLIP model; use one of "

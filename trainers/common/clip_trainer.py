@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 
-from trainers.common.clip_loader import check_input_size, load_clip_to_cpu
+from trainers.common.clip_loader import check_input_size, load_clip_to_cpu, weights_description
 from trainers.common.feature_cache import TrainerFeatureCache, random_views, resolve_pipeline
 
 
@@ -64,6 +64,7 @@ class FrozenCLIPTrainer(TrainerX):
         print(f"Loading CLIP (backbone: {self.cfg.MODEL.BACKBONE.NAME})")
         clip_model = load_clip_to_cpu(self.cfg)
         self.backbone_loaded = self.run_record["backbone_loaded"] = clip_model.architecture
+        self.run_record["weights"] = weights_description(self.cfg)
         check_input_size(self.cfg, clip_model)
         return clip_model
 
