@@ -82,6 +82,8 @@ def _measure(spec):
         length = tokens.shape[1] * spec["classes"]
     elif spec["path"] == "truncated":
         length = (int(eot.max()) + 1) * spec["classes"]
+    elif device.type == "cuda":  # the shared prefix once, then every class padded to the longest tail
+        length = 1 + n_ctx + int((eot - n_ctx).max()) * spec["classes"]
     else:  # the shared prefix once, then each class's own tokens
         length = 1 + n_ctx + int((eot - n_ctx).sum())
 

@@ -252,7 +252,7 @@ def section_single(bench, report, results):
     report(f"\n## 1. One run per method: {shots} shots, seed {seed}, {bench.epochs(shots)} epochs "
            f"(cached: empty cache at the start, V={bench.args.views})")
     rows, lines = [], []
-    for method in METHODS:
+    for method in bench.args.methods:
         ref = bench.get(method, shots, seed, cached=False)
         hit = bench.run(method, shots, seed, cached=True, cache_root=bench.fresh_cache(f"single-{method}"))
         results["single"] += [ref, hit]
@@ -386,6 +386,8 @@ def parse_args(argv=None):
                         help="CLIP architecture with random weights: a ResNet CLIP name (RN50, RN101, ...), "
                              "'small' (reduced ResNet, 64 px) or 'tiny' (32 px); default RN50 on CUDA, "
                              "small on CPU")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                        help="methods of the single section")
     parser.add_argument("--classes", type=int, default=10 if cuda else 6)
     parser.add_argument("--per-class", type=int, default=60 if cuda else 40,
                         help="images per class; split 50%% train (the few-shot pool) / 10%% val / 40%% test")

@@ -82,6 +82,31 @@ def test_shared_context_runs_the_prefix_once_and_each_class_over_its_own_tokens(
     assert sum(tokens_seen) < len(CLASSNAMES) * (int(eot.max()) + 1) / 2  # vs the truncated path
 
 
+def test_padded_single_group_used_on_gpus_equals_the_full_path(clip_model):
+    """On a GPU every class runs in one group padded to the longest tail; run that grouping
+    here on CPU and compare features and context gradients with the 77-token path."""
+    torch.manual_seed(0)
+    shared = PromptClassifier(_cfg(), CLASSNAMES, clip_model)
+    torch.manual_seed(0)
+    full = PromptClassifier(_cfg(TRUNCATE_TEXT=False), CLASSNAMES, clip_model)
+    learner = shared.prompt_learner
+    with torch.no_grad():
+        learner.ctx.add_(torch.randn_like(learner.ctx) * 0.5)
+        full.prompt_learner.ctx.copy_(learner.ctx)
+    groups = shared.shared_context_groups(padded=True)
+    assert len(groups) == 1 and groups[0][1].shape[1] == max(shared.tail_lengths) > min(shared.tail_lengths)
+    prefix = torch.cat([learner.token_prefix[0], learner.ctx])
+    padded = shared.text_encoder.encode_shared_prefix(prefix, groups, learner.n_cls)
+    reference = full.class_features()
+    torch.testing.assert_close(padded.detach(), reference.detach(), rtol=1e-4, atol=1e-4)
+    weights = torch.randn_like(reference)
+    (padded * weights).sum().backward()
+    grad = learner.ctx.grad.clone()
+    (reference * weights).sum().backward()
+    assert grad.abs().max() > 0
+    torch.testing.assert_close(grad, full.prompt_learner.ctx.grad, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("coop, expected", [
     (dict(), "shared-context"),
     (dict(CSC=True), "truncated"),

@@ -14,7 +14,8 @@ Shared prefix (`encode_shared_prefix`): when every prompt starts with the same t
 with one context shared by all classes, class name at the end: SOS + context), those positions
 have the same activations in every prompt, because attention is causal. They are run once;
 each prompt then runs only its own tokens up to EOT, attending to the prefix's keys and values
-of every layer. Prompts of equal length go through together.
+of every layer, in groups: prompts of equal length together, or all prompts padded to the
+longest (fewer, larger kernels).
 
 The blocks are run here (with a sliced causal mask passed per call) instead of through
 `ResidualAttentionBlock.forward`, because that forward applies the block's stored 77x77
@@ -122,9 +123,11 @@ class TextEncoder(nn.Module):
     def encode_shared_prefix(self, prefix, groups, n_prompts):
         """Features of `n_prompts` prompts that all start with `prefix` (P, width).
 
-        `groups`: (indices, tails) pairs; tails (G, S, width) are the embeddings of prompts
-        `indices` after the prefix, ending at their EOT (so all S positions are used).
-        Same result as `forward` on the full prompts, up to float rounding.
+        `groups`: (indices, tails, eot) triples; tails (G, S, width) are the embeddings of
+        prompts `indices` after the prefix and eot (G,) each one's EOT position in its tail
+        (None: the last position for all). Positions after a prompt's EOT may be padding: the
+        causal mask keeps them out of its feature. Same result as `forward` on the full
+        prompts, up to float rounding.
         """
         if not self.truncate:
             raise ValueError("encode_shared_prefix relies on the causal mask; build the TextEncoder with "
@@ -143,12 +146,13 @@ class TextEncoder(nn.Module):
             past.append(kv)
 
         order, features = [], []
-        for indices, tails in groups:
+        for indices, tails, eot in groups:
             length = tails.shape[1]
             x = (tails + positions[n_prefix:n_prefix + length]).permute(1, 0, 2)  # (S, G, width)
             for block, kv in zip(blocks, past):
                 x, _ = _run_block_after(block, x, kv)
-            features.append(self.ln_final(x[-1]).type(self.dtype) @ self.text_projection)  # EOT is last
+            x = x[-1] if eot is None else x[eot, torch.arange(x.shape[1], device=x.device)]
+            features.append(self.ln_final(x).type(self.dtype) @ self.text_projection)
             order.append(torch.as_tensor(indices, dtype=torch.long, device=x.device))
         order = torch.cat(order)
         if sorted(order.tolist()) != list(range(n_prompts)):
