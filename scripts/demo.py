@@ -1,14 +1,10 @@
 #!/usr/bin/env python
-"""The demo: zero-shot CLIP, TaskRes, CLIP-Adapter and CoOp on a small benchmark drawn in code.
+"""The demo: zero-shot CLIP, TaskRes, CLIP-Adapter and CoOp on a small benchmark drawn in code,
+planned from the method declarations and run by the run executor as scripts/<method>/main.sh
+does (with the demo's weights, epochs and fast pipeline), then tabled and plotted into
+OUTPUT/<size>-<weights>/. See the README, "The demo".
 
     bash scripts/demo.sh [--quick] [--random-weights] [--output DIR] [--jobs N]
-
-Weights: pretrained RN50 from the cache or a download, else a tiny CLIP pretrained here
-(announced as such); `--quick` always uses a tiny random-weight CLIP. The runs are planned from
-the method declarations and run by the run executor, as scripts/<method>/main.sh does, with the
-demo's overrides (weights, CoOp's epochs, the fast feature pipeline, no loader workers).
-Everything goes to OUTPUT/<size>-<weights>/: data/, runs/, feature_cache/, results.md,
-fewshot.png. See the README, "The demo".
 """
 import argparse
 import itertools

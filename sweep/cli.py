@@ -34,10 +34,8 @@ USAGE_EXAMPLES = """examples:
   # what would be submitted / where a sweep stands (results table, failed runs)
   python -m sweep --methods taskres --dry-run
   python -m sweep --methods taskres --status
-
-A run is done when its result.json exists (as for scripts/<method>/main.sh, which makes the
-same runs into the same folders); running the same command again submits only what is
-missing or failed. Each run's console output is <run folder>/sweep.log."""
+Running the same command again submits only what is missing or failed (a run is done when its
+result.json exists). Each run's console output is <run folder>/sweep.log."""
 
 # Options that only make sense with one launcher (default None = not given).
 LOCAL_ONLY = ("gpus", "workers")
@@ -249,16 +247,6 @@ def print_table(output, runs):
           end="" if len(tables.cells) else "\n", flush=True)
 
 
-def show_status(runs, states, output):
-    print(f"[sweep] {len(runs)} runs: {state_counts(states)}")
-    for s in states:
-        if s.state == RUNNING:
-            print(f"  [running] {s.run.output_dir}: {s.detail}")
-    print_failures([(s.run.output_dir, s.detail, s.log) for s in states if s.state == FAILED])
-    print_table(output, runs)
-    return 0
-
-
 def submit(args, runs, todo, params):
     """Submit `todo` (or print what would be submitted); returns the exit status. `params`:
     the SLURM executor's (None: run here)."""
@@ -304,7 +292,13 @@ def sweep(args, extra):
     params = slurm.executor_parameters(args) if args.launcher == "slurm" else None
     states = classify(runs)
     if args.status:
-        return show_status(runs, states, args.output)
+        print(f"[sweep] {len(runs)} runs: {state_counts(states)}")
+        for s in states:
+            if s.state == RUNNING:
+                print(f"  [running] {s.run.output_dir}: {s.detail}")
+        print_failures([(s.run.output_dir, s.detail, s.log) for s in states if s.state == FAILED])
+        print_table(args.output, runs)
+        return 0
     for state in states:
         if state.state == DONE:
             check_finished(state.run, "move it aside (python -m sweep.script archive DIR) or "

@@ -1,11 +1,8 @@
-"""The one run executor of the scripts, the local launcher and the demo.
-
-A finished run (its result.json exists) is reused only when the settings it recorded equal the
-requested ones; otherwise the caller stops with what differs (FORCE moves the old folder aside
-instead). A run is `train.py` with its planned arguments, started after its request is written
-to `<run>/request.json` (the engine copies it into result.json): one at a time on the console
-(the scripts), or one per slot at a time with its output in `<run>/sweep.log` (the local
-launcher: one slot per GPU or N CPU workers; the demo).
+"""The one run executor of the scripts, the local launcher and the demo: `train.py` with the
+planned arguments, after the run's request is written to `<run>/request.json` (the engine copies
+it into result.json); one at a time on the console, or one per slot (a GPU or a CPU worker) at a
+time with the output in `<run>/sweep.log`. A finished run is reused only when the settings it
+recorded equal the requested ones.
 """
 import json
 import os
@@ -147,11 +144,18 @@ def write_request(run):
         json.dump(run.request(), f, indent=1)
 
 
-def run_in_console(run):
-    """Run one run with its output on this console; returns train.py's exit code."""
-    print(f"[run] {run.output_dir}", flush=True)
-    write_request(run)
-    return subprocess.call([sys.executable, TRAIN_PY, *run.args], stdin=subprocess.DEVNULL)
+def run_in_console(runs, force):
+    """Run the runs one after the other with their output on this console (finished ones are
+    skipped); stop at the first failure and return its exit code."""
+    for run in triage(runs, force):
+        print(f"[run] {run.output_dir}", flush=True)
+        write_request(run)
+        code = subprocess.call([sys.executable, TRAIN_PY, *run.args], stdin=subprocess.DEVNULL)
+        if code != 0:
+            print(f"[failed] {run.output_dir}: exit code {code}; its log: "
+                  f"{osp.join(run.output_dir, layout.LOG_FILE)}", file=sys.stderr)
+            return code
+    return 0
 
 
 def job_spec(run, launcher, env=None):

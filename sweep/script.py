@@ -18,7 +18,7 @@ from fewshot_grid import plan
 from fewshot_grid.benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SHOTS
 
 from . import cli as sweep_cli
-from .execute import run_in_console, triage
+from .execute import run_in_console
 
 
 def numbers(name, default=()):
@@ -42,14 +42,7 @@ def _request(method):
 
 
 def run_one_by_one(runs):
-    """Run the planned runs one after the other on the console; stop at the first failure."""
-    for run in triage(runs, force=forced()):
-        code = run_in_console(run)
-        if code != 0:
-            print(f"[failed] {run.output_dir}: exit code {code}; its log: "
-                  f"{os.path.join(run.output_dir, 'log.txt')}", file=sys.stderr)
-            return code
-    return 0
+    return run_in_console(runs, forced())
 
 
 def report_failures(name, failed, fix):
