@@ -169,11 +169,9 @@ def cfg_family(cfg):
 
 def method_label(method, trainer, dataset, shots, variant, cfg_name, pipeline=None):
     """A run's label in tables: the declared label, with the trainer when an alternative ran,
-    the variant folder when it is not the method's default, and the config family when it is
-    not the one the method chooses. Runs of no declared method: trainer/config/variant.
-    Trained runs of the fast pipeline get their own label (`... [fast]`), so no cell averages
-    them with exact runs (reference and exact-cached-eval give identical results and share a
-    label; evaluation-only methods see exact test features in every pipeline)."""
+    the variant folder when it is not the method's default, the config family when it is not
+    the one the method chooses, and `fast` for trained runs of the fast pipeline (so no cell
+    averages them with exact runs). Runs of no declared method: trainer/config/variant."""
     declared = METHODS.get(method) or method_of_trainer(trainer)
     fast = isinstance(pipeline, dict) and pipeline.get("name") == "fast" and \
         (declared is None or declared.trains)

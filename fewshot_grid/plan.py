@@ -160,15 +160,6 @@ def _choice(method, dataset, shots, settings):
     return trainer, cfg, variant, flags, overrides
 
 
-def _check_shots(method, shots):
-    if not method.trains:
-        if shots != layout.ZEROSHOT_SHOTS:
-            raise UserError(f"{method.name} uses no shots: pass {layout.ZEROSHOT_SHOTS}, "
-                            f"not {shots}")
-    elif shots < 1:
-        raise UserError(f"SHOTS must be a positive number of images per class, not {shots}")
-
-
 def _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides, extra):
     args = ["--root", root]
     if seed is not None:
@@ -182,7 +173,10 @@ def _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides
 def _prepare(name, datasets, shots, root, settings, extra, plugins):
     """Check a request; (method, data root, its choice for datasets[0], the config file)."""
     method = get_method(name, plugins)
-    _check_shots(method, shots)
+    if not method.trains and shots != layout.ZEROSHOT_SHOTS:
+        raise UserError(f"{method.name} uses no shots: pass {layout.ZEROSHOT_SHOTS}, not {shots}")
+    if method.trains and shots < 1:
+        raise UserError(f"SHOTS must be a positive number of images per class, not {shots}")
     if len(extra) % 2:
         raise UserError(f"overrides come in KEY VALUE pairs; got an odd list: {list(extra)}")
     root = data_root(root)

@@ -2,7 +2,7 @@
 of its runs, with the run's whole console output in `<run dir>/sweep.log`, between marker lines
 that the launcher reads back to tell queued, running, failed and finished runs apart.
 
-Standard library only: submitit pickles this module by value (`register_job_module`), so a job
+Standard library only: the SLURM launcher has submitit pickle this module by value, so a job
 needs nothing of this repository on its `sys.path`.
 """
 import datetime
@@ -12,7 +12,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 
 LOG_NAME = "sweep.log"
 MARK = "[sweep] "
@@ -91,10 +90,3 @@ def run_one(spec):
 def run_group(specs):
     """Several runs one after the other (one SLURM task); a failure does not stop the rest."""
     return [run_one(spec) for spec in specs]
-
-
-def register_job_module():
-    """Pickle this module's functions by value into submitit's job files."""
-    import cloudpickle  # a submitit dependency
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])

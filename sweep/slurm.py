@@ -6,8 +6,8 @@ to `<submitit dir>/<array id>_<task id>/`.
 from dassl.utils.errors import UserError
 from fewshot_grid.plan import settings_from_pairs
 
+from . import job
 from .execute import job_spec, write_request
-from .job import register_job_module, run_group, write_marker
 
 # The `--<name>` options of this launcher and their defaults ("": not passed to SLURM).
 DEFAULTS = {"partition": "", "gpus_per_job": 1, "cpus_per_task": 8, "mem_gb": 32,
@@ -55,10 +55,11 @@ def groups_of(runs, group_size):
 def submit(runs, folder, params, group_size):
     """Submit the runs as one array; returns the jobs. Each run's log is marked `queued` with
     its task's id, so a second sweep knows it is taken."""
+    import cloudpickle  # a submitit dependency
     import submitit  # the `slurm` extra: only this launcher needs it
     from submitit.core.utils import FailedJobError, FailedSubmissionError
 
-    register_job_module()
+    cloudpickle.register_pickle_by_value(job)  # a job then runs without this repository's path
     try:
         executor = submitit.AutoExecutor(folder=f"{folder}/%j", cluster="slurm")
     except RuntimeError as error:  # submitit finds no `srun`
@@ -69,13 +70,13 @@ def submit(runs, folder, params, group_size):
         write_request(run)
     specs = [[job_spec(run, "slurm") for run in group] for group in groups_of(runs, group_size)]
     try:
-        jobs = executor.map_array(run_group, specs)
+        jobs = executor.map_array(job.run_group, specs)
     except (FailedJobError, FailedSubmissionError) as error:
         raise UserError(f"sbatch refused the submission: {error}. Check the partition, "
                         f"account, time and memory options (--dry-run shows them)")
-    for job, group in zip(jobs, specs):
+    for submitted, group in zip(jobs, specs):
         for spec in group:
-            write_marker(spec["log"], "queued", launcher="slurm", job=job.job_id)
+            job.write_marker(spec["log"], "queued", launcher="slurm", job=submitted.job_id)
     return jobs
 
 
