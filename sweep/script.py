@@ -109,12 +109,11 @@ def sweep_runs(usage, method, *extra):
     for dataset, k in pairs:
         print(f"=== {method}: {dataset}, {k} shots", flush=True)
         try:  # a pair that cannot be planned (e.g. an unknown dataset) fails alone
-            code = run_one_by_one(plan.plan_runs(method, dataset, k, extra=tuple(extra),
-                                                 **request))
+            planned = plan.plan_runs(method, dataset, k, extra=tuple(extra), **request)
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
-            code = 2
-        if code:
+            planned = None
+        if planned is None or run_one_by_one(planned):
             failed.append(f"{dataset} {k} shots")
     if failed:
         return report_failures(method, failed, "rerun them with main.sh; see their log.txt")

@@ -120,3 +120,10 @@ def test_cpu_workers_share_the_cores(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice is kept
     assert "OMP_NUM_THREADS" not in execute.make_slots("none", 2)[0].env
     assert len(execute.make_slots("none", None)) == 1
+
+
+def test_a_task_of_no_runs_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.parse(["--methods", "taskres", "--launcher", "slurm", "--group-size", "0"])
+    assert exit_.value.code == 2
+    assert "error: --group-size 0: need at least 1 run per job" in capsys.readouterr().err
