@@ -94,7 +94,7 @@ def tiny_pretrained_weights(reason):
     side = tiny_pretrained.ARCHITECTURE["image_resolution"]
     return Weights(True, ("MODEL.BACKBONE.NAME", tiny_pretrained.NAME, *input_size(side)),
                    f"{tiny_pretrained.describe(tiny_pretrained.weights_path())} ({reason})",
-                   f"for OpenAI's {BACKBONE}: {reason}", tag=tiny_pretrained.NAME, image_size=side)
+                   tag=tiny_pretrained.NAME, image_size=side)
 
 
 def save_tiny_clip(path, seed=0):
