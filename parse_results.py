@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Aggregate the results of few-shot CLIP runs.
 
-Reference mode (the interface of the reference aggregator; per-run values, then mean +- std):
+Reference mode (the reference aggregator's interface and output lines):
 
     python parse_results.py output/dtd/CoOp/rn50_16shots/nctx16_cscFalse_ctpend
     python parse_results.py DIR --ci95            # 1.96*std/sqrt(n) instead of std
@@ -9,7 +9,7 @@ Reference mode (the interface of the reference aggregator; per-run values, then 
     python parse_results.py DIR --multi-exp       # DIR/<experiment>/<seed folders>: average
     python parse_results.py DIR --keyword macro_f1
 
-Table modes over a whole output tree (layout: see fewshot_grid/layout.py and the README):
+Table modes over a whole output tree:
 
     python parse_results.py output --table [--per-seed] [--allow-partial]
            [--markdown results.md] [--csv results.csv] [--plot fewshot.png [--published]]
@@ -18,19 +18,19 @@ Table modes over a whole output tree (layout: see fewshot_grid/layout.py and the
     python parse_results.py output --paper table2 [--allow-partial]   a TaskRes paper item, in the
            paper's layout: Markdown, CSV (and PNG for fig1/fig3/fig4) under output/paper/
 
-A run's result comes from its result.json when the engine wrote one, else from its logs.
-Runs that did not finish are reported, never counted. Averages over datasets are only printed
-for a complete grid (every dataset x shots x seed) unless --allow-partial.
+A run's result comes from its result.json, else from its logs. Unfinished runs are reported,
+never counted; averages over datasets need a complete grid unless --allow-partial.
 """
 import argparse
 import os.path as osp
+import statistics
 import sys
 
 from dassl.utils.errors import run_cli
 from fewshot_grid import layout, tables
 from fewshot_grid.benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SEEDS
-from fewshot_grid.collect import END_OF_TRAINING, RESULT_BLOCK, ResultsError, collect_runs
-from fewshot_grid.seed_summary import summarize_experiment, summarize_experiments
+from fewshot_grid.collect import (END_OF_TRAINING, RESULT_BLOCK, ResultsError, collect_runs,
+                                  read_run_result)
 from trainers.common.experiment import load_methods
 
 TABLE_ONLY = ("seeds", "shots", "datasets", "allow_partial", "per_seed", "markdown", "csv",
@@ -115,26 +115,61 @@ def check_args(parser, args):
         parser.error(f"--plot {args.plot}: the figure is written as PNG; name it *.png")
 
 
-def _note_other_trees(root):
-    for name in layout.SPECIAL_TOP_DIRS:
-        if osp.isdir(osp.join(root, name)):
-            hint = {"dg": "--dg", "base2new": "--base2new", "eval": "--table --test-log"}[name]
-            print(f"[parse_results] {osp.join(root, name)} is not part of this table "
-                  f"(read it with {hint})", file=sys.stderr)
+def summarize_experiment(directory, keyword, signal, ci95=False):
+    """Reference mode: print the per-run values and the summary of one experiment folder
+    (its seed folders, or itself for a seedless run); return the mean."""
+    if not osp.isdir(directory):
+        raise ResultsError(f"{directory} is not a folder")
+    print(f"Parsing files in {directory}")
+    runs = layout.list_subdirs(directory) or ([""] if layout.has_run_files(directory) else [])
+    values = []
+    for name in runs:
+        path = osp.join(directory, name) if name else directory
+        result = read_run_result(path, keyword, signal)
+        if result is None:
+            why = ("it holds no log.txt but sub-folders: is DIR one level too high?"
+                   if not layout.has_run_files(path) and layout.list_subdirs(path)
+                   else f"no '{keyword}' result after '{signal}' (run unfinished or crashed?)")
+            print(f"[parse_results] left out {path}: {why}", file=sys.stderr)
+            continue
+        print(f"file: {result.source}. {keyword}: {result.value:.2f}%. ")
+        values.append(result.value)
+    if not values:
+        raise ResultsError(f"no finished run with a '{keyword}' result in {directory} (looked "
+                           f"for result.json or a '{signal}' line in each sub-folder's log.txt)")
+    spread = tables.spread_of(statistics.pstdev(values), len(values), ci95)
+    print(f"===\nSummary of directory: {directory}")
+    print(f"* {keyword}: {statistics.fmean(values):.2f}% +- {spread:.2f}%\n===")
+    return statistics.fmean(values)
 
 
-def _require_runs(found, where):
-    if not len(found):
+def summarize_experiments(directory, keyword, signal, ci95=False):
+    """`--multi-exp`: summarize every experiment folder of `directory`, then their average."""
+    if not osp.isdir(directory):
+        raise ResultsError(f"{directory} is not a folder")
+    experiments = layout.list_subdirs(directory)
+    if not experiments:
+        raise ResultsError(f"no experiment folders in {directory}")
+    means = [summarize_experiment(osp.join(directory, name), keyword, signal, ci95)
+             for name in experiments]
+    print(f"Average performance\n* {keyword}: {statistics.fmean(means):.2f}%")
+
+
+def _require_runs(count, where):
+    if not count:
         raise ResultsError(f"no run folders found in {where} (expected "
                            f"<dataset>/<Trainer>/<cfg>_<K>shots/[<variant>/]seed<S>/ below it)")
 
 
 def run_table(args, seeds):
     """(Markdown, tidy CSV frame) of the few-shot tables; also the plot when asked for."""
-    _note_other_trees(args.directory)
+    for name, flags in (("eval", "--table --test-log"), ("dg", "--dg"), ("base2new", "--base2new")):
+        if osp.isdir(osp.join(args.directory, name)):
+            print(f"[parse_results] {osp.join(args.directory, name)} is not part of this table "
+                  f"(read it with {flags})", file=sys.stderr)
     found = tables.fewshot_tables(args.directory, args.datasets, seeds, args.shots, args.keyword,
                                   args.test_log, args.allow_partial, args.ci95)
-    _require_runs(found.cells, args.directory)
+    _require_runs(len(found.cells), args.directory)
     if args.plot:
         from fewshot_grid.plots import plot_fewshot  # matplotlib only when a plot is asked for
         plot_fewshot(found, args.plot, args.keyword, args.published)
@@ -143,8 +178,10 @@ def run_table(args, seeds):
             tables.fewshot_csv(found, args.keyword))
 
 
-def _shots(records, shots):
-    return [r for r in records if r.shots in shots] if shots else records
+def _runs(args, root, eval_only, datasets):
+    """The runs of a tree at the asked shots (collect.collect_runs)."""
+    runs = collect_runs(root, args.keyword, eval_only, datasets)
+    return runs[runs.shots.isin(args.shots)] if args.shots else runs
 
 
 def run_base2new(args, seeds):
@@ -160,9 +197,10 @@ def run_base2new(args, seeds):
                                f"<DIR>/{layout.TRAIN_BASE_DIR} and <DIR>/{layout.TEST_NEW_DIR}")
     base = collect_runs(base_root, args.keyword, False, args.datasets)
     new = collect_runs(new_root, args.keyword, True, args.datasets)
-    _require_runs(base + new, root)
-    b2n = tables.base2new_cells(_shots(base, args.shots), _shots(new, args.shots),
-                                args.datasets or BENCHMARKS, seeds, args.keyword,
+    _require_runs(len(base) + len(new), root)
+    if args.shots:
+        base, new = base[base.shots.isin(args.shots)], new[new.shots.isin(args.shots)]
+    b2n = tables.base2new_cells(base, new, args.datasets or BENCHMARKS, seeds, args.keyword,
                                 args.allow_partial, args.ci95)
     return tables.base2new_markdown(b2n, args.keyword), tables.base2new_csv(b2n)
 
@@ -173,9 +211,9 @@ def run_dg(args, seeds):
     if not osp.isdir(dg_root):
         raise ResultsError(f"{dg_root} is missing: --dg reads the DG evaluations from "
                            f"<DIR>/{layout.DG_DIR}/<target>/... (written by scripts/taskres/dg.sh)")
-    source = _shots(collect_runs(args.directory, args.keyword, False, [DG_SOURCE]), args.shots)
-    target = _shots(collect_runs(dg_root, args.keyword, True, targets), args.shots)
-    _require_runs(target, dg_root)
+    source = _runs(args, args.directory, False, [DG_SOURCE])
+    target = _runs(args, dg_root, True, targets)
+    _require_runs(len(target), dg_root)
     dg = tables.dg_cells(source, target, DG_SOURCE, targets, seeds, args.keyword,
                          args.allow_partial, args.ci95)
     return tables.dg_markdown(dg, DG_SOURCE, targets, args.keyword), tables.dg_csv(dg, args.keyword)

@@ -1,18 +1,12 @@
-"""The output tree: where every run writes, built by the planner and parsed by the aggregator.
+"""The output tree: where every run writes (the planner) and what the aggregator reads back.
 
-The reference layout, extended by the trees this project adds::
+    <root>/<dataset>/<Trainer>/<cfg>_<K>shots/[<variant>/]seed<S>/   training runs; zero-shot
+                                                                     runs have no seed folder
+    <root>/eval/..., <root>/dg/<target>/...                          retests, DG tests
+    <root>/base2new/train_base/..., <root>/base2new/test_new/...     base-to-new
 
-    <root>/<dataset>/<Trainer>/<cfg>_<K>shots/[<variant>/]seed<S>/        training runs
-    <root>/<dataset>/<ZeroshotTrainer>/<cfg>_0shots/                      zero-shot (no seed)
-    <root>/eval/<dataset>/<Trainer>/<cfg>_<K>shots/[<variant>/]seed<S>/   eval-only re-tests
-    <root>/dg/<target>/<Trainer>/<cfg>_<K>shots/[<variant>/]seed<S>/      DG: the model of
-                                              <root>/imagenet/<Trainer>/... tested on <target>
-    <root>/base2new/train_base/<dataset>/<Trainer>/<cfg>_<K>shots/[<variant>/]seed<S>/
-    <root>/base2new/test_new/<dataset>/<Trainer>/<cfg>_<K>shots/[<variant>/]seed<S>/
-
-`<variant>` is an optional setting folder (CoOp's `nctx16_cscFalse_ctpend`, TaskRes'
-`enhanced_base`). Each subtree below a prefix has the same shape, so one walker reads them all.
-A run folder replaced by `FORCE=1` is renamed `<name>.replaced-<time>` and ignored from then on.
+Each subtree below a prefix has the same shape, so one walker reads them all. A run folder
+replaced by `FORCE=1` is renamed `<name>.replaced-<time>` and ignored from then on.
 """
 import os
 import os.path as osp
@@ -26,48 +20,31 @@ DG_DIR = "dg"
 BASE2NEW_DIR = "base2new"
 TRAIN_BASE_DIR = "train_base"
 TEST_NEW_DIR = "test_new"
-# Top-level folders of <root> that hold other trees, not datasets.
-SPECIAL_TOP_DIRS = (EVAL_DIR, DG_DIR, BASE2NEW_DIR)
+SPECIAL_TOP_DIRS = (EVAL_DIR, DG_DIR, BASE2NEW_DIR)  # folders of <root> that are not datasets
 
 ZEROSHOT_SHOTS = 0
-
 ARCHIVE_MARK = ".replaced-"
-
-_SETTING_RE = re.compile(r"^(?P<cfg>.+)_(?P<shots>\d+)shots$")
-_SEED_RE = re.compile(r"^seed(?P<seed>\d+)$")
-
-
-def setting_dir_name(cfg, shots):
-    return f"{cfg}_{shots}shots"
 
 
 def parse_setting_dir(name):
     """`rn50_ep50_16shots` -> ("rn50_ep50", 16); None if the name is not of that form."""
-    match = _SETTING_RE.match(name)
-    return (match.group("cfg"), int(match.group("shots"))) if match else None
-
-
-def seed_dir_name(seed):
-    return f"seed{seed}"
+    match = re.match(r"^(.+)_(\d+)shots$", name)
+    return (match.group(1), int(match.group(2))) if match else None
 
 
 def parse_seed_dir(name):
     """`seed3` -> 3; None otherwise."""
-    match = _SEED_RE.match(name)
-    return int(match.group("seed")) if match else None
-
-
-def is_archived(name):
-    return ARCHIVE_MARK in name
+    match = re.match(r"^seed(\d+)$", name)
+    return int(match.group(1)) if match else None
 
 
 def run_dir(root, dataset, trainer, cfg, shots, seed=None, variant=""):
     """Folder of one run; `seed=None` for seedless (zero-shot) runs."""
-    parts = [root, dataset, trainer, setting_dir_name(cfg, shots)]
+    parts = [root, dataset, trainer, f"{cfg}_{shots}shots"]
     if variant:
         parts.append(variant)
     if seed is not None:
-        parts.append(seed_dir_name(seed))
+        parts.append(f"seed{seed}")
     return osp.join(*parts)
 
 
@@ -81,13 +58,14 @@ def is_finished(path):
     return osp.isfile(osp.join(path, RESULT_FILE))
 
 
-def _natural_key(name):
+def natural_key(name):
+    """Sort key: seed2 before seed10."""
     return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
 
 
 def list_subdirs(path):
-    """Sub-folders of `path` in natural order (seed2 before seed10), without hidden folders
-    and folders archived by `FORCE=1`."""
-    names = [n for n in os.listdir(path)
-             if not n.startswith(".") and not is_archived(n) and osp.isdir(osp.join(path, n))]
-    return sorted(names, key=_natural_key)
+    """Sub-folders of `path` in natural order, without hidden folders and folders archived by
+    `FORCE=1`."""
+    names = [n for n in os.listdir(path) if not n.startswith(".") and ARCHIVE_MARK not in n
+             and osp.isdir(osp.join(path, n))]
+    return sorted(names, key=natural_key)

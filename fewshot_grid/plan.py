@@ -1,10 +1,7 @@
-"""Expand (method, dataset, shots, seeds) into train.py runs: config file, output folder and the
-full argument list, from the method's declaration (`trainers.common.experiment.Method`).
-
-The scripts, the launchers and the demo all plan through here, so they run the same
-experiments into the same folders. `settings` are the user's choices by name: CFG (a config
-stem instead of the method's choice), TRAINER (one of the method's alternatives) and the
-method's declared options (e.g. NCTX for CoOp, ENHANCED_BASE for TaskRes).
+"""Expand (method, dataset, shots, seeds) into train.py runs (config file, output folder, the
+full argument list) from the method's declaration (`trainers.common.experiment.Method`). The
+scripts, the launchers and the demo all plan here, so they make the same runs. `settings`: the
+user's CFG, TRAINER and the method's declared options (e.g. NCTX, ENHANCED_BASE) by name.
 """
 import json
 import os
@@ -38,12 +35,6 @@ class Run:
     output_dir: str
     args: List[str] = field(default_factory=list)  # train.py arguments
     eval_only: bool = False
-
-    @property
-    def status(self):
-        if layout.is_finished(self.output_dir):
-            return "done"
-        return "unfinished" if osp.exists(self.output_dir) else "new"
 
     def request(self):
         """What this run is, as recorded in its result.json and compared before a finished
@@ -169,15 +160,6 @@ def _choice(method, dataset, shots, settings):
     return trainer, cfg, variant, flags, overrides
 
 
-def _check_shots(method, shots):
-    if not method.trains:
-        if shots != layout.ZEROSHOT_SHOTS:
-            raise UserError(f"{method.name} uses no shots: pass {layout.ZEROSHOT_SHOTS}, "
-                            f"not {shots}")
-    elif shots < 1:
-        raise UserError(f"SHOTS must be a positive number of images per class, not {shots}")
-
-
 def _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides, extra):
     args = ["--root", root]
     if seed is not None:
@@ -191,7 +173,10 @@ def _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides
 def _prepare(name, datasets, shots, root, settings, extra, plugins):
     """Check a request; (method, data root, its choice for datasets[0], the config file)."""
     method = get_method(name, plugins)
-    _check_shots(method, shots)
+    if not method.trains and shots != layout.ZEROSHOT_SHOTS:
+        raise UserError(f"{method.name} uses no shots: pass {layout.ZEROSHOT_SHOTS}, not {shots}")
+    if method.trains and shots < 1:
+        raise UserError(f"SHOTS must be a positive number of images per class, not {shots}")
     if len(extra) % 2:
         raise UserError(f"overrides come in KEY VALUE pairs; got an odd list: {list(extra)}")
     root = data_root(root)

@@ -1,13 +1,6 @@
-"""Results tables on pandas: the run frame (see `collect.runs_frame`) aggregated into cells of
-(method label, dataset, shots) and averages over datasets, then written as Markdown or CSV.
-
-A cell holds the values of its expected seeds: `mean ± std (n)` (population std; `--ci95`: the
-95% half-width 1.96*std/sqrt(n)), `(n/expected)` when seeds are missing, `—` when nothing
-finished; a seedless (zero-shot) cell expects one run and shows just its value. An average is
-the mean of the cell means over the averaged datasets, computed only on a complete grid (or,
-with --allow-partial, over the cells that have a value, marked `partial`). Its spread is that
-of the per-seed averages, so it measures seed noise, not dataset spread, and is only given when
-every averaged cell has the same seeds.
+"""Results tables on pandas: the run frame (`collect.runs_frame`) aggregated into cells of
+(method label, dataset, shots) and averages over datasets, written as Markdown or tidy CSV.
+How cells and averages are computed and shown: see the README, "Outputs and aggregation".
 """
 import math
 from dataclasses import dataclass
@@ -15,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .benchmarks import BENCHMARKS, display_name
-from .collect import add_labels, records_frame, runs_frame
+from .collect import add_labels, runs_frame
 
 NO_SEED = -1  # the seed key of seedless (zero-shot) runs
 KEYS = ["label", "dataset", "shots"]
@@ -81,7 +74,9 @@ def seed_columns(cells):
 
 
 def average_frame(cells, datasets, allow_partial=False, ci95=False):
-    """One row per (label, shots): the average over `datasets` (see the module docstring)."""
+    """One row per (label, shots): the mean of the cell means over `datasets`, only on a
+    complete grid unless `allow_partial`. Its spread is that of the per-seed averages (seed
+    noise, not dataset spread), given only when every averaged cell has the same seeds."""
     rows = {}
     in_average = cells[cells.index.get_level_values("dataset").isin(list(datasets))]
     for key, group in in_average.groupby(level=["label", "shots"], sort=False):
@@ -137,12 +132,12 @@ def fewshot_tables(root, datasets, seeds, shots=None, keyword="accuracy", test_l
     return Tables(runs, cells, average_frame(cells, averaged, allow_partial, ci95), averaged)
 
 
-def _split_frames(keyword, *record_lists):
-    """Frames of several trees, labelled together so a method has one label in all of them."""
-    parts = [records_frame(records, keyword).assign(part=i)
-             for i, records in enumerate(record_lists)]
-    runs = add_labels(pd.concat(parts, ignore_index=True))
-    return [runs[runs.part == i] for i in range(len(parts))]
+def _labelled_together(*frames):
+    """Runs of several trees (`collect.collect_runs`), labelled together so a method has one
+    label in all of them."""
+    runs = add_labels(pd.concat([f.assign(part=i) for i, f in enumerate(frames)],
+                                ignore_index=True))
+    return [runs[runs.part == i] for i in range(len(frames))]
 
 
 def harmonic_mean(base, new):
@@ -150,11 +145,11 @@ def harmonic_mean(base, new):
     return 2 * base * new / (base + new) if base + new > 0 else 0.0
 
 
-def base2new_cells(base_records, new_records, datasets, seeds, keyword, allow_partial=False,
+def base2new_cells(base_runs, new_runs, datasets, seeds, keyword, allow_partial=False,
                    ci95=False):
     """(base cells, new cells, base averages, new averages) over labels x datasets x the shots
     either tree ran."""
-    base, new = _split_frames(keyword, base_records, new_records)
+    base, new = _labelled_together(base_runs, new_runs)
     both = pd.concat([base, new])
     index = pd.MultiIndex.from_tuples(
         [(label, d, k) for label, group in sorted(both.groupby("label"), key=lambda i: i[0])
@@ -165,11 +160,11 @@ def base2new_cells(base_records, new_records, datasets, seeds, keyword, allow_pa
             average_frame(new_cells, datasets, allow_partial, ci95))
 
 
-def dg_cells(source_records, target_records, source, targets, seeds, keyword,
+def dg_cells(source_runs, target_runs, source, targets, seeds, keyword,
              allow_partial=False, ci95=False):
     """(cells of the source and targets, target averages) of the labels tested on the targets,
     at the shots they were tested with."""
-    source_runs, target_runs = _split_frames(keyword, source_records, target_records)
+    source_runs, target_runs = _labelled_together(source_runs, target_runs)
     tested = sorted({(l, k) for l, k in zip(target_runs.label, target_runs.shots)})
     source_cells = cell_frame(source_runs, keyword, seeds, pd.MultiIndex.from_tuples(
         [(l, source, k) for l, k in tested], names=KEYS), ci95)

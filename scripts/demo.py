@@ -1,32 +1,14 @@
 #!/usr/bin/env python
-"""The demo: zero-shot CLIP, TaskRes, CLIP-Adapter and CoOp on a small benchmark drawn in code.
+"""The demo: zero-shot CLIP, TaskRes, CLIP-Adapter and CoOp on a small benchmark drawn in code,
+planned from the method declarations and run by the run executor as scripts/<method>/main.sh
+does (with the demo's weights, epochs and fast pipeline), then tabled and plotted into
+OUTPUT/<size>-<weights>/. See the README, "The demo".
 
     bash scripts/demo.sh [--quick] [--random-weights] [--output DIR] [--jobs N]
-
-1. Weights: pretrained CLIP from the cache (~/.cache/clip or $CLIP_CACHE_DIR) or a download;
-   if neither works, a tiny CLIP pretrained on this machine on procedural captions
-   (trainers/common/tiny_pretrained.py, a minute or two the first time), announced as such by a
-   banner and in the results table. `--random-weights` gives random RN50 weights, and `--quick`
-   always uses a tiny random-weight CLIP (a smoke test of the whole pipeline).
-2. Data: DemoShapes (datasets/demo_shapes.py, class names that describe the images) and, at full
-   size, DemoLandUse (datasets/demo_land_use.py, names that do not), drawn into <folder>/data,
-   laid out like real benchmarks (image folders + split file).
-3. Runs: planned from the method declarations and run by the run executor, as
-   scripts/<method>/main.sh does, so each run is exactly what a user runs, except for the
-   demo's overrides (weights, CoOp's epochs, the feature cache on with 4 views, no loader
-   workers). Runs go 2 at a time (`--jobs`), the CPU threads split between them. One line per
-   finished run; its console output is its folder's sweep.log. A finished run is kept and
-   reused when the demo runs again; an interrupted one is rerun.
-4. Results: parse_results.py --table (Markdown table and accuracy-versus-shots plot).
-
-Everything goes to <folder> = OUTPUT/<size>-<weights>/ (default OUTPUT: demo_output; e.g.
-demo_output/full-pretrained, full-tiny-pretrained), so runs with different weights never mix:
-data/, runs/, feature_cache/ (unless $FEWSHOT_FEATURE_CACHE is set), results.md, fewshot.png.
 """
 import argparse
 import itertools
 import os
-import subprocess
 import sys
 import time
 import urllib.error
@@ -37,7 +19,7 @@ from dataclasses import dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # datasets/, trainers/ and fewshot_grid/ live in the repository root
-warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)  # clip's import; not ours to fix
+warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)  # clip's import
 
 import torch  # noqa: E402
 from clip.clip import _MODELS  # noqa: E402
@@ -45,21 +27,22 @@ from clip.model import CLIP  # noqa: E402
 
 from datasets.demo_shapes_generate import TASKS, generate  # noqa: E402
 from dassl.utils.errors import UserError  # noqa: E402
-from fewshot_grid.plan import get_method, plan_runs  # noqa: E402
 from fewshot_grid.collect import read_run_result  # noqa: E402
+from fewshot_grid.plan import get_method, plan_runs  # noqa: E402
+from fewshot_grid.plots import plot_fewshot  # noqa: E402
+from fewshot_grid.tables import fewshot_markdown, fewshot_tables  # noqa: E402
 from sweep.execute import available_cpus, cpu_slots, run_parallel, triage  # noqa: E402
-from trainers.common.clip_loader import OFFLINE_ENV, TOY_ARCHITECTURES, cache_dir, resolve_weights_file  # noqa: E402
-from trainers.common.feature_cache import CACHE_ENV as FEATURE_CACHE_ENV  # noqa: E402
 from trainers.common import tiny_pretrained  # noqa: E402
+from trainers.common.clip_loader import (OFFLINE_ENV, TOY_ARCHITECTURES, cache_dir,  # noqa: E402
+                                         resolve_weights_file)
+from trainers.common.feature_cache import CACHE_ENV as FEATURE_CACHE_ENV  # noqa: E402
 
-# Config stems (configs/datasets/<stem>.yaml); also the drawn folders' names.
 NAMED_TASK = "demo_shapes"  # class names describe the images
 UNNAMED_TASK = "demo_land_use"  # they do not, as EuroSAT's names do not for CLIP
-PROBE_TIMEOUT_S = 5  # the "is the download server reachable" check; the download itself may take minutes
 METHODS = ("zeroshot", "taskres", "clip_adapter", "coop")  # declared methods, in run order
-
-# A tiny CLIP for --quick (32 px input): random weights, real CLIP code, seconds per run.
-TINY_CLIP = TOY_ARCHITECTURES["tiny-vit"]
+BACKBONE = "RN50"  # the backbone of every official config the runs use
+TINY_CLIP = TOY_ARCHITECTURES["tiny-vit"]  # --quick: random weights, real CLIP code, 32 px
+PROBE_TIMEOUT_S = 5  # "is the download server reachable"; the download itself may take minutes
 
 
 @dataclass(frozen=True)
@@ -75,13 +58,12 @@ class Size:
     datasets: tuple = (NAMED_TASK,)
 
 
-BACKBONE = "RN50"  # the backbone of every official config the runs use
-# With cached features an epoch of TaskRes or CLIP-Adapter costs milliseconds, so they keep
-# their official epochs; CoOp runs the text encoder at every step, so it gets fewer.
-FULL = Size("full", 224, (16, 4, 10), (1, 2, 4, 8), (1, 2), {"coop": 50}, views=4, tiny_clip=False,
-            datasets=(NAMED_TASK, UNNAMED_TASK))
-QUICK = Size("quick", 32, (2, 1, 4), (1, 2), (1,), {"taskres": 2, "clip_adapter": 2, "coop": 2}, views=2,
-             tiny_clip=True)
+# Cached features make an epoch of TaskRes or CLIP-Adapter cost milliseconds, so they keep their
+# official epochs; CoOp runs the text encoder at every step, so it gets fewer.
+FULL = Size("full", 224, (16, 4, 10), (1, 2, 4, 8), (1, 2), {"coop": 50}, views=4,
+            tiny_clip=False, datasets=(NAMED_TASK, UNNAMED_TASK))
+QUICK = Size("quick", 32, (2, 1, 4), (1, 2), (1,), {"taskres": 2, "clip_adapter": 2, "coop": 2},
+             views=2, tiny_clip=True)
 
 
 class DemoError(Exception):
@@ -102,56 +84,61 @@ class Weights:
         return self.tag or ("pretrained" if self.pretrained else "random")
 
 
+def input_size(side):
+    return ("INPUT.SIZE", f"({side}, {side})")
+
+
 def tiny_pretrained_weights(reason):
     """The tiny CLIP pretrained here (built now if this machine has none yet)."""
     tiny_pretrained.ensure_weights()
     side = tiny_pretrained.ARCHITECTURE["image_resolution"]
-    return Weights(True, ("MODEL.BACKBONE.NAME", tiny_pretrained.NAME, "INPUT.SIZE", f"({side}, {side})"),
+    return Weights(True, ("MODEL.BACKBONE.NAME", tiny_pretrained.NAME, *input_size(side)),
                    f"{tiny_pretrained.describe(tiny_pretrained.weights_path())} ({reason})",
-                   f"for OpenAI's {BACKBONE}: {reason}", tag=tiny_pretrained.NAME, image_size=side)
+                   tag=tiny_pretrained.NAME, image_size=side)
 
 
 def save_tiny_clip(path, seed=0):
-    """Random tiny CLIP weights (fp16, like the official files) for --quick."""
+    """Random tiny CLIP weights (fp16, like the official files) for --quick; kept once made."""
     if not os.path.isfile(path):
         torch.manual_seed(seed)
-        state = {k: v.half() if v.is_floating_point() else v for k, v in CLIP(**TINY_CLIP).state_dict().items()}
+        state = {k: v.half() if v.is_floating_point() else v
+                 for k, v in CLIP(**TINY_CLIP).state_dict().items()}
         os.makedirs(os.path.dirname(path), exist_ok=True)
         torch.save(state, path + ".part")
         os.replace(path + ".part", path)
     return path
 
 
-def _server_reachable(url):
-    """A HEAD request with a short timeout, so an offline machine does not wait for long."""
+def unreachable(url):
+    """Why the server of `url` cannot be reached ("" if it can), after a short HEAD request."""
     try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
-        return True, ""
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
+                               timeout=PROBE_TIMEOUT_S).close()
+        return ""
     except (urllib.error.URLError, OSError) as err:
         host = urllib.parse.urlsplit(url).netloc
-        return False, f"{host} is not reachable ({getattr(err, 'reason', err)})"
+        return f"{host} is not reachable ({getattr(err, 'reason', err)})"
 
 
 def choose_weights(size, force_random, out_root):
-    """Decide once which weights every run uses (cache, else download, else random)."""
+    """Decide once which weights every run uses (cache, else download, else the tiny CLIP)."""
     if size.tiny_clip:
         path = save_tiny_clip(os.path.join(out_root, "weights", "tiny_random_clip.pt"))
-        return Weights(False, ("MODEL.BACKBONE.PATH", path, "INPUT.SIZE", f"({TINY_CLIP['image_resolution']}, "
-                                                                          f"{TINY_CLIP['image_resolution']})"),
+        return Weights(False, ("MODEL.BACKBONE.PATH", path,
+                               *input_size(TINY_CLIP["image_resolution"])),
                        "--quick uses a tiny CLIP architecture with random weights",
-                       f"run the full demo (without --quick): it uses pretrained {BACKBONE} weights when they "
-                       "are cached or can be downloaded")
-    random_weights = ("MODEL.BACKBONE.PRETRAINED", "False")
+                       f"run the full demo (without --quick): it uses pretrained {BACKBONE} "
+                       "weights when they are cached or can be downloaded")
     if force_random:
-        return Weights(False, random_weights, "--random-weights was given", "run the demo without --random-weights")
+        return Weights(False, ("MODEL.BACKBONE.PRETRAINED", "False"), "--random-weights was given",
+                       "run the demo without --random-weights")
     url = _MODELS[BACKBONE]
     cached = os.path.join(cache_dir(), os.path.basename(url))
     remedy = f"download {url} to {cached} (or allow the demo to download it) and run the demo again"
     offline = os.environ.get(OFFLINE_ENV, "") not in ("", "0")
-    if not os.path.isfile(cached) and not offline:
-        reachable, reason = _server_reachable(url)
-        if not reachable:
-            return tiny_pretrained_weights(f"no {BACKBONE} weights in {cache_dir()} and {reason}; {remedy}")
+    reason = "" if os.path.isfile(cached) or offline else unreachable(url)
+    if reason:
+        return tiny_pretrained_weights(f"no {BACKBONE} weights in {cache_dir()} and {reason}; {remedy}")
     try:
         path = resolve_weights_file(BACKBONE)  # checks the sha256; downloads with a progress bar
     except (RuntimeError, OSError) as err:
@@ -167,19 +154,17 @@ def random_banner(weights):
 
 
 def plan(size, weights, out_root, data_root, methods=METHODS):
-    """Zero-shot once, then every method x shots x seed, as scripts/<method>/main.sh plans them."""
-    # The fast pipeline: frozen features of a few augmented views per training image, computed
-    # once for all runs (not the reference's numbers; README "Performance").
-    common = (*weights.overrides, "DATALOADER.NUM_WORKERS", "0", "TRAIN.FEATURE_CACHE.PIPELINE", "fast",
-              "TRAIN.FEATURE_CACHE.VIEWS", str(size.views))
-    runs_root = os.path.join(out_root, "runs")
+    """Zero-shot once, then every method x shots x seed, as scripts/<method>/main.sh plans them,
+    on the fast pipeline (frozen features of a few augmented views, computed once for all)."""
+    common = (*weights.overrides, "DATALOADER.NUM_WORKERS", "0",
+              "TRAIN.FEATURE_CACHE.PIPELINE", "fast", "TRAIN.FEATURE_CACHE.VIEWS", str(size.views))
     runs = []
     for dataset in size.datasets:
         for method in methods:
-            extra = (*common, "OPTIM.MAX_EPOCH", str(size.epochs[method])) if method in size.epochs else common
-            trains = get_method(method).trains
-            for shots in (size.shots if trains else (0,)):
-                runs += plan_runs(method, dataset, shots, size.seeds, runs_root, data_root, extra=extra)
+            epochs = ("OPTIM.MAX_EPOCH", str(size.epochs[method])) if method in size.epochs else ()
+            for shots in (size.shots if get_method(method).trains else (0,)):
+                runs += plan_runs(method, dataset, shots, size.seeds, os.path.join(out_root, "runs"),
+                                  data_root, extra=(*common, *epochs))
     return runs
 
 
@@ -192,9 +177,8 @@ def describe(run):
 
 
 def run_all(runs, out_root, jobs):
-    """Run (or reuse) every planned run through the run executor, `jobs` at a time, one line per
-    finished run. After a failure no new run starts; the ones under way finish, then the first
-    failure is raised."""
+    """Run (or reuse) every planned run, `jobs` at a time, one line per finished run. After a
+    failure no new run starts; the ones under way finish, then the first failure is raised."""
     os.environ.setdefault(FEATURE_CACHE_ENV, os.path.join(out_root, "feature_cache"))
     counter = itertools.count(1)
     todo = triage(runs, fix="delete the demo folder or pass another --output", say=lambda text: None)
@@ -206,11 +190,12 @@ def run_all(runs, out_root, jobs):
 
     def finished(outcome):
         run = outcome.run
-        text = (f"{read_run_result(run.output_dir).value:.1f}% ({time.time() - started[run.output_dir]:.0f} s)"
-                if outcome.ok else "FAILED")
+        text = (f"{read_run_result(run.output_dir).value:.1f}% "
+                f"({time.time() - started[run.output_dir]:.0f} s)" if outcome.ok else "FAILED")
         print(f"[{next(counter)}/{len(runs)}] {describe(run)}: {text}", flush=True)
 
-    outcomes = run_parallel(todo, cpu_slots(jobs, name="job"), lambda run, slot: started.setdefault(run.output_dir, time.time()),
+    outcomes = run_parallel(todo, cpu_slots(jobs, hide_gpus=False),
+                            lambda run, slot: started.setdefault(run.output_dir, time.time()),
                             finished, stop_after_failure=True)
     failed = [o for o in outcomes if not o.ok]
     if failed:
@@ -221,22 +206,17 @@ def run_all(runs, out_root, jobs):
 
 
 def write_results(size, weights, out_root):
-    """parse_results.py table + plot; the random-weights banner heads the Markdown file too."""
+    """The results table (headed by the weights used) into results.md, and the plot."""
+    found = fewshot_tables(os.path.join(out_root, "runs"), list(size.datasets), size.seeds)
+    plot = plot_fewshot(found, os.path.join(out_root, "fewshot.png"))
+    table = (f"Weights: {weights.folder_tag.upper()} ({weights.note})."
+             + ("" if weights.pretrained else " Accuracies mean nothing about CLIP.")
+             + f"\n\n{fewshot_markdown(found, 'accuracy')}")
     markdown = os.path.join(out_root, "results.md")
-    plot = os.path.join(out_root, "fewshot.png")
-    cmd = [sys.executable, os.path.join(REPO, "parse_results.py"), os.path.join(out_root, "runs"), "--table",
-           "--datasets", *size.datasets, "--seeds", *map(str, size.seeds), "--markdown", markdown, "--plot", plot]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode:
-        raise DemoError(f"parse_results.py failed (exit code {proc.returncode}):\n{proc.stdout}")
-    header = (f"Weights: {weights.folder_tag.upper()} ({weights.note})."
-              + ("" if weights.pretrained else " Accuracies mean nothing about CLIP.") + "\n\n")
-    with open(markdown) as f:
-        table = f.read()
     with open(markdown, "w") as f:
-        f.write(f"# Demo results ({size.name} size, {', '.join(TASKS[d].name for d in size.datasets)})\n\n"
-                f"{header}{table}")
-    return header + table, markdown, plot
+        tasks = ", ".join(TASKS[d].name for d in size.datasets)
+        f.write(f"# Demo results ({size.name} size, {tasks})\n\n{table}")
+    return table, markdown, plot
 
 
 def build_parser():
@@ -261,24 +241,23 @@ def main(argv=None):
         parser.error(f"--jobs {args.jobs}: give at least 1")
     size = QUICK if args.quick else FULL
     started = time.time()
-    out_root = os.path.abspath(args.output)
     # The folder depends on the weights, known only after the check: decide them first.
-    weights = choose_weights(size, args.random_weights, os.path.join(out_root, size.name + "-random"))
-    out_root = os.path.join(out_root, f"{size.name}-{weights.folder_tag}")
-    if not weights.pretrained:
-        print(random_banner(weights), flush=True)
-    else:
-        print(f"Weights: {weights.note}", flush=True)
+    weights = choose_weights(size, args.random_weights,
+                             os.path.join(os.path.abspath(args.output), size.name + "-random"))
+    out_root = os.path.join(os.path.abspath(args.output), f"{size.name}-{weights.folder_tag}")
+    print(random_banner(weights) if not weights.pretrained else f"Weights: {weights.note}",
+          flush=True)
     try:
         data_root = os.path.join(out_root, "data")
-        train, val, test = size.per_class
         for dataset in size.datasets:
-            generate(data_root, weights.image_size or size.image_size, train, val, test, task=TASKS[dataset])
+            generate(data_root, weights.image_size or size.image_size, *size.per_class,
+                     task=TASKS[dataset])
         runs = plan(size, weights, out_root, data_root, args.methods)
         threads = cpu_slots(args.jobs)[0].env.get("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS"))
-        print(f"{len(runs)} runs ({', '.join(get_method(m).label for m in args.methods)}; shots {list(size.shots)}, "
-              f"seeds {list(size.seeds)}), {args.jobs} at a time with {threads} CPU thread(s) "
-              f"each; logs in {os.path.join(out_root, 'runs')}/<dataset>/<Trainer>/...", flush=True)
+        print(f"{len(runs)} runs ({', '.join(get_method(m).label for m in args.methods)}; shots "
+              f"{list(size.shots)}, seeds {list(size.seeds)}), {args.jobs} at a time with {threads} "
+              f"CPU thread(s) each; logs in {os.path.join(out_root, 'runs')}/<dataset>/<Trainer>/...",
+              flush=True)
         run_all(runs, out_root, args.jobs)
         table, markdown, plot = write_results(size, weights, out_root)
     except (DemoError, UserError, FileExistsError, ValueError) as err:

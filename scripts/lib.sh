@@ -8,6 +8,8 @@
 #   SEEDS    seeds to run (default: "1 2 3")
 #   FORCE    1: move finished (and unfinished) run folders aside and run again
 #   CFG      a config file name instead of the method's choice (configs/trainers/<Trainer>/)
+#   TRAINER  one of the method's alternative trainers (e.g. ZeroshotCLIP2)
+#   FAST     1: the fast pipeline (cached augmented views; part of the run's recorded request)
 #   PLUGINS  files declaring more methods, separated by ':'
 #   PYTHON   interpreter (default: .venv/bin/python of this repository when present)
 # A finished run is skipped only when the settings in its result.json equal the requested

@@ -1,19 +1,26 @@
-"""Command line of the sweep launcher (`python -m sweep`)."""
+"""Command line of the sweep launcher (`python -m sweep`): plan the grid, tell what state each
+run is in, submit what is missing (or show where the sweep stands)."""
 import argparse
+import functools
+import getpass
 import os
 import os.path as osp
 import shlex
+import shutil
+import socket
+import subprocess
 import sys
+from collections import Counter
+from dataclasses import dataclass
 
 from dassl.utils.errors import UserError, run_cli
-from fewshot_grid import plan
+from fewshot_grid import layout, plan
 from fewshot_grid.benchmarks import BENCHMARKS, SEEDS, SHOTS
-
 from fewshot_grid.tables import fewshot_markdown, fewshot_tables
 
-from . import LauncherError, local, slurm
-from .execute import check_finished, job_spec
-from .runs import DONE, FAILED, RUNNING, TO_SUBMIT, classify, expand, state_counts
+from . import slurm
+from .execute import check_finished, job_spec, make_slots, run_with_progress
+from .job import LOG_NAME, read_last_marker
 
 USAGE_EXAMPLES = """examples:
   # every TaskRes run of two datasets, one job per visible GPU of this machine
@@ -27,14 +34,21 @@ USAGE_EXAMPLES = """examples:
   # what would be submitted / where a sweep stands (results table, failed runs)
   python -m sweep --methods taskres --dry-run
   python -m sweep --methods taskres --status
-
-A run is done when its result.json exists (as for scripts/<method>/main.sh, which makes the
-same runs into the same folders); running the same command again submits only what is
-missing or failed. Each run's console output is <run folder>/sweep.log."""
+Running the same command again submits only what is missing or failed (a run is done when its
+result.json exists). Each run's console output is <run folder>/sweep.log."""
 
 # Options that only make sense with one launcher (default None = not given).
 LOCAL_ONLY = ("gpus", "workers")
-SLURM_ONLY = (*slurm.SCALAR_OPTIONS, "group_size", "slurm_setup", "slurm_extra")
+SLURM_ONLY = (*slurm.DEFAULTS, "group_size", "slurm_setup", "slurm_extra")
+
+DONE = "done"
+RUNNING = "running"  # queued or running in a job that still exists
+FAILED = "failed"  # its job ended without result.json
+LOST = "lost"  # queued or started, but its job is gone (killed, node died, ...)
+UNFINISHED = "unfinished"  # a folder without result.json that no sweep ran (e.g. main.sh)
+NEW = "new"
+TO_SUBMIT = (FAILED, LOST, UNFINISHED, NEW)
+STATES = (DONE, RUNNING, FAILED, LOST, UNFINISHED, NEW)
 
 
 def build_parser():
@@ -93,24 +107,120 @@ def build_parser():
     return p
 
 
-def _split_overrides(argv):
-    """Everything after the first `--` is KEY VALUE overrides for every train.py."""
-    if "--" in argv:
-        i = argv.index("--")
-        return argv[:i], argv[i + 1:]
-    return argv, []
-
-
-def check_args(parser, args, extra):
+def parse(argv):
+    """(options, KEY VALUE overrides after `--`) of a launcher command line; exits on a
+    malformed one."""
+    argv = list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    argv, extra = argv[:split], argv[split + 1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if len(extra) % 2:
         parser.error(f"overrides after -- come in KEY VALUE pairs; got {len(extra)} words")
     if any(o.startswith("CFG=") for o in args.option) and len(args.methods) > 1:
         parser.error("--option CFG=... names one method's config file; sweep one method with it")
+    if args.group_size is not None and args.group_size < 1:
+        parser.error(f"--group-size {args.group_size}: need at least 1 run per job")
     wrong = LOCAL_ONLY if args.launcher == "slurm" else SLURM_ONLY
     given = [f"--{n.replace('_', '-')}" for n in wrong if getattr(args, n) is not None]
     if given:
         other = "local" if args.launcher == "slurm" else "slurm"
         parser.error(f"{', '.join(given)} belong(s) to --launcher {other}")
+    return args, extra
+
+
+def expand(methods, datasets, shots, seeds, output, root, settings=None, extra=(), plugins=()):
+    """Every run of methods x datasets x shots x seeds, in that order (an evaluation-only
+    method: one seedless run per dataset), each folder once."""
+    settings = settings or {}
+    declared = [plan.get_method(m, plugins) for m in methods]
+    unused = [k for k in settings if not any(plan.method_settings(m, {k: "x"}) for m in declared)]
+    if unused:
+        raise UserError(f"--option {', '.join(unused)}: no method of this sweep has it")
+    runs = []
+    for method in declared:
+        for dataset, k in plan.grid(method.name, datasets, shots, plugins):
+            runs += plan.plan_runs(method.name, dataset, k, seeds, output, root,
+                                   plan.method_settings(method, settings), extra, plugins)
+    # A name given twice (--datasets dtd dtd) must not give two jobs writing one folder.
+    return list({run.output_dir: run for run in runs}.values())
+
+
+@dataclass(frozen=True)
+class RunState:
+    run: plan.Run
+    state: str
+    detail: str = ""  # why (exit code, job id, ...)
+
+    @property
+    def log(self):
+        return osp.join(self.run.output_dir, LOG_NAME)
+
+
+def live_slurm_jobs():
+    """Ids (`123`, `123_4`) of this user's jobs SLURM still knows; None without squeue."""
+    if shutil.which("squeue") is None:
+        return None
+    proc = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-u", getpass.getuser()],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"[sweep] squeue failed ({proc.stderr.strip()}); treating the queued runs as "
+              f"running", file=sys.stderr)
+        return None
+    return set(proc.stdout.split())
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    return True
+
+
+def job_alive(fields, slurm_jobs):
+    """(alive, detail) of the job a marker names; alive None when it cannot be told (counted
+    as running). `slurm_jobs()`: the live SLURM job ids, or None without squeue."""
+    if fields.get("launcher") == "slurm":
+        job, live = fields.get("job", "-"), slurm_jobs()
+        if live is None:
+            return None, f"SLURM job {job} (no squeue here to check it)"
+        return job in live or job.split("_")[0] in live, f"SLURM job {job}"
+    host, pid = fields.get("host", ""), fields.get("pid", "")
+    if host != socket.gethostname():
+        return None, f"local job pid {pid} on {host} (another machine: cannot check)"
+    return pid.isdigit() and pid_alive(int(pid)), f"local job pid {pid}"
+
+
+def run_state(run, slurm_jobs):
+    """A run is done only when result.json exists; else its sweep.log markers tell whether it
+    is queued or running now, failed, or lost with its job."""
+    if layout.is_finished(run.output_dir):
+        return RunState(run, DONE)
+    marker = read_last_marker(osp.join(run.output_dir, LOG_NAME))
+    if marker is None:
+        return RunState(run, UNFINISHED if osp.exists(run.output_dir) else NEW)
+    event, fields = marker
+    if event == "exit":
+        code = fields.get("code", "?")
+        return RunState(run, FAILED, "exited 0 without result.json" if code == "0"
+                        else f"exit code {code}")
+    alive, detail = job_alive(fields, slurm_jobs)
+    if alive is False:
+        return RunState(run, LOST, f"{event} in {detail}, which is gone")
+    return RunState(run, RUNNING, f"{event} in {detail}")
+
+
+def classify(runs):
+    slurm_jobs = functools.lru_cache(maxsize=None)(live_slurm_jobs)  # squeue at most once
+    return [run_state(run, slurm_jobs) for run in runs]
+
+
+def state_counts(states):
+    counts = Counter(s.state for s in states)
+    return ", ".join(f"{counts[name]} {name}" for name in STATES if counts[name])
 
 
 def print_failures(failures):
@@ -137,43 +247,36 @@ def print_table(output, runs):
           end="" if len(tables.cells) else "\n", flush=True)
 
 
-def _print_plan(todo, skipped_running):
-    for s in skipped_running:
-        print(f"  [skip, {s.state}] {s.run.output_dir}: {s.detail}")
-    for s in todo:
-        why = f" ({s.detail})" if s.detail else ""
-        print(f"  [{s.state}{why}] {s.run.output_dir}")
-
-
-def show_status(runs, states, output):
-    print(f"[sweep] {len(runs)} runs: {state_counts(states)}")
-    for s in states:
-        if s.state == RUNNING:
-            print(f"  [running] {s.run.output_dir}: {s.detail}")
-    print_failures([(s.run.output_dir, s.detail, s.log) for s in states
-                           if s.state == FAILED])
-    print_table(output, runs)
-    return 0
-
-
-def dry_run(args, todo, slurm_opts, folder):
-    print("[sweep] dry run, nothing submitted; the commands:")
-    for s in todo:
-        spec = job_spec(s.run, args.launcher)
-        print(f"  {shlex.join(spec['argv'])}")
-    if args.launcher == "slurm":
-        for line in slurm.describe(slurm_opts, len(todo), args.group_size or 1, folder):
-            print(line)
-    else:
-        slots = local.make_slots(args.gpus or "auto", args.workers)
-        print(f"local: {len(slots)} job(s) at a time: {', '.join(s.name for s in slots)}")
-    return 0
-
-
-def launch_local(args, runs, todo):
-    slots = local.make_slots(args.gpus or "auto", args.workers)
+def submit(args, runs, todo, params):
+    """Submit `todo` (or print what would be submitted); returns the exit status. `params`:
+    the SLURM executor's (None: run here)."""
+    folder = args.submitit_dir or osp.join(args.output, ".sweep", args.launcher)
+    slots = None if params or not (todo or args.dry_run) else make_slots(args.gpus or "auto",
+                                                                           args.workers)
+    if args.dry_run:
+        print("[sweep] dry run, nothing submitted; the commands:")
+        for s in todo:
+            print(f"  {shlex.join(job_spec(s.run, args.launcher)['argv'])}")
+        if params:
+            print("\n".join(slurm.describe(params, len(todo), args.group_size or 1, folder)))
+        else:
+            print(f"local: {len(slots)} job(s) at a time: {', '.join(s.name for s in slots)}")
+        return 0
+    if not todo:
+        print("[sweep] nothing to submit")
+        print_table(args.output, runs)
+        return 0
+    if params:
+        jobs = slurm.submit([s.run for s in todo], folder, params, args.group_size or 1)
+        ids = sorted({job.job_id.split("_")[0] for job in jobs})
+        print(f"[sweep] submitted {len(todo)} run(s) as {len(jobs)} SLURM task(s), array "
+              f"job(s) {', '.join(ids)}; each run's output goes to <run folder>/sweep.log, "
+              f"submitit's files to {folder}")
+        print("[sweep] see where it stands (results table, failed runs): the same command "
+              "with --status")
+        return 0
     print(f"[sweep] local: {len(slots)} job(s) at a time ({', '.join(s.name for s in slots)})")
-    outcomes = local.run_local([s.run for s in todo], slots)
+    outcomes = run_with_progress([s.run for s in todo], slots)
     failures = [(o.run.output_dir, o.detail, o.log) for o in outcomes if not o.ok]
     print(f"\n[sweep] finished: {len(outcomes) - len(failures)} done, {len(failures)} failed")
     print_failures(failures)
@@ -181,61 +284,35 @@ def launch_local(args, runs, todo):
     return 1 if failures else 0
 
 
-def launch_slurm(args, todo, slurm_opts, folder):
-    submitted = slurm.submit([s.run for s in todo], folder, slurm_opts, args.group_size or 1)
-    ids = sorted({job.job_id.split("_")[0] for job, _ in submitted})
-    print(f"[sweep] submitted {len(todo)} run(s) as {len(submitted)} SLURM task(s), array "
-          f"job(s) {', '.join(ids)}; each run's output goes to <run folder>/sweep.log, "
-          f"submitit's files to {folder}")
-    print("[sweep] see where it stands (results table, failed runs): the same command with "
-          "--status")
-    return 0
-
-
-def parse(argv):
-    """(options, KEY VALUE overrides) of a launcher command line; exits on a malformed one."""
-    argv, extra = _split_overrides(list(argv))
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_args(parser, args, extra)
-    return args, extra
-
-
 def sweep(args, extra):
     """Plan the grid, then submit what is missing (or show where it stands)."""
     runs = expand(args.methods, args.datasets, args.shots, args.seeds, args.output,
                   args.data, plan.settings_from_pairs(args.option),
                   tuple(extra) + tuple(plan.FAST_OVERRIDES if args.fast else ()), args.plugin)
-    try:
-        slurm_opts = slurm.options_from(args) if args.launcher == "slurm" else None
-    except ValueError as error:
-        raise UserError(str(error))
+    params = slurm.executor_parameters(args) if args.launcher == "slurm" else None
     states = classify(runs)
     if args.status:
-        return show_status(runs, states, args.output)
+        print(f"[sweep] {len(runs)} runs: {state_counts(states)}")
+        for s in states:
+            if s.state == RUNNING:
+                print(f"  [running] {s.run.output_dir}: {s.detail}")
+        print_failures([(s.run.output_dir, s.detail, s.log) for s in states if s.state == FAILED])
+        print_table(args.output, runs)
+        return 0
     for state in states:
         if state.state == DONE:
             check_finished(state.run, "move it aside (python -m sweep.script archive DIR) or "
                                       "sweep into another --output")
-
     submit_states = TO_SUBMIT + ((RUNNING,) if args.resubmit_running else ())
     todo = [s for s in states if s.state in submit_states]
-    skipped_running = [s for s in states if s.state == RUNNING and s not in todo]
     print(f"[sweep] {len(runs)} runs: {state_counts(states)}; to submit: {len(todo)}")
-    _print_plan(todo, skipped_running)
-    folder = args.submitit_dir or osp.join(args.output, ".sweep", args.launcher)
+    for s in states:
+        if s.state == RUNNING and s not in todo:
+            print(f"  [skip, {s.state}] {s.run.output_dir}: {s.detail}")
+    for s in todo:
+        print(f"  [{s.state}{f' ({s.detail})' if s.detail else ''}] {s.run.output_dir}")
     try:
-        if args.dry_run:
-            return dry_run(args, todo, slurm_opts, folder)
-        if not todo:
-            print("[sweep] nothing to submit")
-            print_table(args.output, runs)
-            return 0
-        if args.launcher == "slurm":
-            return launch_slurm(args, todo, slurm_opts, folder)
-        return launch_local(args, runs, todo)
-    except LauncherError as error:
-        raise UserError(str(error))
+        return submit(args, runs, todo, params)
     except KeyboardInterrupt:
         return 130
 

@@ -1,12 +1,8 @@
-"""The one run executor of the scripts, the local launcher and the demo.
-
-Before anything runs, every planned run is checked: a finished run (its result.json exists)
-is reused only when the settings it recorded equal the requested ones; otherwise the caller
-stops with a message that says what differs (FORCE moves the old folder aside instead). A run
-is then started as `train.py` with its planned arguments, after its request is written to
-`<run>/request.json` (the engine copies it into result.json). Runs go one at a time with
-their output on the console (the scripts), or several at a time, one per slot, each with its
-output in `<run>/sweep.log` (the launcher and the demo).
+"""The one run executor of the scripts, the local launcher and the demo: `train.py` with the
+planned arguments, after the run's request is written to `<run>/request.json` (the engine copies
+it into result.json); one at a time on the console, or one per slot (a GPU or a CPU worker) at a
+time with the output in `<run>/sweep.log`. A finished run is reused only when the settings it
+recorded equal the requested ones.
 """
 import json
 import os
@@ -17,7 +13,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from queue import Queue
-from typing import Dict, List
+from typing import Dict
+
+from tqdm import tqdm
 
 from dassl.utils.errors import UserError
 from fewshot_grid import layout
@@ -51,13 +49,51 @@ def available_cpus():
         return os.cpu_count() or 1
 
 
-def cpu_slots(workers, name="cpu"):
+def cpu_slots(workers, hide_gpus=True):
     """`workers` CPU slots, the cores shared out between them (unless OMP_NUM_THREADS is set:
     oversubscribed threads make every small op wait)."""
-    env = {"CUDA_VISIBLE_DEVICES": ""} if name == "cpu" else {}
+    env = {"CUDA_VISIBLE_DEVICES": ""} if hide_gpus else {}
     if "OMP_NUM_THREADS" not in os.environ:
         env["OMP_NUM_THREADS"] = str(max(1, available_cpus() // workers))
-    return [Slot(f"{name} {i}", dict(env)) for i in range(workers)]
+    return [Slot(f"cpu {i}", dict(env)) for i in range(workers)]
+
+
+def visible_gpus():
+    """The entries of CUDA_VISIBLE_DEVICES when it is set (ids, UUIDs or MIG names), else every
+    GPU torch sees."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [gpu.strip() for gpu in listed.split(",") if gpu.strip()]
+    import torch  # only when needed: it is slow to import
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def make_slots(gpus, workers):
+    """`gpus`: "auto" (the visible GPUs, else CPU workers), "none" (CPU workers) or a comma list
+    of GPU ids. `workers`: jobs at a time; with GPUs a multiple of their count (default: one per
+    GPU), without GPUs the number of CPU workers (default 1)."""
+    if gpus in ("auto", "none"):
+        gpu_list = visible_gpus() if gpus == "auto" else []
+    else:
+        gpu_list = [g.strip() for g in gpus.split(",") if g.strip()]
+        if not gpu_list:
+            raise UserError(f"--gpus {gpus!r}: give GPU ids like 0,1,3, or auto, or none")
+        if len(set(gpu_list)) != len(gpu_list):
+            raise UserError(f"--gpus {gpus}: a GPU is listed twice")
+    if not gpu_list:
+        if workers is not None and workers < 1:
+            raise UserError(f"--workers {workers}: need at least 1")
+        return cpu_slots(workers or 1)
+    n = len(gpu_list) if workers is None else workers
+    if n < len(gpu_list) or n % len(gpu_list):
+        raise UserError(f"--workers {workers} with {len(gpu_list)} GPU(s) ({','.join(gpu_list)}): "
+                        f"give a multiple of the GPU count (jobs per GPU), drop --workers for one "
+                        f"job per GPU, or pass --gpus none to run CPU workers")
+    per_gpu = n // len(gpu_list)
+    # Round robin, so the first jobs spread over all GPUs.
+    return [Slot(f"gpu {g}" + (f" job {k + 1}" if per_gpu > 1 else ""), {"CUDA_VISIBLE_DEVICES": g})
+            for k in range(per_gpu) for g in gpu_list]
 
 
 def recorded_request(run_dir):
@@ -72,19 +108,14 @@ def recorded_request(run_dir):
     return None
 
 
-def differences(recorded, requested):
-    """`name: recorded X, requested Y` for every setting that differs."""
-    return [f"{key}: recorded {recorded.get(key)!r}, requested {requested.get(key)!r}"
-            for key in requested if recorded.get(key) != requested.get(key)]
-
-
 def check_finished(run, fix):
     """Stop (UserError) when finished `run` recorded other settings than those requested."""
     recorded = recorded_request(run.output_dir)
-    diff = differences(recorded, run.request()) if recorded is not None else []
+    requested = run.request()
+    diff = [f"{key}: recorded {recorded.get(key)!r}, requested {requested.get(key)!r}"
+            for key in requested if recorded is not None and recorded.get(key) != requested.get(key)]
     if diff:
-        raise UserError(f"{run.output_dir} finished with other settings ({'; '.join(diff)}); "
-                        f"{fix}")
+        raise UserError(f"{run.output_dir} finished with other settings ({'; '.join(diff)}); {fix}")
 
 
 def triage(runs, force=False, fix="rerun with FORCE=1 (moves the old folder aside) or "
@@ -94,15 +125,13 @@ def triage(runs, force=False, fix="rerun with FORCE=1 (moves the old folder asid
     (UserError) unless `force`, which moves it (and unfinished folders) aside."""
     todo = []
     for run in runs:
-        status = run.status
-        if force and status != "new":
+        if force and osp.exists(run.output_dir):
             say(f"[force] {run.output_dir} moved aside to {archive(run.output_dir)}")
-            status = "new"
-        if status == "done":
+        if layout.is_finished(run.output_dir):
             check_finished(run, fix)
             say(f"[skip] {run.output_dir}: finished (result.json exists); FORCE=1 reruns it")
             continue
-        if status == "unfinished":
+        if osp.exists(run.output_dir):
             say(f"[resume] {run.output_dir}: unfinished (no result.json); running it again: "
                 f"it resumes from its latest checkpoint (see its log); the old log is kept")
         todo.append(run)
@@ -115,43 +144,37 @@ def write_request(run):
         json.dump(run.request(), f, indent=1)
 
 
-def command(run):
-    return [sys.executable, TRAIN_PY, *run.args]
-
-
-def run_in_console(run, env=None):
-    """Run one run with its output on this console; returns train.py's exit code."""
-    print(f"[run] {run.output_dir}", flush=True)
-    write_request(run)
-    return subprocess.call(command(run), stdin=subprocess.DEVNULL,
-                           env=dict(os.environ, **(env or {})))
+def run_in_console(runs, force):
+    """Run the runs one after the other with their output on this console (finished ones are
+    skipped); stop at the first failure and return its exit code."""
+    for run in triage(runs, force):
+        print(f"[run] {run.output_dir}", flush=True)
+        write_request(run)
+        code = subprocess.call([sys.executable, TRAIN_PY, *run.args], stdin=subprocess.DEVNULL)
+        if code != 0:
+            print(f"[failed] {run.output_dir}: exit code {code}; its log: "
+                  f"{osp.join(run.output_dir, layout.LOG_FILE)}", file=sys.stderr)
+            return code
+    return 0
 
 
 def job_spec(run, launcher, env=None):
     """What `job.run_one` needs to run `run` anywhere (a local slot or a SLURM node)."""
-    return {"argv": command(run), "cwd": os.getcwd(), "env": dict(env or {}),
-            "log": osp.abspath(osp.join(run.output_dir, LOG_NAME)),
+    return {"argv": [sys.executable, TRAIN_PY, *run.args], "cwd": os.getcwd(),
+            "env": dict(env or {}), "log": osp.abspath(osp.join(run.output_dir, LOG_NAME)),
             "done": osp.abspath(osp.join(run.output_dir, layout.RESULT_FILE)),
             "launcher": launcher}
 
 
-def _outcome(run, code, spec):
-    if code != 0:
-        return Outcome(run, False, f"exit code {code}", spec["log"])
-    if not osp.isfile(spec["done"]):
-        return Outcome(run, False, "exited 0 without result.json", spec["log"])
-    return Outcome(run, True, "", spec["log"])
-
-
 def run_parallel(runs, slots, on_start=None, on_finish=None, stop_after_failure=False):
-    """Run `runs`, at most one per slot at a time, each logging to its sweep.log; returns
-    the outcomes in the order the runs finished. `on_start(run, slot)` and
-    `on_finish(outcome)` report progress (called one at a time)."""
-    free: Queue = Queue()
+    """Run `runs`, at most one per slot at a time, each logging to its sweep.log; returns the
+    outcomes in the order the runs finished. `on_start(run, slot)` and `on_finish(outcome)`
+    report progress (called one at a time)."""
+    free = Queue()
     for slot in slots:
         free.put(slot)
     lock = threading.Lock()
-    outcomes: List[Outcome] = []
+    outcomes = []
 
     def execute(run):
         if stop_after_failure and any(not o.ok for o in outcomes):
@@ -160,18 +183,52 @@ def run_parallel(runs, slots, on_start=None, on_finish=None, stop_after_failure=
         try:
             spec = job_spec(run, "local", slot.env)
             write_request(run)
-            with lock:
-                if on_start:
+            if on_start:
+                with lock:
                     on_start(run, slot)
-            outcome = _outcome(run, run_one(spec), spec)
+            code = run_one(spec)
         finally:
             free.put(slot)
+        missing = not code and not osp.isfile(spec["done"])
+        detail = f"exit code {code}" if code else "exited 0 without result.json" if missing else ""
         with lock:
-            outcomes.append(outcome)
+            outcomes.append(Outcome(run, not detail, detail, spec["log"]))
             if on_finish:
-                on_finish(outcome)
+                on_finish(outcomes[-1])
 
     with ThreadPoolExecutor(max_workers=len(slots)) as pool:
         for future in [pool.submit(execute, run) for run in runs]:
             future.result()
     return outcomes
+
+
+def run_with_progress(runs, slots):
+    """run_parallel with a progress bar of done/running/failed/remaining and one line per
+    started and finished run; a failing run does not stop the others."""
+    bar = tqdm(total=len(runs), desc="sweep", unit="run", dynamic_ncols=True)
+    counts = {"running": 0, "failed": 0}
+
+    def show(line):
+        bar.write(line)
+        bar.set_postfix_str(f"done={bar.n - counts['failed']} running={counts['running']} "
+                            f"failed={counts['failed']} "
+                            f"remaining={len(runs) - bar.n - counts['running']}")
+
+    def started(run, slot):
+        counts["running"] += 1
+        show(f"[start] {run.output_dir} ({slot.name})")
+
+    def finished(outcome):
+        counts["running"] -= 1
+        counts["failed"] += not outcome.ok
+        bar.update(1)
+        show(f"[done] {outcome.run.output_dir}" if outcome.ok else
+             f"[failed] {outcome.run.output_dir}: {outcome.detail}; log: {outcome.log}")
+
+    try:
+        return run_parallel(runs, slots, started, finished)
+    except KeyboardInterrupt:
+        bar.write("[sweep] interrupted; run the same command again to go on")
+        raise
+    finally:
+        bar.close()

@@ -1,10 +1,9 @@
 """What a sweep job does where it runs (a local worker or a SLURM node): run train.py for each
-of its runs, with the run's whole console output (stdout and stderr, so a crash before the
-engine's own log.txt exists is kept too) in `<run dir>/sweep.log`, between marker lines that
-the launcher reads back to tell queued, running, failed and finished runs apart.
+of its runs, with the run's whole console output in `<run dir>/sweep.log`, between marker lines
+that the launcher reads back to tell queued, running, failed and finished runs apart.
 
-This module is pickled by value into every job (`register_job_module`), so it uses the
-standard library only: a job needs nothing of this repository on its `sys.path`.
+Standard library only: the SLURM launcher has submitit pickle this module by value, so a job
+needs nothing of this repository on its `sys.path`.
 """
 import datetime
 import os
@@ -13,65 +12,55 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 
 LOG_NAME = "sweep.log"
 MARK = "[sweep] "
-NO_GPU = "-"  # the `gpus` field of a job that sees no GPU
-
-
-def _now():
-    return datetime.datetime.now().isoformat(timespec="seconds")
 
 
 def write_marker(log_path, event, **fields):
-    """Append `[sweep] <event> key=value ...` (values hold no spaces) to a run's log."""
+    """Append `[sweep] <event> key=value ... time=...` (values hold no spaces) to a run's log."""
     os.makedirs(osp.dirname(log_path) or ".", exist_ok=True)
+    now = datetime.datetime.now().isoformat(timespec="seconds")
     text = " ".join([event] + [f"{key}={value}" for key, value in fields.items()])
     with open(log_path, "a") as f:
-        f.write(f"{MARK}{text} time={_now()}\n")
+        f.write(f"{MARK}{text} time={now}\n")
 
 
 def read_last_marker(log_path):
     """(event, {key: value}) of the last marker line of a run's log; None without one."""
     if not osp.isfile(log_path):
         return None
-    last = None
     with open(log_path, errors="replace") as f:
-        for line in f:
-            if line.startswith(MARK):
-                last = line
-    if last is None:
+        markers = [line for line in f if line.startswith(MARK)]
+    if not markers:
         return None
-    event, *pairs = last[len(MARK):].split()
+    event, *pairs = markers[-1][len(MARK):].split()
     return event, dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
 
-def slurm_job_id(environ=None):
+def slurm_job_id():
     """`<array id>_<task id>` inside an array task, else the plain SLURM job id, else ""."""
-    env = os.environ if environ is None else environ
+    env = os.environ
     if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
         return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
     return env.get("SLURM_JOB_ID", "")
 
 
 def _die_with_job():
-    """In train.py's process before it starts (Linux): get SIGTERM when the job process dies,
-    so a killed job leaves no orphan training on and holding its GPU."""
+    """In train.py's process (Linux): get SIGTERM when the job process dies, so a killed job
+    leaves no orphan training holding its GPU."""
     try:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: nothing to do
+    except (OSError, AttributeError):  # not Linux
         pass
 
 
 def run_one(spec):
     """Run one planned run; returns train.py's exit code (0 also when it had already finished).
-
-    spec: argv (train.py command), cwd, env (variables to set), log (its sweep.log),
-    done (its result.json), launcher ("local" or "slurm").
-    """
+    spec: argv, cwd, env (variables to set), log (its sweep.log), done (its result.json),
+    launcher ("local" or "slurm")."""
     log = spec["log"]
     if osp.isfile(spec["done"]):  # finished meanwhile, e.g. by a duplicate submission
         write_marker(log, "exit", code=0, note="already-finished")
@@ -79,7 +68,7 @@ def run_one(spec):
     env = dict(os.environ, PYTHONUNBUFFERED="1", **spec["env"])
     write_marker(log, "start", launcher=spec["launcher"], job=slurm_job_id() or "-",
                  host=socket.gethostname(), pid=os.getpid(),
-                 gpus=env.get("CUDA_VISIBLE_DEVICES") or NO_GPU)
+                 gpus=env.get("CUDA_VISIBLE_DEVICES") or "-")
     with open(log, "a") as out:
         out.write(f"command: {shlex.join(spec['argv'])}\n")
         out.flush()
@@ -99,14 +88,5 @@ def run_one(spec):
 
 
 def run_group(specs):
-    """Run several runs one after the other (one SLURM task for a small group); a failure
-    does not stop the rest. Returns their exit codes."""
+    """Several runs one after the other (one SLURM task); a failure does not stop the rest."""
     return [run_one(spec) for spec in specs]
-
-
-def register_job_module():
-    """Pickle this module's functions by value into submitit's job files, so a job runs them
-    without importing the repository (its working folder or PYTHONPATH may differ)."""
-    import cloudpickle  # a submitit dependency; imported here, in the launcher only
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -20,21 +20,16 @@ from fewshot_grid import layout, paper, plan
 from fewshot_grid.benchmarks import SEEDS
 from fewshot_grid.paper_render import narrowing_flags
 
+from .execute import make_slots, run_with_progress, triage
+from .script import forced, numbers, report_failures, run_one_by_one
+
 ENHANCED_BASE_EPOCHS = 50  # the paper's
 
 
 def narrowed_from_env(item):
     env = os.environ
-    return paper.narrowed(item, env.get("DATASETS", "").split(), _numbers("SHOTS"),
+    return paper.narrowed(item, env.get("DATASETS", "").split(), numbers("SHOTS"),
                           env.get("BACKBONES", "").split(), env.get("TARGETS", "").split())
-
-
-def _numbers(name):
-    text = os.environ.get(name, "")
-    try:
-        return [int(x) for x in text.split()]
-    except ValueError:
-        raise UserError(f"{name}={text!r}: give whole numbers separated by spaces")
 
 
 def make_enhanced_bases(item, root, extra):
@@ -60,7 +55,7 @@ def make_enhanced_bases(item, root, extra):
 
 def run_item(name, *extra):
     item = narrowed_from_env(paper.get_item(name))
-    seeds = _numbers("SEEDS") or list(SEEDS)
+    seeds = numbers("SEEDS", SEEDS)
     output = os.environ.get("OUTPUT", "") or "output"
     root = plan.data_root(None)
     if len(extra) % 2:
@@ -77,11 +72,8 @@ def run_item(name, *extra):
                 dg_runs.append(run)
     failed += run_all(dg_runs)
     if failed:
-        print(f"=== {name}: {len(failed)} run(s) failed (see their log.txt; run the same "
-              f"command again after fixing the cause):", file=sys.stderr)
-        for path in failed:
-            print(f"    {path}", file=sys.stderr)
-        return 1
+        return report_failures(name, failed, "see their log.txt; run the same command again "
+                                             "after fixing the cause")
     done = len({c.output_dir for c in cells})
     print(f"=== {name}: all {done} runs done. Render: python parse_results.py {output} "
           f"--paper {name}" + narrowing_flags(item, seeds))
@@ -92,24 +84,17 @@ def run_all(runs):
     """Run the planned runs (finished ones are skipped); returns the folders of those that
     failed. One after the other on the console, or LAUNCHER=local: in parallel, one per GPU
     (GPUS=auto|none|0,1,...; WORKERS=N jobs at a time) with each log in <run>/sweep.log."""
-    from sweep.script import _execute  # the scripts' executor: skip, resume, FORCE
-    from sweep.execute import triage
     launcher = os.environ.get("LAUNCHER", "")
     if not launcher:
-        return [run.output_dir for run in runs if _execute([run])]
+        return [run.output_dir for run in runs if run_one_by_one([run])]
     if launcher != "local":
         raise UserError(f"LAUNCHER={launcher}: a paper command runs its grid here, one run at a "
                         f"time (no LAUNCHER) or in parallel (LAUNCHER=local); on SLURM, submit "
                         f"each method's grid with python -m sweep --launcher slurm")
-    from sweep import LauncherError
-    from sweep.local import make_slots, run_local
-    workers = _numbers("WORKERS")
-    try:
-        slots = make_slots(os.environ.get("GPUS", "") or "auto", workers[0] if workers else None)
-    except LauncherError as error:
-        raise UserError(str(error))
-    todo = triage(runs, force=os.environ.get("FORCE", "0") == "1")
-    return [o.run.output_dir for o in run_local(todo, slots) if not o.ok] if todo else []
+    workers = numbers("WORKERS")
+    slots = make_slots(os.environ.get("GPUS", "") or "auto", workers[0] if workers else None)
+    todo = triage(runs, force=forced())
+    return [o.run.output_dir for o in run_with_progress(todo, slots) if not o.ok] if todo else []
 
 
 def _dg_runs(cell, output, root, seeds, extra):
