@@ -33,6 +33,6 @@ setup(
         "tensorboard": ["tensorboard"],
         "slurm": ["submitit"],  # python -m sweep --launcher slurm (the local launcher needs none)
         "matlab-splits": ["scipy"],  # Stanford Cars' original .mat annotations
-        "test": ["pytest", "pytest-timeout", "matplotlib", "submitit"],
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "matplotlib", "submitit"],
     },
 )

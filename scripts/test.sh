@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up .venv (if missing) with the project and its test extra, then run the test suite.
 # Usage: bash scripts/test.sh [pytest args...]
+# Test files run in parallel, one worker per core (pytest-xdist; `-n 0` runs them in one process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
-exec python -m pytest "$@"
+exec python -m pytest -n auto --dist loadfile "$@"

@@ -1,8 +1,24 @@
 """Keep tests off the user's caches: the feature cache goes to a per-session temp folder
-(inherited by every subprocess the tests start)."""
+(inherited by every subprocess the tests start). Under pytest-xdist each worker gets its share
+of the cores."""
 import os
 
 import pytest
+import torch
+
+
+def _share_cores_between_workers():
+    """With `-n N` workers, torch threads of every worker would fight over the same cores,
+    and small ops then wait on each other (a CoOp step took 20x longer with 2 processes of 2
+    threads on 2 cores than with 1 thread each). Subprocesses inherit the setting."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+_share_cores_between_workers()
 
 
 @pytest.fixture(autouse=True, scope="session")
