@@ -9,10 +9,17 @@ seed spread. Meant for a pretrained CLIP (random weights say nothing about accur
     python -m benchmarks.fast_parity --data DATA --datasets demo_shapes OTHER \\
         --backbone-name RN50 --backbone-path weights.pt [--output parity] [-- KEY VALUE ...]
 
+The data must have clearly more training images per class than the largest shot count (e.g.
+48 for shots up to 16): a seed's few-shot subset is then its own draw, as on real datasets.
+When the subset is the whole training set, the reference seeds differ only in augmentation,
+initialisation and order, their spread is close to 0 and "within the spread" means nothing;
+a cell whose reference spread is 0 gets a warning line.
+
 Pipelines (--pipelines): reference, exact (the default pipeline: identical to reference),
 fast (views in lockstep: epoch e reads view e % V), fast-random (a random view per image and
-epoch), fast-random-seeded (random order, and each seed draws its own views). Runs are train.py subprocesses, one at a time; a run whose result.json exists is
-reused, so the same command resumes.
+epoch), fast-random-seeded (random order, and each seed draws its own views). The fast
+pipelines run with every V of --views (a column each). Runs are train.py subprocesses, one at
+a time; a run whose result.json exists is reused, so the same command resumes.
 """
 import argparse
 import json
@@ -40,8 +47,25 @@ PIPELINE_OVERRIDES = {
 METHOD_NAMES = ("zeroshot", "taskres", "clip_adapter", "coop")
 
 
+DEFAULT_VIEWS = 10
+
+
+def columns(pipelines, views):
+    """[(column, pipeline, V)]: the reference and exact pipelines once, each fast pipeline once
+    per V. A column is also the folder of its runs: the pipeline's name for V=10, else
+    "<pipeline>-v<V>"."""
+    result = []
+    for pipeline in pipelines:
+        if not pipeline.startswith("fast"):
+            result.append((pipeline, pipeline, DEFAULT_VIEWS))
+            continue
+        for v in views:
+            result.append((pipeline if v == DEFAULT_VIEWS else f"{pipeline}-v{v}", pipeline, v))
+    return result
+
+
 def plan(args):
-    """[(dataset, method, shots, pipeline, Run)] of the whole check."""
+    """[(dataset, method, shots, column, Run)] of the whole check."""
     from fewshot_grid.plan import plan_runs
 
     backbone = []
@@ -53,15 +77,15 @@ def plan(args):
     for dataset in args.datasets:
         for method in args.methods:
             for shots in ([0] if method == "zeroshot" else args.shots):
-                for pipeline in args.pipelines:
+                for column, pipeline, views in columns(args.pipelines, args.views):
                     # the default pipeline is bit-identical to the reference and encodes the test set once
                     computed_as = args.reference_as if pipeline == "reference" else pipeline
                     extra = (*backbone, *PIPELINE_OVERRIDES[computed_as], "TRAIN.FEATURE_CACHE.VIEWS",
-                             str(args.views), *args.overrides)
+                             str(views), *args.overrides)
                     runs = plan_runs(method, dataset, shots, seeds=args.seeds,
-                                     output=os.path.join(args.output, pipeline), root=args.data,
+                                     output=os.path.join(args.output, column), root=args.data,
                                      extra=tuple(extra))
-                    cells += [(dataset, method, shots, pipeline, run) for run in runs]
+                    cells += [(dataset, method, shots, column, run) for run in runs]
     return cells
 
 
@@ -86,24 +110,28 @@ def execute(cells):
             print(f"  failed (exit {proc.returncode}); see {os.path.join(run.output_dir, 'parity.log')}")
 
 
-def table(cells, pipelines, tablefmt="simple"):
-    """One row per (dataset, method, shots): mean +- std per pipeline, difference to the
-    reference and whether it is within the reference's seed spread."""
+def table(cells, column_names, tablefmt="simple"):
+    """One row per (dataset, method, shots): mean +- std per column, difference to the
+    reference and whether it is within the reference's seed spread; then a warning line per
+    trained cell whose reference seeds all gave the same accuracy."""
     groups = {}
-    for dataset, method, shots, pipeline, run in cells:
+    for dataset, method, shots, column, run in cells:
         value = accuracy(run.output_dir)
         if value is not None:
-            groups.setdefault((dataset, method, shots), {}).setdefault(pipeline, []).append(value)
-    rows, inside, total = [], 0, 0
-    others = [p for p in pipelines if p != "reference"]
-    for (dataset, method, shots), by_pipeline in groups.items():
-        ref = by_pipeline.get("reference", [])
+            groups.setdefault((dataset, method, shots), {}).setdefault(column, []).append(value)
+    rows, no_spread = [], []
+    others = [c for c in column_names if c != "reference"]
+    inside, compared = dict.fromkeys(others, 0), dict.fromkeys(others, 0)
+    for (dataset, method, shots), by_column in groups.items():
+        ref = by_column.get("reference", [])
         row = [dataset, method, shots]
         ref_mean = statistics.mean(ref) if ref else None
         ref_std = statistics.pstdev(ref) if ref else None
         row.append(f"{ref_mean:.2f} +- {ref_std:.2f} ({len(ref)})" if ref else "-")
-        for pipeline in others:
-            values = by_pipeline.get(pipeline, [])
+        if len(ref) > 1 and ref_std == 0:
+            no_spread.append(f"{dataset} {method} {shots} shots")
+        for column in others:
+            values = by_column.get(column, [])
             if not values:
                 row.append("-")
                 continue
@@ -112,18 +140,26 @@ def table(cells, pipelines, tablefmt="simple"):
             if ref:
                 within = abs(mean - ref_mean) <= ref_std + 1e-9
                 cell += f" {mean - ref_mean:+.2f} {'ok' if within else 'OUT'}"
-                inside += within
-                total += 1
+                inside[column] += within
+                compared[column] += 1
             row.append(cell)
         rows.append(row)
     print(tabulate(rows, headers=["task", "method", "shots", "reference", *others], tablefmt=tablefmt))
-    print(f"within the reference seed spread: {inside}/{total} (pipeline, cell) pairs "
-          f"(ok: |mean - reference mean| <= reference population std)")
+    for column in others:
+        print(f"{column}: within the reference seed spread in {inside[column]}/{compared[column]} cells "
+              f"(ok: |mean - reference mean| <= reference population std)")
+    for cell in no_spread:
+        print(f"warning: {cell}: every reference seed gave the same accuracy (spread 0), so this cell "
+              f"cannot tell a bias from noise; draw the data with more training images per class than "
+              f"the largest shot count")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="DATASET.ROOT holding the tasks")
+    parser.add_argument("--data", required=True,
+                        help="DATASET.ROOT holding the tasks; draw them with clearly more training images "
+                             "per class than the largest --shots (e.g. 48 for 16), or the reference seeds "
+                             "share one few-shot subset and their spread means nothing")
     parser.add_argument("--datasets", nargs="+", default=["demo_shapes"],
                         help="dataset config stems (configs/datasets/<stem>.yaml): the tasks")
     parser.add_argument("--methods", nargs="+", choices=METHOD_NAMES, default=list(METHOD_NAMES))
@@ -134,7 +170,8 @@ def main(argv=None):
     parser.add_argument("--reference-as", choices=["reference", "exact"], default="reference",
                         help="compute the reference runs with the reference pipeline or the default one "
                              "(exact: the same numbers bit for bit, the test set encoded once)")
-    parser.add_argument("--views", type=int, default=10, help="TRAIN.FEATURE_CACHE.VIEWS of the fast runs")
+    parser.add_argument("--views", type=int, nargs="+", default=[DEFAULT_VIEWS],
+                        help="TRAIN.FEATURE_CACHE.VIEWS of the fast runs (several: a column each)")
     parser.add_argument("--backbone-name", default="", help="MODEL.BACKBONE.NAME")
     parser.add_argument("--backbone-path", default="", help="MODEL.BACKBONE.PATH (the pretrained weights)")
     parser.add_argument("--output", default="parity_output")
@@ -150,7 +187,7 @@ def main(argv=None):
     cells = plan(args)
     if not args.table_only:
         execute([c for c in cells if not (args.no_reference_runs and c[3] == "reference")])
-    table(cells, args.pipelines, "github" if args.markdown else "simple")
+    table(cells, [c[0] for c in columns(args.pipelines, args.views)], "github" if args.markdown else "simple")
 
 
 if __name__ == "__main__":
