@@ -150,8 +150,8 @@ def table(cells, column_names, tablefmt="simple"):
               f"(ok: |mean - reference mean| <= reference population std)")
     for cell in no_spread:
         print(f"warning: {cell}: every reference seed gave the same accuracy (spread 0), so this cell "
-              f"cannot tell a bias from noise; draw the data with more training images per class than "
-              f"the largest shot count")
+              f"cannot tell a bias from noise (when the few-shot subset is the whole training set, every "
+              f"seed trains on the same images: draw more training images per class than shots)")
 
 
 def main(argv=None):
