@@ -64,8 +64,16 @@ def columns(pipelines, views):
     return result
 
 
+def redraw_seeds(seeds, redraws):
+    """[(draw, run seed, subset seed)]: draw 0 is the seeds themselves; draw r > 0 reruns each
+    seed's few-shot subset with run seed `seed + r * offset` (offset: the power of ten above the
+    largest seed, so 1-3 become 11-13, 21-23, ...): other augmentations, init and order."""
+    offset = 10 ** len(str(max(seeds)))
+    return [(r, seed + r * offset, seed) for r in range(redraws) for seed in seeds]
+
+
 def plan(args):
-    """[(dataset, method, shots, column, Run)] of the whole check."""
+    """[(dataset, method, shots, column, Run, draw)] of the whole check."""
     from fewshot_grid.plan import plan_runs
 
     backbone = []
@@ -82,10 +90,14 @@ def plan(args):
                     computed_as = args.reference_as if pipeline == "reference" else pipeline
                     extra = (*backbone, *PIPELINE_OVERRIDES[computed_as], "TRAIN.FEATURE_CACHE.VIEWS",
                              str(views), *args.overrides)
-                    runs = plan_runs(method, dataset, shots, seeds=args.seeds,
-                                     output=os.path.join(args.output, column), root=args.data,
-                                     extra=tuple(extra))
-                    cells += [(dataset, method, shots, column, run) for run in runs]
+                    output, planned = os.path.join(args.output, column), set()
+                    for draw, seed, subset_seed in redraw_seeds(args.seeds, args.redraws):
+                        subset = ("DATASET.FEWSHOT_SEED", str(subset_seed)) if draw else ()
+                        for run in plan_runs(method, dataset, shots, seeds=[seed], output=output,
+                                             root=args.data, extra=(*extra, *subset)):
+                            if run.output_dir not in planned:  # a seedless method has one run in all
+                                planned.add(run.output_dir)
+                                cells.append((dataset, method, shots, column, run, draw))
     return cells
 
 
@@ -100,7 +112,7 @@ def accuracy(run_dir):
 def execute(cells):
     todo = [c for c in cells if accuracy(c[4].output_dir) is None]
     print(f"{len(cells)} runs, {len(cells) - len(todo)} already finished")
-    for i, (dataset, method, shots, pipeline, run) in enumerate(todo, 1):
+    for i, (dataset, method, shots, pipeline, run, _) in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {dataset} {method} {shots} shots seed {run.seed} {pipeline}", flush=True)
         os.makedirs(run.output_dir, exist_ok=True)
         with open(os.path.join(run.output_dir, "parity.log"), "w") as log:
@@ -110,44 +122,85 @@ def execute(cells):
             print(f"  failed (exit {proc.returncode}); see {os.path.join(run.output_dir, 'parity.log')}")
 
 
-def table(cells, column_names, tablefmt="simple"):
-    """One row per (dataset, method, shots): mean +- std per column, difference to the
-    reference and whether it is within the reference's seed spread; then a warning line per
-    trained cell whose reference seeds all gave the same accuracy."""
+def _spread(values):
+    return statistics.mean(values), statistics.pstdev(values)
+
+
+def _within(values, reference):
+    """Whether the mean of `values` is within the population std of `reference` around its mean."""
+    mean, _ = _spread(values)
+    ref_mean, ref_std = _spread(reference)
+    return abs(mean - ref_mean) <= ref_std + 1e-9
+
+
+def collect(cells):
+    """{(dataset, method, shots): {column: {draw: [accuracy of each finished run]}}}"""
     groups = {}
-    for dataset, method, shots, column, run in cells:
+    for dataset, method, shots, column, run, draw in cells:
         value = accuracy(run.output_dir)
         if value is not None:
-            groups.setdefault((dataset, method, shots), {}).setdefault(column, []).append(value)
+            groups.setdefault((dataset, method, shots), {}).setdefault(column, {}).setdefault(draw, []).append(value)
+    return groups
+
+
+def table(cells, column_names, tablefmt="simple"):
+    """One row per (dataset, method, shots): mean +- std per column over all its runs (every
+    draw), difference to the reference and whether it is within the reference's spread; a
+    verdict per column; with several draws, the same check draw by draw (each column's draw r
+    against the reference's draw r) and the reference's draws against each other (how often
+    the reference itself passes); a warning line per trained cell whose reference runs all
+    gave the same accuracy."""
+    groups = collect(cells)
+    draws = sorted({cell[5] for cell in cells})
     rows, no_spread = [], []
     others = [c for c in column_names if c != "reference"]
     inside, compared = dict.fromkeys(others, 0), dict.fromkeys(others, 0)
+    per_draw = {c: [0, 0] for c in [*others, "reference"]}
     for (dataset, method, shots), by_column in groups.items():
-        ref = by_column.get("reference", [])
+        ref_draws = by_column.get("reference", {})
+        ref = [v for draw in sorted(ref_draws) for v in ref_draws[draw]]
         row = [dataset, method, shots]
-        ref_mean = statistics.mean(ref) if ref else None
-        ref_std = statistics.pstdev(ref) if ref else None
-        row.append(f"{ref_mean:.2f} +- {ref_std:.2f} ({len(ref)})" if ref else "-")
-        if len(ref) > 1 and ref_std == 0:
-            no_spread.append(f"{dataset} {method} {shots} shots")
+        if ref:
+            ref_mean, ref_std = _spread(ref)
+            row.append(f"{ref_mean:.2f} +- {ref_std:.2f} ({len(ref)})")
+            if len(ref) > 1 and ref_std == 0:
+                no_spread.append(f"{dataset} {method} {shots} shots")
+        else:
+            row.append("-")
         for column in others:
-            values = by_column.get(column, [])
+            values = [v for draw in sorted(by_column.get(column, {})) for v in by_column[column][draw]]
             if not values:
                 row.append("-")
                 continue
-            mean, std = statistics.mean(values), statistics.pstdev(values)
+            mean, std = _spread(values)
             cell = f"{mean:.2f} +- {std:.2f} ({len(values)})"
             if ref:
-                within = abs(mean - ref_mean) <= ref_std + 1e-9
+                within = _within(values, ref)
                 cell += f" {mean - ref_mean:+.2f} {'ok' if within else 'OUT'}"
                 inside[column] += within
                 compared[column] += 1
             row.append(cell)
+            for draw, draw_values in by_column[column].items():
+                if len(draws) > 1 and len(ref_draws.get(draw, [])) > 1:
+                    per_draw[column][0] += _within(draw_values, ref_draws[draw])
+                    per_draw[column][1] += 1
+        if len(draws) > 1:
+            for a in ref_draws:
+                for b in ref_draws:
+                    if a != b and len(ref_draws[b]) > 1:
+                        per_draw["reference"][0] += _within(ref_draws[a], ref_draws[b])
+                        per_draw["reference"][1] += 1
         rows.append(row)
     print(tabulate(rows, headers=["task", "method", "shots", "reference", *others], tablefmt=tablefmt))
     for column in others:
         print(f"{column}: within the reference seed spread in {inside[column]}/{compared[column]} cells "
               f"(ok: |mean - reference mean| <= reference population std)")
+    if len(draws) > 1:
+        for column in others:
+            k, n = per_draw[column]
+            print(f"{column}, one draw at a time (its draw r against the reference's draw r): {k}/{n} cells")
+        k, n = per_draw["reference"]
+        print(f"reference against itself (its draw r against its draw s, r != s): {k}/{n} cells")
     for cell in no_spread:
         print(f"warning: {cell}: every reference seed gave the same accuracy (spread 0), so this cell "
               f"cannot tell a bias from noise (when the few-shot subset is the whole training set, every "
@@ -170,6 +223,11 @@ def main(argv=None):
     parser.add_argument("--reference-as", choices=["reference", "exact"], default="reference",
                         help="compute the reference runs with the reference pipeline or the default one "
                              "(exact: the same numbers bit for bit, the test set encoded once)")
+    parser.add_argument("--redraws", type=int, default=1,
+                        help="training draws per seed's few-shot subset: draw r > 0 reruns seed s's subset "
+                             "with run seed s + r*10 (DATASET.FEWSHOT_SEED s; 100 for seeds above 9); "
+                             "the table pools every draw and checks each draw on its own, and the "
+                             "reference's draws against each other")
     parser.add_argument("--views", type=int, nargs="+", default=[DEFAULT_VIEWS],
                         help="TRAIN.FEATURE_CACHE.VIEWS of the fast runs (several: a column each)")
     parser.add_argument("--backbone-name", default="", help="MODEL.BACKBONE.NAME")
@@ -182,6 +240,8 @@ def main(argv=None):
                              "process with the same --output); the table uses those that finished")
     parser.add_argument("overrides", nargs="*", help="KEY VALUE overrides for every run (after --)")
     args = parser.parse_args(argv)
+    if args.redraws < 1:
+        parser.error(f"--redraws {args.redraws}: use 1 (the seeds only) or more")
     if "reference" not in args.pipelines:
         args.pipelines = ["reference", *args.pipelines]
     cells = plan(args)
