@@ -202,8 +202,8 @@ def table(cells, column_names, tablefmt="simple"):
         k, n = per_draw["reference"]
         print(f"reference against itself (its draw r against its draw s, r != s): {k}/{n} cells")
     for cell in no_spread:
-        print(f"warning: {cell}: every reference seed gave the same accuracy (spread 0), so this cell "
-              f"cannot tell a bias from noise (when the few-shot subset is the whole training set, every "
+        print(f"warning: {cell}: every reference run gave the same accuracy (spread 0), so this cell "
+              f"cannot tell a bias from noise (if the few-shot subset is the whole training set, every "
               f"seed trains on the same images: draw more training images per class than shots)")
 
 

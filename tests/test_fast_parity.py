@@ -47,7 +47,7 @@ def test_each_view_count_is_a_column_and_spread_zero_warns(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "fast-random-seeded: within the reference seed spread in 1/1 cells" in printed
     assert "fast-random-seeded-v20: within the reference seed spread in 0/1 cells" in printed
-    assert "warning: demo_shapes taskres 16 shots: every reference seed gave the same accuracy" in printed
+    assert "warning: demo_shapes taskres 16 shots: every reference run gave the same accuracy" in printed
 
     # a reference spread above 0: no warning, and the verdict follows the spread
     _finish(cells, "reference", [59.0, 60.0, 61.0])
