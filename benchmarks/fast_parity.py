@@ -15,6 +15,13 @@ When the subset is the whole training set, the reference seeds differ only in au
 initialisation and order, their spread is close to 0 and "within the spread" means nothing;
 a cell whose reference spread is 0 gets a warning line.
 
+With three seeds the check is noisy: a method whose result swings with its augmentations and
+init (CoOp at 1-4 shots) can miss the spread against a rerun of the reference itself.
+--redraws R reruns each seed's few-shot subset R-1 more times with other training randomness
+(run seed s + 10r, DATASET.FEWSHOT_SEED s): every column then pools its R x seeds runs, and
+the table also gives the check one draw at a time and the reference's draws against each other
+(how often the reference passes its own check).
+
 Pipelines (--pipelines): reference, exact (the default pipeline: identical to reference),
 fast (views in lockstep: epoch e reads view e % V), fast-random (a random view per image and
 epoch), fast-random-seeded (random order, and each seed draws its own views). The fast
