@@ -76,7 +76,8 @@ class BenchmarkDataset(DatasetBase):
             super().__init__(train_x=data, test=data)
             return
 
-        train, val = sample_fewshot(self, train, val, cfg.DATASET.NUM_SHOTS, cfg.SEED)
+        train, val = sample_fewshot(self, train, val, cfg.DATASET.NUM_SHOTS, cfg.SEED,
+                                    subset_seed=cfg.DATASET.get("FEWSHOT_SEED", -1))
         train, val, test = subsample_classes(train, val, test, subsample=subsample)
         test = self._to_datums(test)
         val = test if val is None else self._to_datums(val)

@@ -9,6 +9,7 @@ file or image list is rebuilt with a message, never reused. Sampling itself is t
 import hashlib
 import math
 import os
+import random
 
 from dassl.utils import read_json, write_json
 
@@ -54,15 +55,24 @@ def _load_cache(path, expected_fp):
     return None
 
 
-def sample_fewshot(dataset, train, val, num_shots, seed):
+def sample_fewshot(dataset, train, val, num_shots, seed, subset_seed=-1):
     """(train, val) with `num_shots` per class in train and min(num_shots, 4) in val.
 
     `val=None` (ImageNet: val is the test set) samples and caches train only. `dataset` is
     the DatasetBase whose `generate_fewshot_dataset` draws the samples. With SEED < 0 the
     run is unseeded, so nothing is cached (a cache would freeze one random draw).
+    `subset_seed` >= 0 (DATASET.FEWSHOT_SEED) takes the subset a run with SEED `subset_seed`
+    trains on, and leaves this run's random streams as a cached subset would.
     """
     if num_shots < 1:
         return train, val
+    if subset_seed >= 0 and subset_seed != seed:
+        state = random.getstate()
+        random.seed(subset_seed)  # as set_random_seed(subset_seed) leaves it before the draw
+        try:
+            return sample_fewshot(dataset, train, val, num_shots, subset_seed)
+        finally:
+            random.setstate(state)
     path = cache_path(dataset.dataset_dir, num_shots, seed)
     fp = fingerprint(train, val or [], [Record(f"shots={num_shots} seed={seed}", 0, "")])
     if seed >= 0 and os.path.isfile(path):

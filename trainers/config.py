@@ -10,6 +10,9 @@ def extend_cfg(cfg):
     cfg.MODEL.BACKBONE.PATH = ""  # explicit CLIP weights file; "" = resolve by name
 
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
+    # Few-shot subset of this seed with the run's own training randomness (SEED); -1 = SEED.
+    # Lets a check rerun a seed's subset with other augmentations and init (benchmarks.fast_parity).
+    cfg.DATASET.FEWSHOT_SEED = -1
 
     # DATASET.NAME ImageFolder: the user's own data (datasets/image_folder.py)
     cfg.DATASET.IMAGE_FOLDER = CN()
