@@ -1,8 +1,6 @@
-"""Expand (method, dataset, shots, seeds) into train.py runs (config file, output folder, the
-full argument list) from the method's declaration (`trainers.common.experiment.Method`). The
+"""Expand (method, dataset, shots, seeds) into train.py runs from the method's declaration; the
 scripts, the launchers and the demo all plan here, so they make the same runs. `settings`: the
-user's CFG, TRAINER and the method's declared options (e.g. NCTX, ENHANCED_BASE) by name.
-"""
+user's CFG, TRAINER and the method's declared options (e.g. NCTX, ENHANCED_BASE) by name."""
 import json
 import os
 import os.path as osp
@@ -78,20 +76,6 @@ def dataset_config(dataset):
     if not osp.isfile(path):
         raise UserError(f"unknown dataset '{dataset}': no {_shown(path)}. Datasets: "
                         f"{', '.join(_config_stems(osp.dirname(path)))}")
-    return path
-
-
-def method_config(method, cfg):
-    """<config folder>/<cfg>.yaml, by default configs/trainers/<Trainer>/ (alternatives share
-    the method's configs); None for a method without config files."""
-    if method.config_dir is None:
-        return None
-    folder = osp.join(REPO_ROOT, method.config_dir or osp.join("configs", "trainers",
-                                                               method.trainer))
-    path = osp.join(folder, f"{cfg}.yaml")
-    if not osp.isfile(path):
-        raise UserError(f"no config '{cfg}' for {method.trainer}: {_shown(path)} is missing. "
-                        f"Configs: {', '.join(_config_stems(folder))}")
     return path
 
 
@@ -183,13 +167,21 @@ def _prepare(name, datasets, shots, root, settings, extra, plugins):
     for dataset in datasets:
         dataset_config(dataset)
     choice = _choice(method, datasets[0], shots, settings or {})
-    return method, root, choice, method_config(method, choice[1])
+    if method.config_dir is None:  # a method without config files
+        return method, root, choice, None
+    # Alternative trainers share the method's configs, by default configs/trainers/<Trainer>/.
+    folder = osp.join(REPO_ROOT, method.config_dir or osp.join("configs", "trainers",
+                                                               method.trainer))
+    path = osp.join(folder, f"{choice[1]}.yaml")
+    if not osp.isfile(path):
+        raise UserError(f"no config '{choice[1]}' for {method.trainer}: {_shown(path)} is "
+                        f"missing. Configs: {', '.join(_config_stems(folder))}")
+    return method, root, choice, path
 
 
 def plan_runs(method, dataset, shots, seeds=SEEDS, output="output", root=None,
               settings=None, extra=(), plugins=()):
-    """The runs of `method` on `dataset` with `shots` shots: one per seed (training), or one
-    seedless evaluation for an evaluation-only method."""
+    """One run per seed of `method` on `dataset` (an evaluation-only method: one seedless run)."""
     method, root, choice, cfg_file = _prepare(method, [dataset], shots, root, settings, extra,
                                               plugins)
     trainer, cfg, variant, flags, overrides = choice
@@ -203,19 +195,6 @@ def plan_runs(method, dataset, shots, seeds=SEEDS, output="output", root=None,
         runs.append(Run(method.name, trainer, dataset, shots, seed, cfg, variant, out, args,
                         not method.trains))
     return runs
-
-
-def trained_epochs(run_dir):
-    """The epoch of a finished run's final checkpoint (its result record's `epochs`)."""
-    record = osp.join(run_dir, layout.RESULT_FILE)
-    if not osp.isfile(record):
-        raise UserError(f"{run_dir} has not finished training (no {layout.RESULT_FILE}); "
-                        f"train it first (scripts/<method>/main.sh)")
-    with open(record) as f:
-        epochs = json.load(f).get("epochs")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise UserError(f"{record} holds no 'epochs' to load the final checkpoint of")
-    return epochs
 
 
 def plan_eval_runs(method, source, shots, targets, tree, seeds=SEEDS, output="output",
@@ -233,8 +212,15 @@ def plan_eval_runs(method, source, shots, targets, tree, seeds=SEEDS, output="ou
     runs = []
     for seed in dict.fromkeys(seeds):
         model_dir = layout.run_dir(output, source, trainer, cfg, shots, seed, variant)
-        load = ["--eval-only", "--model-dir", model_dir,
-                "--load-epoch", str(trained_epochs(model_dir))]
+        record = osp.join(model_dir, layout.RESULT_FILE)
+        if not osp.isfile(record):
+            raise UserError(f"{model_dir} has not finished training (no {layout.RESULT_FILE}); "
+                            f"train it first (scripts/<method>/main.sh)")
+        with open(record) as f:
+            epochs = json.load(f).get("epochs")  # the final checkpoint's epoch
+        if not isinstance(epochs, int) or epochs < 1:
+            raise UserError(f"{record} holds no 'epochs' to load the final checkpoint of")
+        load = ["--eval-only", "--model-dir", model_dir, "--load-epoch", str(epochs)]
         for target in targets:
             out = layout.run_dir(osp.join(output, tree), target, trainer, cfg, shots, seed,
                                  variant)
@@ -246,8 +232,7 @@ def plan_eval_runs(method, source, shots, targets, tree, seeds=SEEDS, output="ou
 
 
 def grid(method, datasets=BENCHMARKS, shots=SHOTS, plugins=()):
-    """(dataset, shots) pairs of a sweep: every dataset x shot count (no shots for an
-    evaluation-only method)."""
+    """(dataset, shots) pairs of a sweep (an evaluation-only method: no shots)."""
     if not get_method(method, plugins).trains:
         return [(d, layout.ZEROSHOT_SHOTS) for d in datasets]
     return [(d, k) for d in datasets for k in shots]

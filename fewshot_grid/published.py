@@ -1,8 +1,5 @@
-"""Published RN50 accuracies (%), drawn as dashed references in the plots.
-
-Shots 0 means zero-shot (drawn as a horizontal line). Dataset keys are the config stems of
-`benchmarks`, plus "average" for the mean over the 11 benchmarks.
-"""
+"""Published RN50 accuracies (%), dashed references in the plots: shots 0 is zero-shot; datasets
+are config stems, plus "average" for the mean over the 11 benchmarks."""
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -22,15 +19,8 @@ class PublishedSeries:
 
 # Zero-shot CLIP with each dataset's single template (our ZeroshotCLIP).
 _ZERO_SHOT = {
-    "sun397": 58.52,
-    "oxford_pets": 85.83,
-    "eurosat": 37.52,
-    "caltech101": 85.92,
-    "dtd": 42.20,
-    "fgvc_aircraft": 17.10,
-    "food101": 77.32,
-    "oxford_flowers": 66.02,
-    "ucf101": 61.35,
+    "sun397": 58.52, "oxford_pets": 85.83, "eurosat": 37.52, "caltech101": 85.92, "dtd": 42.20,
+    "fgvc_aircraft": 17.10, "food101": 77.32, "oxford_flowers": 66.02, "ucf101": 61.35,
     "stanford_cars": 55.74,
 }
 

@@ -1,7 +1,5 @@
-"""Results tables on pandas: the run frame (`collect.runs_frame`) aggregated into cells of
-(method label, dataset, shots) and averages over datasets, written as Markdown or tidy CSV.
-How cells and averages are computed and shown: see the README, "Outputs and aggregation".
-"""
+"""Results tables on pandas: runs (`collect.runs_frame`) aggregated into cells of (method
+label, dataset, shots) and averages over datasets, written as Markdown or tidy CSV."""
 import math
 from dataclasses import dataclass
 
@@ -20,8 +18,8 @@ def spread_of(std, n, ci95):
     return 1.96 * std / math.sqrt(n) if ci95 and n else std
 
 
-def seed_column(seed):
-    return "run" if seed == NO_SEED else f"seed_{seed}"
+def seed_column(seed, separator="_"):
+    return "run" if seed == NO_SEED else f"seed{separator}{seed}"
 
 
 def cell_frame(runs, keyword, seeds, index, ci95=False):
@@ -55,18 +53,14 @@ def cell_frame(runs, keyword, seeds, index, ci95=False):
         if not have and not late and not extra:
             problems.append(["no runs"])
             continue
-        why = [f"{_seed_name(s)} unfinished ({late[s]})" if s in late
-               else f"{_seed_name(s)} missing" for s in expected_seeds[key[0]] if s not in have]
-        why += [f"{_seed_name(s)} left out, not in --seeds ({path})"
+        why = [f"{seed_column(s, ' ')} unfinished ({late[s]})" if s in late
+               else f"{seed_column(s, ' ')} missing" for s in expected_seeds[key[0]] if s not in have]
+        why += [f"{seed_column(s, ' ')} left out, not in --seeds ({path})"
                 for s, path in sorted(extra.items())]
         problems.append(why)
     cells["problems"] = problems
     cells["unfinished"] = [unfinished.get(key, {}) for key in index]
     return pd.concat([values.rename(columns=seed_column), cells], axis=1)
-
-
-def _seed_name(seed):
-    return "run" if seed == NO_SEED else f"seed {seed}"
 
 
 def seed_columns(cells):
@@ -133,8 +127,7 @@ def fewshot_tables(root, datasets, seeds, shots=None, keyword="accuracy", test_l
 
 
 def _labelled_together(*frames):
-    """Runs of several trees (`collect.collect_runs`), labelled together so a method has one
-    label in all of them."""
+    """Runs of several trees, labelled together so a method has one label in all of them."""
     runs = add_labels(pd.concat([f.assign(part=i) for i, f in enumerate(frames)],
                                 ignore_index=True))
     return [runs[runs.part == i] for i in range(len(frames))]
@@ -147,8 +140,7 @@ def harmonic_mean(base, new):
 
 def base2new_cells(base_runs, new_runs, datasets, seeds, keyword, allow_partial=False,
                    ci95=False):
-    """(base cells, new cells, base averages, new averages) over labels x datasets x the shots
-    either tree ran."""
+    """(base cells, new cells, base averages, new averages) at the shots either tree ran."""
     base, new = _labelled_together(base_runs, new_runs)
     both = pd.concat([base, new])
     index = pd.MultiIndex.from_tuples(
@@ -162,8 +154,7 @@ def base2new_cells(base_runs, new_runs, datasets, seeds, keyword, allow_partial=
 
 def dg_cells(source_runs, target_runs, source, targets, seeds, keyword,
              allow_partial=False, ci95=False):
-    """(cells of the source and targets, target averages) of the labels tested on the targets,
-    at the shots they were tested with."""
+    """(source and target cells, target averages) at the shots the targets were tested with."""
     source_runs, target_runs = _labelled_together(source_runs, target_runs)
     tested = sorted({(l, k) for l, k in zip(target_runs.label, target_runs.shots)})
     source_cells = cell_frame(source_runs, keyword, seeds, pd.MultiIndex.from_tuples(
@@ -298,28 +289,18 @@ def dg_markdown(dg, source, targets, keyword):
 
 # ---- CSV: one tidy row per cell and per average, the same numbers as the Markdown -----------
 
-def _tidy(cells, table, quantity):
-    frame = cells.reset_index().rename(columns={"label": "method"})
-    frame.insert(0, "table", table)
-    frame.insert(4, "quantity", quantity)
-    frame["complete"] = frame.complete.astype(int)
-    return frame.drop(columns=["std", "problems", "unfinished", "seedless", "run"],
-                      errors="ignore")
-
-
-def _tidy_averages(averages, table, quantity, dataset):
-    frame = averages.rename_axis(["method", "shots"]).reset_index()
-    frame["complete"] = (frame["mean"].notna() & ~frame.partial.astype(bool)).astype(int)
-    frame = frame.drop(columns=["n_complete", "partial"])
-    frame.insert(0, "table", table)
-    frame.insert(2, "dataset", dataset)
-    frame.insert(4, "quantity", quantity)
-    return frame
+def _tidy(frame, table, quantity, dataset=None):
+    """Tidy rows of cells, or of averages when `dataset` names their rows."""
+    if dataset is not None:
+        complete = frame["mean"].notna() & ~frame.partial.astype(bool)
+        frame = frame.rename_axis(["label", "shots"]).assign(dataset=dataset, complete=complete)
+    frame = frame.reset_index().rename(columns={"label": "method"})
+    return frame.assign(table=table, quantity=quantity, complete=frame.complete.astype(int))
 
 
 def fewshot_csv(tables, keyword):
     return pd.concat([_tidy(tables.cells, "fewshot", keyword),
-                      _tidy_averages(tables.averages, "fewshot", keyword, "average")]
+                      _tidy(tables.averages, "fewshot", keyword, "average")]
                      ).sort_values("method", kind="stable")
 
 
@@ -336,8 +317,8 @@ def _hm_rows(base, new):
 def base2new_csv(b2n):
     base_cells, new_cells, base_avg, new_avg = b2n
     base, new = _tidy(base_cells, "base2new", "base"), _tidy(new_cells, "base2new", "new")
-    base_average = _tidy_averages(base_avg, "base2new", "base", "average")
-    new_average = _tidy_averages(new_avg, "base2new", "new", "average")
+    base_average = _tidy(base_avg, "base2new", "base", "average")
+    new_average = _tidy(new_avg, "base2new", "new", "average")
     return pd.concat([base, new, _hm_rows(base, new), base_average, new_average,
                       _hm_rows(base_average, new_average)]
                      ).sort_values(["method", "shots"], kind="stable")
@@ -346,7 +327,7 @@ def base2new_csv(b2n):
 def dg_csv(dg, keyword):
     cells, averages = dg
     return pd.concat([_tidy(cells, "dg", keyword),
-                      _tidy_averages(averages, "dg", keyword, "target_average")]
+                      _tidy(averages, "dg", keyword, "target_average")]
                      ).sort_values(["method", "shots"], kind="stable")
 
 

@@ -1,10 +1,7 @@
-"""What a sweep job does where it runs (a local worker or a SLURM node): run train.py for each
-of its runs, with the run's whole console output in `<run dir>/sweep.log`, between marker lines
-that the launcher reads back to tell queued, running, failed and finished runs apart.
-
-Standard library only: the SLURM launcher has submitit pickle this module by value, so a job
-needs nothing of this repository on its `sys.path`.
-"""
+"""What a sweep job does where it runs (a local worker or a SLURM node): train.py for each of its
+runs, its console output in `<run dir>/sweep.log` between marker lines that the launcher reads
+back. Standard library only: submitit pickles this module by value, so a job needs nothing of
+this repository on its `sys.path`."""
 import datetime
 import os
 import os.path as osp
@@ -47,8 +44,7 @@ def slurm_job_id():
 
 
 def _die_with_job():
-    """In train.py's process (Linux): get SIGTERM when the job process dies, so a killed job
-    leaves no orphan training holding its GPU."""
+    """SIGTERM when the job process dies (Linux), so no orphan train.py holds its GPU."""
     try:
         import ctypes
 
