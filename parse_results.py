@@ -49,8 +49,7 @@ def build_parser():
     mode.add_argument("--table", action="store_true",
                       help="a table per method of DIR/<dataset>/<Trainer>/<cfg>_<K>shots/...")
     mode.add_argument("--base2new", action="store_true",
-                      help="base/new/HM tables over DIR/train_base and DIR/test_new "
-                           "(DIR = output/base2new, or output itself)")
+                      help="base/new/HM of DIR/train_base, DIR/test_new (DIR: output[/base2new])")
     mode.add_argument("--dg", action="store_true",
                       help="domain generalisation: DIR/imagenet and DIR/dg/<target>/...")
     mode.add_argument("--paper", metavar="ITEM", default=None,
@@ -195,7 +194,8 @@ def run_dg(args, seeds):
     target = collect_runs(dg_root, args.keyword, True, targets)
     _require_runs(len(target), dg_root)
     if args.shots:
-        source, target = source[source.shots.isin(args.shots)], target[target.shots.isin(args.shots)]
+        source = source[source.shots.isin(args.shots)]
+        target = target[target.shots.isin(args.shots)]
     dg = tables.dg_cells(source, target, DG_SOURCE, targets, seeds, args.keyword,
                          args.allow_partial, args.ci95)
     return tables.dg_markdown(dg, DG_SOURCE, targets, args.keyword), tables.dg_csv(dg, args.keyword)

@@ -1,2 +1,2 @@
 """The experiment grid: which runs exist (`plan`), where they write (`layout`), how their
-results are read back and aggregated (`collect`, `tables`, `plots`). Repo-local, like `datasets/`."""
+results are read back and aggregated (`collect`, `tables`, `plots`). Repo-local, like datasets/."""

@@ -116,10 +116,9 @@ FRAME_COLUMNS = ("method", "label", "trainer", "dataset", "shots", "seed", "cfg"
 
 
 def collect_runs(root, keyword="accuracy", eval_only=False, datasets=None):
-    """One row per run folder of the tree `root/<dataset>/<Trainer>/<cfg>_<K>shots/...`, without
-    labels (see `runs_frame`); run details from result.json's request, else the folder names.
-    `eval_only`: the runs are tests of trained models (logs read after `=> result`), as those
-    of evaluation-only methods always are. `datasets`: read only these dataset folders."""
+    """One unlabelled row per run folder of `root/<dataset>/<Trainer>/<cfg>_<K>shots/...` (details
+    from result.json's request, else the folder names). `eval_only`: the runs are tests (logs read
+    after `=> result`), as those of evaluation-only methods always are."""
     if not osp.isdir(root):
         raise ResultsError(f"{root} is not a folder")
     rows = []
@@ -181,10 +180,8 @@ def method_label(method, trainer, dataset, shots, variant, cfg_name, pipeline=No
 
 
 def add_labels(frame):
-    """The frame with its `label` column. Runs are labelled by config family (so the schedule
-    that the official configs vary per dataset and shots stays one method); a label whose
-    (dataset, shots) cell holds two configs of one family (an ablation) is split by full config
-    name."""
+    """The frame with its `label` column: by config family (the official schedules vary per
+    dataset and shots), split by full config name where a cell holds two configs of one family."""
     def labels(rows, cfg_column):
         return [method_label(row.method, row.trainer, row.dataset, row.shots, row.variant,
                              row[cfg_column], row.pipeline) for _, row in rows.iterrows()]

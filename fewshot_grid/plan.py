@@ -115,8 +115,7 @@ def _choice(method, dataset, shots, settings):
     """(trainer, cfg, variant, train.py flags, config overrides) of one method."""
     trainer = settings.get("TRAINER", "") or method.trainer
     if trainer not in method.trainers:
-        raise UserError(f"TRAINER={trainer}: {method.name} runs "
-                        f"{' or '.join(method.trainers)}")
+        raise UserError(f"TRAINER={trainer}: {method.name} runs {' or '.join(method.trainers)}")
     values = option_values(method, settings)
     flags, overrides = [], list(method.overrides(dataset, shots))
     for name, option in method.options.items():
@@ -126,10 +125,7 @@ def _choice(method, dataset, shots, settings):
             value = option.resolve(values[name], dataset, shots)
         except ValueError as error:
             raise UserError(str(error))
-        if option.key.startswith("--"):
-            flags += [option.key, value]
-        else:
-            overrides += [option.key, value]
+        (flags if option.key.startswith("--") else overrides).extend([option.key, value])
     if method.plugin:
         flags += ["--plugin", method.plugin]
     if method.trains:
@@ -190,8 +186,7 @@ def plan_runs(method, dataset, shots, seeds=SEEDS, output="output", root=None,
     runs = []
     for seed in (list(dict.fromkeys(seeds)) if method.trains else [None]):
         out = layout.run_dir(output, dataset, trainer, cfg, shots, seed, variant)
-        args = _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides,
-                              extra)
+        args = _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides, extra)
         runs.append(Run(method.name, trainer, dataset, shots, seed, cfg, variant, out, args,
                         not method.trains))
     return runs
@@ -199,13 +194,10 @@ def plan_runs(method, dataset, shots, seeds=SEEDS, output="output", root=None,
 
 def plan_eval_runs(method, source, shots, targets, tree, seeds=SEEDS, output="output",
                    root=None, settings=None, extra=(), plugins=()):
-    """Tests of the finished `source` runs on each target dataset, written to
-    `<output>/<tree>/<target>/...` (tree: `eval` or `dg`). The models keep their training
-    settings (config, alpha, variant, overrides); only the dataset config changes."""
+    """Tests of the finished `source` runs on each target, into `<output>/<tree>/<target>/...`
+    (tree: eval or dg), with their training settings; only the dataset config changes."""
     if not get_method(method, plugins).trains:
         raise UserError(f"{method} trains nothing to evaluate; run it directly")
-    if tree not in (layout.EVAL_DIR, layout.DG_DIR):
-        raise UserError(f"tree must be {layout.EVAL_DIR} or {layout.DG_DIR}, not {tree}")
     method, root, choice, cfg_file = _prepare(method, [source, *targets], shots, root, settings,
                                               extra, plugins)
     trainer, cfg, variant, flags, overrides = choice
@@ -222,8 +214,7 @@ def plan_eval_runs(method, source, shots, targets, tree, seeds=SEEDS, output="ou
             raise UserError(f"{record} holds no 'epochs' to load the final checkpoint of")
         load = ["--eval-only", "--model-dir", model_dir, "--load-epoch", str(epochs)]
         for target in targets:
-            out = layout.run_dir(osp.join(output, tree), target, trainer, cfg, shots, seed,
-                                 variant)
+            out = layout.run_dir(osp.join(output, tree), target, trainer, cfg, shots, seed, variant)
             args = _train_py_args(root, seed, trainer, target, cfg_file, out, flags + load,
                                   overrides, extra)
             runs.append(Run(method.name, trainer, target, shots, seed, cfg, variant, out,

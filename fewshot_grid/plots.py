@@ -52,7 +52,8 @@ _OTHER_COLOURS = ("black", "dimgray", "saddlebrown", "olive", "darkmagenta", "te
 def _published_colour(series, tables):
     """Colour of our table of the same trainer, so a published line sits next to ours;
     else a dark colour of its own per published method (the same in every panel)."""
-    trainers = [tables.trainer(label) for label in tables.labels]
+    first_trainer = tables.runs.groupby("label").trainer.first()
+    trainers = [first_trainer[label] for label in tables.labels]
     if series.trainer in trainers:
         return f"C{trainers.index(series.trainer) % 10}"
     trained = set(trainers)
@@ -102,9 +103,8 @@ def plot_fewshot(tables, path, keyword="accuracy", published=False):
             ax.set_xticks(all_shots)
         ax.set_xticklabels([str(k) for k in all_shots])
         ax.minorticks_off()
-        ax.set_title("Average" if panel == AVERAGE else display_name(panel))
-        ax.set_xlabel("shots per class")
-        ax.set_ylabel(f"{keyword} (%)")
+        ax.set(title="Average" if panel == AVERAGE else display_name(panel),
+               xlabel="shots per class", ylabel=f"{keyword} (%)")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")

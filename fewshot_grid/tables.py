@@ -23,9 +23,8 @@ def seed_column(seed, separator="_"):
 
 
 def cell_frame(runs, keyword, seeds, index, ci95=False):
-    """One row per (label, dataset, shots) of `index`: a `seed_<s>` column per expected seed
-    (`run` for seedless methods), n, mean, spread, expected, complete and `problems` (why a
-    cell is incomplete, what was left out)."""
+    """One row per (label, dataset, shots) of `index`: a `seed_<s>` column per seed (`run` when
+    seedless), n, mean, spread, expected, complete and `problems` (why it is incomplete)."""
     runs = runs.assign(seed=runs.seed.fillna(NO_SEED).astype(int))
     seedless = runs.groupby("label").seed.agg(lambda s: bool((s == NO_SEED).all()))
     expected_seeds = {label: [NO_SEED] if seedless.get(label, False) else list(seeds)
@@ -54,7 +53,8 @@ def cell_frame(runs, keyword, seeds, index, ci95=False):
             problems.append(["no runs"])
             continue
         why = [f"{seed_column(s, ' ')} unfinished ({late[s]})" if s in late
-               else f"{seed_column(s, ' ')} missing" for s in expected_seeds[key[0]] if s not in have]
+               else f"{seed_column(s, ' ')} missing"
+               for s in expected_seeds[key[0]] if s not in have]
         why += [f"{seed_column(s, ' ')} left out, not in --seeds ({path})"
                 for s, path in sorted(extra.items())]
         problems.append(why)
@@ -104,9 +104,6 @@ class Tables:
     def labels(self):
         return list(dict.fromkeys(self.cells.index.get_level_values("label")))
 
-    def trainer(self, label):
-        return self.runs.trainer[self.runs.label == label].iloc[0]
-
 
 def fewshot_tables(root, datasets, seeds, shots=None, keyword="accuracy", test_log=False,
                    allow_partial=False, ci95=False):
@@ -118,7 +115,7 @@ def fewshot_tables(root, datasets, seeds, shots=None, keyword="accuracy", test_l
         runs = runs[runs.shots.isin(shots)]
     averaged = list(datasets or BENCHMARKS)
     index = []
-    for label, group in sorted(runs.groupby("label"), key=lambda item: item[0]):
+    for label, group in runs.groupby("label"):  # labels in sorted order
         rows = averaged + sorted(set(group.dataset) - set(averaged))
         index += [(label, d, k) for d in rows for k in sorted(shots or set(group.shots))]
     index = pd.MultiIndex.from_tuples(index, names=KEYS)
@@ -138,14 +135,13 @@ def harmonic_mean(base, new):
     return 2 * base * new / (base + new) if base + new > 0 else 0.0
 
 
-def base2new_cells(base_runs, new_runs, datasets, seeds, keyword, allow_partial=False,
-                   ci95=False):
+def base2new_cells(base_runs, new_runs, datasets, seeds, keyword, allow_partial=False, ci95=False):
     """(base cells, new cells, base averages, new averages) at the shots either tree ran."""
     base, new = _labelled_together(base_runs, new_runs)
     both = pd.concat([base, new])
-    index = pd.MultiIndex.from_tuples(
-        [(label, d, k) for label, group in sorted(both.groupby("label"), key=lambda i: i[0])
-         for k in sorted(set(group.shots)) for d in datasets], names=KEYS)
+    index = pd.MultiIndex.from_tuples([(label, d, k) for label, group in both.groupby("label")
+                                       for k in sorted(set(group.shots)) for d in datasets],
+                                      names=KEYS)
     base_cells = cell_frame(base, keyword, seeds, index, ci95)
     new_cells = cell_frame(new, keyword, seeds, index, ci95)
     return (base_cells, new_cells, average_frame(base_cells, datasets, allow_partial, ci95),

@@ -22,9 +22,6 @@ from . import slurm
 from .execute import check_finished, job_spec, make_slots, run_with_progress
 from .job import LOG_NAME, read_last_marker
 
-USAGE_EXAMPLES = """examples: README.md, "Running on a cluster or several GPUs". Running the same
-command again submits only what is missing or failed; each run's output is <run>/sweep.log."""
-
 # Options that only make sense with one launcher (default None = not given).
 LOCAL_ONLY = ("gpus", "workers")
 SLURM_ONLY = (*slurm.DEFAULTS, "group_size", "slurm_setup", "slurm_extra")
@@ -44,7 +41,8 @@ def build_parser():
         prog="python -m sweep", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a grid of few-shot runs (methods x datasets x shots x seeds) in "
                     "parallel on this machine or on a SLURM cluster.",
-        epilog=USAGE_EXAMPLES)
+        epilog="Examples: README.md, \"Running on a cluster or several GPUs\".\nThe same command "
+               "again submits only what is missing or failed; a run's output: <run>/sweep.log.")
     grid = p.add_argument_group("the grid")
     grid.add_argument("--methods", nargs="+", required=True,
                       help="taskres, coop, clip_adapter, zeroshot, or a --plugin file's methods")

@@ -86,16 +86,15 @@ def check_finished(run, fix):
         recorded = json.load(f).get("request")
     requested = run.request()
     diff = [f"{key}: recorded {recorded.get(key)!r}, requested {requested.get(key)!r}"
-            for key in requested if recorded is not None and recorded.get(key) != requested.get(key)]
+            for key in requested if recorded and recorded.get(key) != requested.get(key)]
     if diff:
         raise UserError(f"{run.output_dir} finished with other settings ({'; '.join(diff)}); {fix}")
 
 
 def triage(runs, force=False, fix="rerun with FORCE=1 (moves the old folder aside) or "
                                     "write to another OUTPUT", say=print):
-    """The runs to start, in order; finished runs with the requested settings are left out
-    (one `[skip]` line each). A finished run recorded with other settings stops everything
-    (UserError) unless `force`, which moves it (and unfinished folders) aside."""
+    """The runs to start; finished runs with the requested settings are skipped, those with other
+    settings stop everything (UserError) unless `force` moves them (and unfinished ones) aside."""
     todo = []
     for run in runs:
         if force and osp.exists(run.output_dir):
@@ -139,9 +138,8 @@ def job_spec(run, launcher, env=None):
 
 
 def run_parallel(runs, slots, on_start=None, on_finish=None, stop_after_failure=False):
-    """Run `runs`, at most one per slot at a time, each logging to its sweep.log; returns the
-    outcomes in the order the runs finished. `on_start(run, slot)` and `on_finish(outcome)`
-    report progress (called one at a time)."""
+    """Run `runs`, one per slot at a time, each logging to its sweep.log; the outcomes in finishing
+    order. `on_start(run, slot)` and `on_finish(outcome)` report progress, one at a time."""
     free = Queue()
     for slot in slots:
         free.put(slot)

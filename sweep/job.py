@@ -35,14 +35,6 @@ def read_last_marker(log_path):
     return event, dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
 
-def slurm_job_id():
-    """`<array id>_<task id>` inside an array task, else the plain SLURM job id, else ""."""
-    env = os.environ
-    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
-        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-    return env.get("SLURM_JOB_ID", "")
-
-
 def _die_with_job():
     """SIGTERM when the job process dies (Linux), so no orphan train.py holds its GPU."""
     try:
@@ -62,7 +54,10 @@ def run_one(spec):
         write_marker(log, "exit", code=0, note="already-finished")
         return 0
     env = dict(os.environ, PYTHONUNBUFFERED="1", **spec["env"])
-    write_marker(log, "start", launcher=spec["launcher"], job=slurm_job_id() or "-",
+    # The SLURM job: `<array id>_<task id>` in an array task, else the plain job id.
+    array_task = [env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")]
+    job = "_".join(array_task) if all(array_task) else env.get("SLURM_JOB_ID") or "-"
+    write_marker(log, "start", launcher=spec["launcher"], job=job,
                  host=socket.gethostname(), pid=os.getpid(),
                  gpus=env.get("CUDA_VISIBLE_DEVICES") or "-")
     with open(log, "a") as out:
