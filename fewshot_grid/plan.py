@@ -140,18 +140,9 @@ def _choice(method, dataset, shots, settings):
     return trainer, cfg, variant, flags, overrides
 
 
-def _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides, extra):
-    args = ["--root", root]
-    if seed is not None:
-        args += ["--seed", str(seed)]
-    args += ["--trainer", trainer, "--dataset-config-file", _shown(dataset_config(dataset))]
-    if cfg_file is not None:
-        args += ["--config-file", _shown(cfg_file)]
-    return args + ["--output-dir", out, *flags, *overrides, *extra]
-
-
 def _prepare(name, datasets, shots, root, settings, extra, plugins):
-    """Check a request; (method, data root, its choice for datasets[0], the config file)."""
+    """Check a request; (method, trainer, cfg, variant, its train.py arguments for a seed, a
+    dataset, an output folder and more flags)."""
     method = get_method(name, plugins)
     if not method.trains and shots != layout.ZEROSHOT_SHOTS:
         raise UserError(f"{method.name} uses no shots: pass {layout.ZEROSHOT_SHOTS}, not {shots}")
@@ -162,33 +153,37 @@ def _prepare(name, datasets, shots, root, settings, extra, plugins):
     root = data_root(root)
     for dataset in datasets:
         dataset_config(dataset)
-    choice = _choice(method, datasets[0], shots, settings or {})
-    if method.config_dir is None:  # a method without config files
-        return method, root, choice, None
-    # Alternative trainers share the method's configs, by default configs/trainers/<Trainer>/.
-    folder = osp.join(REPO_ROOT, method.config_dir or osp.join("configs", "trainers",
-                                                               method.trainer))
-    path = osp.join(folder, f"{choice[1]}.yaml")
-    if not osp.isfile(path):
-        raise UserError(f"no config '{choice[1]}' for {method.trainer}: {_shown(path)} is "
-                        f"missing. Configs: {', '.join(_config_stems(folder))}")
-    return method, root, choice, path
+    trainer, cfg, variant, flags, overrides = _choice(method, datasets[0], shots, settings or {})
+    cfg_file = None  # a method without config files
+    if method.config_dir is not None:  # alternative trainers share the method's configs
+        folder = osp.join(REPO_ROOT, method.config_dir or osp.join("configs", "trainers",
+                                                                   method.trainer))
+        cfg_file = osp.join(folder, f"{cfg}.yaml")
+        if not osp.isfile(cfg_file):
+            raise UserError(f"no config '{cfg}' for {method.trainer}: {_shown(cfg_file)} is "
+                            f"missing. Configs: {', '.join(_config_stems(folder))}")
+
+    def train_py_args(seed, dataset, out, more_flags):
+        args = ["--root", root] + ([] if seed is None else ["--seed", str(seed)])
+        args += ["--trainer", trainer, "--dataset-config-file", _shown(dataset_config(dataset))]
+        if cfg_file is not None:
+            args += ["--config-file", _shown(cfg_file)]
+        return args + ["--output-dir", out, *flags, *more_flags, *overrides, *extra]
+
+    return method, trainer, cfg, variant, train_py_args
 
 
 def plan_runs(method, dataset, shots, seeds=SEEDS, output="output", root=None,
               settings=None, extra=(), plugins=()):
     """One run per seed of `method` on `dataset` (an evaluation-only method: one seedless run)."""
-    method, root, choice, cfg_file = _prepare(method, [dataset], shots, root, settings, extra,
-                                              plugins)
-    trainer, cfg, variant, flags, overrides = choice
-    if not method.trains:
-        flags = flags + ["--eval-only"]
+    method, trainer, cfg, variant, train_py_args = _prepare(method, [dataset], shots, root,
+                                                            settings, extra, plugins)
+    more_flags = [] if method.trains else ["--eval-only"]
     runs = []
     for seed in (list(dict.fromkeys(seeds)) if method.trains else [None]):
         out = layout.run_dir(output, dataset, trainer, cfg, shots, seed, variant)
-        args = _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides, extra)
-        runs.append(Run(method.name, trainer, dataset, shots, seed, cfg, variant, out, args,
-                        not method.trains))
+        runs.append(Run(method.name, trainer, dataset, shots, seed, cfg, variant, out,
+                        train_py_args(seed, dataset, out, more_flags), not method.trains))
     return runs
 
 
@@ -198,9 +193,8 @@ def plan_eval_runs(method, source, shots, targets, tree, seeds=SEEDS, output="ou
     (tree: eval or dg), with their training settings; only the dataset config changes."""
     if not get_method(method, plugins).trains:
         raise UserError(f"{method} trains nothing to evaluate; run it directly")
-    method, root, choice, cfg_file = _prepare(method, [source, *targets], shots, root, settings,
-                                              extra, plugins)
-    trainer, cfg, variant, flags, overrides = choice
+    method, trainer, cfg, variant, train_py_args = _prepare(method, [source, *targets], shots,
+                                                            root, settings, extra, plugins)
     runs = []
     for seed in dict.fromkeys(seeds):
         model_dir = layout.run_dir(output, source, trainer, cfg, shots, seed, variant)
@@ -215,10 +209,8 @@ def plan_eval_runs(method, source, shots, targets, tree, seeds=SEEDS, output="ou
         load = ["--eval-only", "--model-dir", model_dir, "--load-epoch", str(epochs)]
         for target in targets:
             out = layout.run_dir(osp.join(output, tree), target, trainer, cfg, shots, seed, variant)
-            args = _train_py_args(root, seed, trainer, target, cfg_file, out, flags + load,
-                                  overrides, extra)
             runs.append(Run(method.name, trainer, target, shots, seed, cfg, variant, out,
-                            args, True))
+                            train_py_args(seed, target, out, load), True))
     return runs
 
 
