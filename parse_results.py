@@ -71,8 +71,10 @@ def build_parser():
     opts.add_argument("--plot", metavar="PNG", help="accuracy-versus-shots figure (--table)")
     opts.add_argument("--published", action="store_true",
                       help="add the published numbers to --plot as dashed lines")
-    opts.add_argument("--backbones", nargs="+", default=None, help="--paper: as BACKBONES=")
-    opts.add_argument("--targets", nargs="+", default=None, help="--paper: as TARGETS=")
+    opts.add_argument("--backbones", nargs="+", default=None,
+                      help="--paper: the backbones of a narrowed grid (BACKBONES of its script)")
+    opts.add_argument("--targets", nargs="+", default=None,
+                      help="--paper: the DG targets of a narrowed grid (TARGETS of its script)")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="a file declaring more methods (their table labels); also $PLUGINS")
     return parser
