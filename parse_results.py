@@ -4,22 +4,15 @@
 Reference mode (the reference aggregator's interface and output lines):
 
     python parse_results.py output/dtd/CoOp/rn50_16shots/nctx16_cscFalse_ctpend
-    python parse_results.py DIR --ci95            # 1.96*std/sqrt(n) instead of std
-    python parse_results.py DIR --test-log        # eval-only runs: read after '=> result'
-    python parse_results.py DIR --multi-exp       # DIR/<experiment>/<seed folders>: average
-    python parse_results.py DIR --keyword macro_f1
+    python parse_results.py DIR [--ci95] [--test-log] [--multi-exp] [--keyword macro_f1]
 
-Table modes over a whole output tree:
+Table modes over a whole output tree (unfinished runs are reported, never counted):
 
     python parse_results.py output --table [--per-seed] [--allow-partial]
            [--markdown results.md] [--csv results.csv] [--plot fewshot.png [--published]]
     python parse_results.py output/base2new --base2new
     python parse_results.py output --dg
-    python parse_results.py output --paper table2 [--allow-partial]   a TaskRes paper item, in the
-           paper's layout: Markdown, CSV (and PNG for fig1/fig3/fig4) under output/paper/
-
-A run's result comes from its result.json, else from its logs. Unfinished runs are reported,
-never counted; averages over datasets need a complete grid unless --allow-partial.
+    python parse_results.py output --paper table2   a TaskRes paper item, under output/paper/
 """
 import argparse
 import os.path as osp
@@ -46,8 +39,7 @@ def build_parser():
     parser.add_argument("--ci95", action="store_true",
                         help="95%% confidence half-width 1.96*std/sqrt(n) instead of std")
     parser.add_argument("--test-log", action="store_true",
-                        help="the runs are eval-only: take the metric after '=> result' "
-                             "instead of after 'Finish training'")
+                        help="eval-only runs: read the metric after '=> result'")
     parser.add_argument("--multi-exp", action="store_true",
                         help="reference mode: DIR holds several experiments; average them")
     parser.add_argument("--keyword", default="accuracy",
@@ -55,17 +47,13 @@ def build_parser():
 
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--table", action="store_true",
-                      help="tables over DIR/<dataset>/<Trainer>/<cfg>_<K>shots/...: rows "
-                           "datasets, columns shots, one table per method")
+                      help="a table per method of DIR/<dataset>/<Trainer>/<cfg>_<K>shots/...")
     mode.add_argument("--base2new", action="store_true",
-                      help="base/new/HM tables over DIR/train_base and DIR/test_new "
-                           "(DIR = output/base2new, or output itself)")
+                      help="base/new/HM of DIR/train_base, DIR/test_new (DIR: output[/base2new])")
     mode.add_argument("--dg", action="store_true",
-                      help="domain generalisation table: DIR/imagenet (source) and "
-                           "DIR/dg/<target>/...")
+                      help="domain generalisation: DIR/imagenet and DIR/dg/<target>/...")
     mode.add_argument("--paper", metavar="ITEM", default=None,
-                      help="a table or figure of the TaskRes paper (fig1 fig3 fig4 table1 ... "
-                           "table6), made by bash scripts/paper/ITEM.sh")
+                      help="a TaskRes paper item (fig1 ... table6) run by scripts/paper/ITEM.sh")
 
     opts = parser.add_argument_group("table options (with --table, --base2new or --dg)")
     opts.add_argument("--seeds", type=int, nargs="+", default=None,
@@ -73,8 +61,7 @@ def build_parser():
     opts.add_argument("--shots", type=int, nargs="+", default=None,
                       help="shot counts to show (default: those found)")
     opts.add_argument("--datasets", nargs="+", default=None,
-                      help="datasets (config stems) to show and average (default: the 11 "
-                           "benchmarks; --dg: the 4 targets)")
+                      help="datasets to show and average (default: the 11 benchmarks or 4 targets)")
     opts.add_argument("--allow-partial", action="store_true",
                       help="average an incomplete grid too (marked 'partial')")
     opts.add_argument("--per-seed", action="store_true",
@@ -85,9 +72,9 @@ def build_parser():
     opts.add_argument("--published", action="store_true",
                       help="add the published numbers to --plot as dashed lines")
     opts.add_argument("--backbones", nargs="+", default=None,
-                      help="--paper: backbones of a narrowed grid (as BACKBONES for the script)")
+                      help="--paper: the backbones of a narrowed grid (BACKBONES of its script)")
     opts.add_argument("--targets", nargs="+", default=None,
-                      help="--paper: DG targets of a narrowed grid (as TARGETS for the script)")
+                      help="--paper: the DG targets of a narrowed grid (TARGETS of its script)")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="a file declaring more methods (their table labels); also $PLUGINS")
     return parser
@@ -178,12 +165,6 @@ def run_table(args, seeds):
             tables.fewshot_csv(found, args.keyword))
 
 
-def _runs(args, root, eval_only, datasets):
-    """The runs of a tree at the asked shots (collect.collect_runs)."""
-    runs = collect_runs(root, args.keyword, eval_only, datasets)
-    return runs[runs.shots.isin(args.shots)] if args.shots else runs
-
-
 def run_base2new(args, seeds):
     root = args.directory
     if not osp.isdir(osp.join(root, layout.TRAIN_BASE_DIR)) and \
@@ -211,9 +192,12 @@ def run_dg(args, seeds):
     if not osp.isdir(dg_root):
         raise ResultsError(f"{dg_root} is missing: --dg reads the DG evaluations from "
                            f"<DIR>/{layout.DG_DIR}/<target>/... (written by scripts/taskres/dg.sh)")
-    source = _runs(args, args.directory, False, [DG_SOURCE])
-    target = _runs(args, dg_root, True, targets)
+    source = collect_runs(args.directory, args.keyword, False, [DG_SOURCE])
+    target = collect_runs(dg_root, args.keyword, True, targets)
     _require_runs(len(target), dg_root)
+    if args.shots:
+        source = source[source.shots.isin(args.shots)]
+        target = target[target.shots.isin(args.shots)]
     dg = tables.dg_cells(source, target, DG_SOURCE, targets, seeds, args.keyword,
                          args.allow_partial, args.ci95)
     return tables.dg_markdown(dg, DG_SOURCE, targets, args.keyword), tables.dg_csv(dg, args.keyword)

@@ -1,8 +1,5 @@
-"""Names of the benchmark datasets and the standard grid of shots and seeds.
-
-Datasets are named by their dataset config stem (`configs/datasets/<stem>.yaml`), which is
-also the `<dataset>` folder of the output layout, as in the reference scripts.
-"""
+"""The benchmark datasets, named by their config stem (`configs/datasets/<stem>.yaml`, also their
+output folder), and the standard grid of shots and seeds."""
 
 # The 11 few-shot benchmarks, in the order the papers' tables use.
 BENCHMARKS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers",

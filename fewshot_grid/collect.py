@@ -1,17 +1,12 @@
 """Read the runs of an output tree (see `layout`) into one pandas DataFrame: each run folder's
-final metric and what its result.json records.
-
-A run's metric comes from result.json (written when it finished); without one, from its logs
-as the reference aggregator reads them: the last `* <keyword>: X%` line after `Finish training`
-(training runs) or after `=> result` (eval-only runs), in the newest log holding one (a resumed
-run leaves `log.txt`, then `log.txt-YYYY-MM-DD-HH-MM-SS[-n]`).
-"""
+final metric (from result.json, else from its logs as the reference aggregator reads them) and
+what its result.json records."""
 import json
 import os
 import os.path as osp
 import re
 import sys
-from dataclasses import dataclass
+from collections import namedtuple
 
 import pandas as pd
 
@@ -22,8 +17,7 @@ from .layout import (LOG_FILE, RESULT_FILE, SPECIAL_TOP_DIRS, has_run_files, lis
 
 
 class ResultsError(Exception):
-    """Input the aggregator cannot use (missing folder, no finished run, ...): a message for
-    the user, no traceback."""
+    """Input the aggregator cannot use: a message for the user, no traceback."""
 
 
 END_OF_TRAINING = "Finish training"
@@ -33,10 +27,7 @@ RESULT_BLOCK = "=> result"
 _RECORD_ALIASES = {"error": ("error", "error_rate"), "error_rate": ("error_rate", "error")}
 
 
-@dataclass(frozen=True)
-class RunResult:
-    value: float  # the metric, in percent
-    source: str  # the file it was read from
+RunResult = namedtuple("RunResult", "value source")  # the metric in percent, the file it came from
 
 
 def _warn(message):
@@ -70,7 +61,8 @@ def _read_record(run_dir):
 
 
 def read_run_result(run_dir, keyword="accuracy", signal=END_OF_TRAINING, record=None):
-    """The run's final `keyword` value, or None if the run has not (successfully) finished.
+    """The run's final `keyword` value (a RunResult), or None if it has not finished. A resumed
+    run leaves `log.txt`, then `log.txt-<time>`: the newest log holding a result counts.
     `record`: its result.json, when already read."""
     record = _read_record(run_dir) if record is None else record
     for name in _RECORD_ALIASES.get(keyword, (keyword,)):
@@ -124,11 +116,9 @@ FRAME_COLUMNS = ("method", "label", "trainer", "dataset", "shots", "seed", "cfg"
 
 
 def collect_runs(root, keyword="accuracy", eval_only=False, datasets=None):
-    """One row per run folder of the tree `root/<dataset>/<Trainer>/<cfg>_<K>shots/...`, without
-    labels (see `runs_frame`). Run details are those result.json's request records, else those
-    the folder names say. The folders of other trees (eval/, dg/, base2new/) are skipped.
-    `eval_only`: the runs are tests of trained models (parse logs after `=> result`); the runs
-    of evaluation-only methods always are. `datasets`: read only these dataset folders."""
+    """One unlabelled row per run folder of `root/<dataset>/<Trainer>/<cfg>_<K>shots/...` (details
+    from result.json's request, else the folder names). `eval_only`: the runs are tests (logs read
+    after `=> result`), as those of evaluation-only methods always are."""
     if not osp.isdir(root):
         raise ResultsError(f"{root} is not a folder")
     rows = []
@@ -190,10 +180,8 @@ def method_label(method, trainer, dataset, shots, variant, cfg_name, pipeline=No
 
 
 def add_labels(frame):
-    """The frame with its `label` column. Runs are labelled by config family (so the schedule
-    that the official configs vary per dataset and shots stays one method); a label whose
-    (dataset, shots) cell holds two configs of one family (an ablation) is split by full config
-    name."""
+    """The frame with its `label` column: by config family (the official schedules vary per
+    dataset and shots), split by full config name where a cell holds two configs of one family."""
     def labels(rows, cfg_column):
         return [method_label(row.method, row.trainer, row.dataset, row.shots, row.variant,
                              row[cfg_column], row.pipeline) for _, row in rows.iterrows()]
@@ -212,9 +200,7 @@ def add_labels(frame):
 
 
 def runs_frame(root, keyword="accuracy", eval_only=False, datasets=None):
-    """The runs of an output tree as one DataFrame, one row per run folder: method, label (as
-    in the tables), trainer, dataset, shots, seed (<NA> for zero-shot), cfg, variant, backbone,
-    weights, num_classes, trainable_params, pipeline, path, the `keyword` value (NaN when the
-    run has not finished), source (the file it was read from) and finished."""
+    """The runs of an output tree, one row per run folder, labelled as in the tables (columns:
+    FRAME_COLUMNS and the `keyword` value, NaN when the run has not finished)."""
     frame = add_labels(collect_runs(root, keyword, eval_only, datasets))
     return frame[list(FRAME_COLUMNS[:-2]) + [keyword, "source", "finished"]]

@@ -40,12 +40,8 @@ def parse_seed_dir(name):
 
 def run_dir(root, dataset, trainer, cfg, shots, seed=None, variant=""):
     """Folder of one run; `seed=None` for seedless (zero-shot) runs."""
-    parts = [root, dataset, trainer, f"{cfg}_{shots}shots"]
-    if variant:
-        parts.append(variant)
-    if seed is not None:
-        parts.append(f"seed{seed}")
-    return osp.join(*parts)
+    below = [variant, "" if seed is None else f"seed{seed}"]
+    return osp.join(root, dataset, trainer, f"{cfg}_{shots}shots", *filter(None, below))
 
 
 def has_run_files(path):
@@ -64,8 +60,7 @@ def natural_key(name):
 
 
 def list_subdirs(path):
-    """Sub-folders of `path` in natural order, without hidden folders and folders archived by
-    `FORCE=1`."""
+    """Sub-folders of `path` in natural order, without hidden ones and those `FORCE=1` archived."""
     names = [n for n in os.listdir(path) if not n.startswith(".") and ARCHIVE_MARK not in n
              and osp.isdir(osp.join(path, n))]
     return sorted(names, key=natural_key)

@@ -1,8 +1,6 @@
-"""Expand (method, dataset, shots, seeds) into train.py runs (config file, output folder, the
-full argument list) from the method's declaration (`trainers.common.experiment.Method`). The
+"""Expand (method, dataset, shots, seeds) into train.py runs from the method's declaration; the
 scripts, the launchers and the demo all plan here, so they make the same runs. `settings`: the
-user's CFG, TRAINER and the method's declared options (e.g. NCTX, ENHANCED_BASE) by name.
-"""
+user's CFG, TRAINER and the method's declared options (e.g. NCTX, ENHANCED_BASE) by name."""
 import json
 import os
 import os.path as osp
@@ -81,20 +79,6 @@ def dataset_config(dataset):
     return path
 
 
-def method_config(method, cfg):
-    """<config folder>/<cfg>.yaml, by default configs/trainers/<Trainer>/ (alternatives share
-    the method's configs); None for a method without config files."""
-    if method.config_dir is None:
-        return None
-    folder = osp.join(REPO_ROOT, method.config_dir or osp.join("configs", "trainers",
-                                                               method.trainer))
-    path = osp.join(folder, f"{cfg}.yaml")
-    if not osp.isfile(path):
-        raise UserError(f"no config '{cfg}' for {method.trainer}: {_shown(path)} is missing. "
-                        f"Configs: {', '.join(_config_stems(folder))}")
-    return path
-
-
 def data_root(root):
     """The dataset root: --root, else the DATA environment variable; it must exist."""
     root = root or os.environ.get("DATA", "")
@@ -131,8 +115,7 @@ def _choice(method, dataset, shots, settings):
     """(trainer, cfg, variant, train.py flags, config overrides) of one method."""
     trainer = settings.get("TRAINER", "") or method.trainer
     if trainer not in method.trainers:
-        raise UserError(f"TRAINER={trainer}: {method.name} runs "
-                        f"{' or '.join(method.trainers)}")
+        raise UserError(f"TRAINER={trainer}: {method.name} runs {' or '.join(method.trainers)}")
     values = option_values(method, settings)
     flags, overrides = [], list(method.overrides(dataset, shots))
     for name, option in method.options.items():
@@ -142,10 +125,7 @@ def _choice(method, dataset, shots, settings):
             value = option.resolve(values[name], dataset, shots)
         except ValueError as error:
             raise UserError(str(error))
-        if option.key.startswith("--"):
-            flags += [option.key, value]
-        else:
-            overrides += [option.key, value]
+        (flags if option.key.startswith("--") else overrides).extend([option.key, value])
     if method.plugin:
         flags += ["--plugin", method.plugin]
     if method.trains:
@@ -160,18 +140,9 @@ def _choice(method, dataset, shots, settings):
     return trainer, cfg, variant, flags, overrides
 
 
-def _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides, extra):
-    args = ["--root", root]
-    if seed is not None:
-        args += ["--seed", str(seed)]
-    args += ["--trainer", trainer, "--dataset-config-file", _shown(dataset_config(dataset))]
-    if cfg_file is not None:
-        args += ["--config-file", _shown(cfg_file)]
-    return args + ["--output-dir", out, *flags, *overrides, *extra]
-
-
 def _prepare(name, datasets, shots, root, settings, extra, plugins):
-    """Check a request; (method, data root, its choice for datasets[0], the config file)."""
+    """Check a request; (method, trainer, cfg, variant, its train.py arguments for a seed, a
+    dataset, an output folder and more flags)."""
     method = get_method(name, plugins)
     if not method.trains and shots != layout.ZEROSHOT_SHOTS:
         raise UserError(f"{method.name} uses no shots: pass {layout.ZEROSHOT_SHOTS}, not {shots}")
@@ -182,72 +153,69 @@ def _prepare(name, datasets, shots, root, settings, extra, plugins):
     root = data_root(root)
     for dataset in datasets:
         dataset_config(dataset)
-    choice = _choice(method, datasets[0], shots, settings or {})
-    return method, root, choice, method_config(method, choice[1])
+    trainer, cfg, variant, flags, overrides = _choice(method, datasets[0], shots, settings or {})
+    cfg_file = None  # a method without config files
+    if method.config_dir is not None:  # alternative trainers share the method's configs
+        folder = osp.join(REPO_ROOT, method.config_dir or osp.join("configs", "trainers",
+                                                                   method.trainer))
+        cfg_file = osp.join(folder, f"{cfg}.yaml")
+        if not osp.isfile(cfg_file):
+            raise UserError(f"no config '{cfg}' for {method.trainer}: {_shown(cfg_file)} is "
+                            f"missing. Configs: {', '.join(_config_stems(folder))}")
+
+    def train_py_args(seed, dataset, out, more_flags):
+        args = ["--root", root] + ([] if seed is None else ["--seed", str(seed)])
+        args += ["--trainer", trainer, "--dataset-config-file", _shown(dataset_config(dataset))]
+        if cfg_file is not None:
+            args += ["--config-file", _shown(cfg_file)]
+        return args + ["--output-dir", out, *flags, *more_flags, *overrides, *extra]
+
+    return method, trainer, cfg, variant, train_py_args
 
 
 def plan_runs(method, dataset, shots, seeds=SEEDS, output="output", root=None,
               settings=None, extra=(), plugins=()):
-    """The runs of `method` on `dataset` with `shots` shots: one per seed (training), or one
-    seedless evaluation for an evaluation-only method."""
-    method, root, choice, cfg_file = _prepare(method, [dataset], shots, root, settings, extra,
-                                              plugins)
-    trainer, cfg, variant, flags, overrides = choice
-    if not method.trains:
-        flags = flags + ["--eval-only"]
+    """One run per seed of `method` on `dataset` (an evaluation-only method: one seedless run)."""
+    method, trainer, cfg, variant, train_py_args = _prepare(method, [dataset], shots, root,
+                                                            settings, extra, plugins)
+    more_flags = [] if method.trains else ["--eval-only"]
     runs = []
     for seed in (list(dict.fromkeys(seeds)) if method.trains else [None]):
         out = layout.run_dir(output, dataset, trainer, cfg, shots, seed, variant)
-        args = _train_py_args(root, seed, trainer, dataset, cfg_file, out, flags, overrides,
-                              extra)
-        runs.append(Run(method.name, trainer, dataset, shots, seed, cfg, variant, out, args,
-                        not method.trains))
+        runs.append(Run(method.name, trainer, dataset, shots, seed, cfg, variant, out,
+                        train_py_args(seed, dataset, out, more_flags), not method.trains))
     return runs
-
-
-def trained_epochs(run_dir):
-    """The epoch of a finished run's final checkpoint (its result record's `epochs`)."""
-    record = osp.join(run_dir, layout.RESULT_FILE)
-    if not osp.isfile(record):
-        raise UserError(f"{run_dir} has not finished training (no {layout.RESULT_FILE}); "
-                        f"train it first (scripts/<method>/main.sh)")
-    with open(record) as f:
-        epochs = json.load(f).get("epochs")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise UserError(f"{record} holds no 'epochs' to load the final checkpoint of")
-    return epochs
 
 
 def plan_eval_runs(method, source, shots, targets, tree, seeds=SEEDS, output="output",
                    root=None, settings=None, extra=(), plugins=()):
-    """Tests of the finished `source` runs on each target dataset, written to
-    `<output>/<tree>/<target>/...` (tree: `eval` or `dg`). The models keep their training
-    settings (config, alpha, variant, overrides); only the dataset config changes."""
+    """Tests of the finished `source` runs on each target, into `<output>/<tree>/<target>/...`
+    (tree: eval or dg), with their training settings; only the dataset config changes."""
     if not get_method(method, plugins).trains:
         raise UserError(f"{method} trains nothing to evaluate; run it directly")
-    if tree not in (layout.EVAL_DIR, layout.DG_DIR):
-        raise UserError(f"tree must be {layout.EVAL_DIR} or {layout.DG_DIR}, not {tree}")
-    method, root, choice, cfg_file = _prepare(method, [source, *targets], shots, root, settings,
-                                              extra, plugins)
-    trainer, cfg, variant, flags, overrides = choice
+    method, trainer, cfg, variant, train_py_args = _prepare(method, [source, *targets], shots,
+                                                            root, settings, extra, plugins)
     runs = []
     for seed in dict.fromkeys(seeds):
         model_dir = layout.run_dir(output, source, trainer, cfg, shots, seed, variant)
-        load = ["--eval-only", "--model-dir", model_dir,
-                "--load-epoch", str(trained_epochs(model_dir))]
+        record = osp.join(model_dir, layout.RESULT_FILE)
+        if not osp.isfile(record):
+            raise UserError(f"{model_dir} has not finished training (no {layout.RESULT_FILE}); "
+                            f"train it first (scripts/<method>/main.sh)")
+        with open(record) as f:
+            epochs = json.load(f).get("epochs")  # the final checkpoint's epoch
+        if not isinstance(epochs, int) or epochs < 1:
+            raise UserError(f"{record} holds no 'epochs' to load the final checkpoint of")
+        load = ["--eval-only", "--model-dir", model_dir, "--load-epoch", str(epochs)]
         for target in targets:
-            out = layout.run_dir(osp.join(output, tree), target, trainer, cfg, shots, seed,
-                                 variant)
-            args = _train_py_args(root, seed, trainer, target, cfg_file, out, flags + load,
-                                  overrides, extra)
+            out = layout.run_dir(osp.join(output, tree), target, trainer, cfg, shots, seed, variant)
             runs.append(Run(method.name, trainer, target, shots, seed, cfg, variant, out,
-                            args, True))
+                            train_py_args(seed, target, out, load), True))
     return runs
 
 
 def grid(method, datasets=BENCHMARKS, shots=SHOTS, plugins=()):
-    """(dataset, shots) pairs of a sweep: every dataset x shot count (no shots for an
-    evaluation-only method)."""
+    """(dataset, shots) pairs of a sweep (an evaluation-only method: no shots)."""
     if not get_method(method, plugins).trains:
         return [(d, layout.ZEROSHOT_SHOTS) for d in datasets]
     return [(d, k) for d in datasets for k in shots]

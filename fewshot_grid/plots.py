@@ -1,7 +1,5 @@
-"""Accuracy-versus-shots figure: one panel per dataset plus the average (when there are several
-datasets), one line per method (error bars: the table's spread), chance level (1/classes, from
-result.json), the weights the runs used in the title, optionally the published numbers as
-dashed references."""
+"""Accuracy-versus-shots figure: a panel per dataset (and the average), a line per method with
+the table's spread, chance level, the weights used, optionally the published numbers."""
 import math
 import os
 
@@ -35,20 +33,16 @@ def _panels(tables, published):
     return keep + [AVERAGE] if len(keep) > 1 else keep
 
 
-def _finished(runs, dataset=None):
-    return runs[runs.finished & ((runs.dataset == dataset) if dataset else True)]
-
-
 def chance_level(runs, dataset):
     """100/classes of the dataset, as its finished runs recorded it; None when none did."""
-    classes = _finished(runs, dataset).num_classes.dropna().unique()
+    classes = runs[runs.finished & (runs.dataset == dataset)].num_classes.dropna().unique()
     return 100.0 / classes[0] if len(classes) == 1 else None
 
 
 def weights_used(runs):
     """The weights the finished runs recorded ("random", or the file name), one phrase."""
     weights = sorted({os.path.basename(str(w)) if pd.notna(w) and w else "not recorded"
-                      for w in _finished(runs).weights})
+                      for w in runs[runs.finished].weights})
     return ", ".join(weights) if weights else "not recorded"
 
 
@@ -58,7 +52,8 @@ _OTHER_COLOURS = ("black", "dimgray", "saddlebrown", "olive", "darkmagenta", "te
 def _published_colour(series, tables):
     """Colour of our table of the same trainer, so a published line sits next to ours;
     else a dark colour of its own per published method (the same in every panel)."""
-    trainers = [tables.trainer(label) for label in tables.labels]
+    first_trainer = tables.runs.groupby("label").trainer.first()
+    trainers = [first_trainer[label] for label in tables.labels]
     if series.trainer in trainers:
         return f"C{trainers.index(series.trainer) % 10}"
     trained = set(trainers)
@@ -67,8 +62,7 @@ def _published_colour(series, tables):
 
 
 def plot_fewshot(tables, path, keyword="accuracy", published=False):
-    """Write the figure of `tables` (a `tables.Tables`) as PNG to `path` (matplotlib, Agg
-    backend: no display needed)."""
+    """Write the figure of `tables` (a `tables.Tables`) as PNG to `path` (needs no display)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -109,9 +103,8 @@ def plot_fewshot(tables, path, keyword="accuracy", published=False):
             ax.set_xticks(all_shots)
         ax.set_xticklabels([str(k) for k in all_shots])
         ax.minorticks_off()
-        ax.set_title("Average" if panel == AVERAGE else display_name(panel))
-        ax.set_xlabel("shots per class")
-        ax.set_ylabel(f"{keyword} (%)")
+        ax.set(title="Average" if panel == AVERAGE else display_name(panel),
+               xlabel="shots per class", ylabel=f"{keyword} (%)")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")

@@ -1,36 +1,17 @@
-"""Published RN50 accuracies (%), drawn as dashed references in the plots.
-
-Shots 0 means zero-shot (drawn as a horizontal line). Dataset keys are the config stems of
-`benchmarks`, plus "average" for the mean over the 11 benchmarks.
-"""
-from dataclasses import dataclass
-from typing import Dict, Optional
+"""Published RN50 accuracies (%), dashed references in the plots: shots 0 is zero-shot; datasets
+are config stems, plus "average" for the mean over the 11 benchmarks."""
+from collections import namedtuple
 
 VERIFIED = "per-dataset results log published with Tip-Adapter (verified)"
 APPROXIMATE_TASKRES = ("TaskRes, reported; approximate (ImageNet 64.75 to 65.41 depending on "
                        "the source)")
-
-
-@dataclass(frozen=True)
-class PublishedSeries:
-    method: str
-    trainer: Optional[str]  # our trainer of that method (plots share its colour), if any
-    dataset: str
-    points: Dict[int, float]  # shots -> accuracy
-    source: str
-
+# trainer: ours of that method, if any (plots share its colour); points: {shots: accuracy}.
+PublishedSeries = namedtuple("PublishedSeries", "method trainer dataset points source")
 
 # Zero-shot CLIP with each dataset's single template (our ZeroshotCLIP).
 _ZERO_SHOT = {
-    "sun397": 58.52,
-    "oxford_pets": 85.83,
-    "eurosat": 37.52,
-    "caltech101": 85.92,
-    "dtd": 42.20,
-    "fgvc_aircraft": 17.10,
-    "food101": 77.32,
-    "oxford_flowers": 66.02,
-    "ucf101": 61.35,
+    "sun397": 58.52, "oxford_pets": 85.83, "eurosat": 37.52, "caltech101": 85.92, "dtd": 42.20,
+    "fgvc_aircraft": 17.10, "food101": 77.32, "oxford_flowers": 66.02, "ucf101": 61.35,
     "stanford_cars": 55.74,
 }
 

@@ -1,7 +1,5 @@
-"""Results tables on pandas: the run frame (`collect.runs_frame`) aggregated into cells of
-(method label, dataset, shots) and averages over datasets, written as Markdown or tidy CSV.
-How cells and averages are computed and shown: see the README, "Outputs and aggregation".
-"""
+"""Results tables on pandas: runs (`collect.runs_frame`) aggregated into cells of (method
+label, dataset, shots) and averages over datasets, written as Markdown or tidy CSV."""
 import math
 from dataclasses import dataclass
 
@@ -20,14 +18,13 @@ def spread_of(std, n, ci95):
     return 1.96 * std / math.sqrt(n) if ci95 and n else std
 
 
-def seed_column(seed):
-    return "run" if seed == NO_SEED else f"seed_{seed}"
+def seed_column(seed, separator="_"):
+    return "run" if seed == NO_SEED else f"seed{separator}{seed}"
 
 
 def cell_frame(runs, keyword, seeds, index, ci95=False):
-    """One row per (label, dataset, shots) of `index`: a `seed_<s>` column per expected seed
-    (`run` for seedless methods), n, mean, spread, expected, complete and `problems` (why a
-    cell is incomplete, what was left out)."""
+    """One row per (label, dataset, shots) of `index`: a `seed_<s>` column per seed (`run` when
+    seedless), n, mean, spread, expected, complete and `problems` (why it is incomplete)."""
     runs = runs.assign(seed=runs.seed.fillna(NO_SEED).astype(int))
     seedless = runs.groupby("label").seed.agg(lambda s: bool((s == NO_SEED).all()))
     expected_seeds = {label: [NO_SEED] if seedless.get(label, False) else list(seeds)
@@ -55,18 +52,15 @@ def cell_frame(runs, keyword, seeds, index, ci95=False):
         if not have and not late and not extra:
             problems.append(["no runs"])
             continue
-        why = [f"{_seed_name(s)} unfinished ({late[s]})" if s in late
-               else f"{_seed_name(s)} missing" for s in expected_seeds[key[0]] if s not in have]
-        why += [f"{_seed_name(s)} left out, not in --seeds ({path})"
+        why = [f"{seed_column(s, ' ')} unfinished ({late[s]})" if s in late
+               else f"{seed_column(s, ' ')} missing"
+               for s in expected_seeds[key[0]] if s not in have]
+        why += [f"{seed_column(s, ' ')} left out, not in --seeds ({path})"
                 for s, path in sorted(extra.items())]
         problems.append(why)
     cells["problems"] = problems
     cells["unfinished"] = [unfinished.get(key, {}) for key in index]
     return pd.concat([values.rename(columns=seed_column), cells], axis=1)
-
-
-def _seed_name(seed):
-    return "run" if seed == NO_SEED else f"seed {seed}"
 
 
 def seed_columns(cells):
@@ -110,9 +104,6 @@ class Tables:
     def labels(self):
         return list(dict.fromkeys(self.cells.index.get_level_values("label")))
 
-    def trainer(self, label):
-        return self.runs.trainer[self.runs.label == label].iloc[0]
-
 
 def fewshot_tables(root, datasets, seeds, shots=None, keyword="accuracy", test_log=False,
                    allow_partial=False, ci95=False):
@@ -124,7 +115,7 @@ def fewshot_tables(root, datasets, seeds, shots=None, keyword="accuracy", test_l
         runs = runs[runs.shots.isin(shots)]
     averaged = list(datasets or BENCHMARKS)
     index = []
-    for label, group in sorted(runs.groupby("label"), key=lambda item: item[0]):
+    for label, group in runs.groupby("label"):  # labels in sorted order
         rows = averaged + sorted(set(group.dataset) - set(averaged))
         index += [(label, d, k) for d in rows for k in sorted(shots or set(group.shots))]
     index = pd.MultiIndex.from_tuples(index, names=KEYS)
@@ -133,8 +124,7 @@ def fewshot_tables(root, datasets, seeds, shots=None, keyword="accuracy", test_l
 
 
 def _labelled_together(*frames):
-    """Runs of several trees (`collect.collect_runs`), labelled together so a method has one
-    label in all of them."""
+    """Runs of several trees, labelled together so a method has one label in all of them."""
     runs = add_labels(pd.concat([f.assign(part=i) for i, f in enumerate(frames)],
                                 ignore_index=True))
     return [runs[runs.part == i] for i in range(len(frames))]
@@ -145,15 +135,13 @@ def harmonic_mean(base, new):
     return 2 * base * new / (base + new) if base + new > 0 else 0.0
 
 
-def base2new_cells(base_runs, new_runs, datasets, seeds, keyword, allow_partial=False,
-                   ci95=False):
-    """(base cells, new cells, base averages, new averages) over labels x datasets x the shots
-    either tree ran."""
+def base2new_cells(base_runs, new_runs, datasets, seeds, keyword, allow_partial=False, ci95=False):
+    """(base cells, new cells, base averages, new averages) at the shots either tree ran."""
     base, new = _labelled_together(base_runs, new_runs)
     both = pd.concat([base, new])
-    index = pd.MultiIndex.from_tuples(
-        [(label, d, k) for label, group in sorted(both.groupby("label"), key=lambda i: i[0])
-         for k in sorted(set(group.shots)) for d in datasets], names=KEYS)
+    index = pd.MultiIndex.from_tuples([(label, d, k) for label, group in both.groupby("label")
+                                       for k in sorted(set(group.shots)) for d in datasets],
+                                      names=KEYS)
     base_cells = cell_frame(base, keyword, seeds, index, ci95)
     new_cells = cell_frame(new, keyword, seeds, index, ci95)
     return (base_cells, new_cells, average_frame(base_cells, datasets, allow_partial, ci95),
@@ -162,8 +150,7 @@ def base2new_cells(base_runs, new_runs, datasets, seeds, keyword, allow_partial=
 
 def dg_cells(source_runs, target_runs, source, targets, seeds, keyword,
              allow_partial=False, ci95=False):
-    """(cells of the source and targets, target averages) of the labels tested on the targets,
-    at the shots they were tested with."""
+    """(source and target cells, target averages) at the shots the targets were tested with."""
     source_runs, target_runs = _labelled_together(source_runs, target_runs)
     tested = sorted({(l, k) for l, k in zip(target_runs.label, target_runs.shots)})
     source_cells = cell_frame(source_runs, keyword, seeds, pd.MultiIndex.from_tuples(
@@ -298,28 +285,18 @@ def dg_markdown(dg, source, targets, keyword):
 
 # ---- CSV: one tidy row per cell and per average, the same numbers as the Markdown -----------
 
-def _tidy(cells, table, quantity):
-    frame = cells.reset_index().rename(columns={"label": "method"})
-    frame.insert(0, "table", table)
-    frame.insert(4, "quantity", quantity)
-    frame["complete"] = frame.complete.astype(int)
-    return frame.drop(columns=["std", "problems", "unfinished", "seedless", "run"],
-                      errors="ignore")
-
-
-def _tidy_averages(averages, table, quantity, dataset):
-    frame = averages.rename_axis(["method", "shots"]).reset_index()
-    frame["complete"] = (frame["mean"].notna() & ~frame.partial.astype(bool)).astype(int)
-    frame = frame.drop(columns=["n_complete", "partial"])
-    frame.insert(0, "table", table)
-    frame.insert(2, "dataset", dataset)
-    frame.insert(4, "quantity", quantity)
-    return frame
+def _tidy(frame, table, quantity, dataset=None):
+    """Tidy rows of cells, or of averages when `dataset` names their rows."""
+    if dataset is not None:
+        complete = frame["mean"].notna() & ~frame.partial.astype(bool)
+        frame = frame.rename_axis(["label", "shots"]).assign(dataset=dataset, complete=complete)
+    frame = frame.reset_index().rename(columns={"label": "method"})
+    return frame.assign(table=table, quantity=quantity, complete=frame.complete.astype(int))
 
 
 def fewshot_csv(tables, keyword):
     return pd.concat([_tidy(tables.cells, "fewshot", keyword),
-                      _tidy_averages(tables.averages, "fewshot", keyword, "average")]
+                      _tidy(tables.averages, "fewshot", keyword, "average")]
                      ).sort_values("method", kind="stable")
 
 
@@ -336,8 +313,8 @@ def _hm_rows(base, new):
 def base2new_csv(b2n):
     base_cells, new_cells, base_avg, new_avg = b2n
     base, new = _tidy(base_cells, "base2new", "base"), _tidy(new_cells, "base2new", "new")
-    base_average = _tidy_averages(base_avg, "base2new", "base", "average")
-    new_average = _tidy_averages(new_avg, "base2new", "new", "average")
+    base_average = _tidy(base_avg, "base2new", "base", "average")
+    new_average = _tidy(new_avg, "base2new", "new", "average")
     return pd.concat([base, new, _hm_rows(base, new), base_average, new_average,
                       _hm_rows(base_average, new_average)]
                      ).sort_values(["method", "shots"], kind="stable")
@@ -346,7 +323,7 @@ def base2new_csv(b2n):
 def dg_csv(dg, keyword):
     cells, averages = dg
     return pd.concat([_tidy(cells, "dg", keyword),
-                      _tidy_averages(averages, "dg", keyword, "target_average")]
+                      _tidy(averages, "dg", keyword, "target_average")]
                      ).sort_values(["method", "shots"], kind="stable")
 
 

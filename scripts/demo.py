@@ -1,10 +1,6 @@
 #!/usr/bin/env python
 """The demo: zero-shot CLIP, TaskRes, CLIP-Adapter and CoOp on a small benchmark drawn in code,
-planned from the method declarations and run by the run executor as scripts/<method>/main.sh
-does (with the demo's weights, epochs and fast pipeline), then tabled and plotted into
-OUTPUT/<size>-<weights>/. See the README, "The demo".
-
-    bash scripts/demo.sh [--quick] [--random-weights] [--output DIR] [--jobs N]
+planned and run as scripts/<method>/main.sh does, tabled and plotted into OUTPUT/<size>-<weights>/.
 """
 import argparse
 import itertools
@@ -64,10 +60,6 @@ FULL = Size("full", 224, (16, 4, 10), (1, 2, 4, 8), (1, 2), {"coop": 50}, views=
             tiny_clip=False, datasets=(NAMED_TASK, UNNAMED_TASK))
 QUICK = Size("quick", 32, (2, 1, 4), (1, 2), (1,), {"taskres": 2, "clip_adapter": 2, "coop": 2},
              views=2, tiny_clip=True)
-
-
-class DemoError(Exception):
-    """The demo cannot go on; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -154,8 +146,7 @@ def random_banner(weights):
 
 
 def plan(size, weights, out_root, data_root, methods=METHODS):
-    """Zero-shot once, then every method x shots x seed, as scripts/<method>/main.sh plans them,
-    on the fast pipeline (frozen features of a few augmented views, computed once for all)."""
+    """Every method x shots x seed on the fast pipeline (features of a few augmented views)."""
     common = (*weights.overrides, "DATALOADER.NUM_WORKERS", "0",
               "TRAIN.FEATURE_CACHE.PIPELINE", "fast", "TRAIN.FEATURE_CACHE.VIEWS", str(size.views))
     runs = []
@@ -201,7 +192,7 @@ def run_all(runs, out_root, jobs):
     if failed:
         with open(failed[0].log, errors="replace") as f:
             tail = "\n".join(f.read().splitlines()[-25:])
-        raise DemoError(f"{describe(failed[0].run)} failed ({failed[0].detail}); its log is "
+        raise UserError(f"{describe(failed[0].run)} failed ({failed[0].detail}); its log is "
                         f"{failed[0].log}. Last lines:\n{tail}")
 
 
@@ -227,8 +218,7 @@ def build_parser():
                         help="use random weights even if pretrained ones are available")
     parser.add_argument("--output", default="demo_output", help="output root (default: demo_output)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS),
-                        help="declared methods to run (default: %(default)s); PLUGINS=FILE.py adds "
-                             "methods declared in that file")
+                        help="declared methods (default: %(default)s; PLUGINS=FILE.py adds more)")
     parser.add_argument("--jobs", type=int, default=min(2, available_cpus()),
                         help="runs at a time (default: 2, or 1 on a single CPU)")
     return parser
@@ -260,7 +250,7 @@ def main(argv=None):
               flush=True)
         run_all(runs, out_root, args.jobs)
         table, markdown, plot = write_results(size, weights, out_root)
-    except (DemoError, UserError, FileExistsError, ValueError) as err:
+    except (UserError, FileExistsError, ValueError) as err:  # the demo cannot go on
         print(f"demo error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# The demo, first command on a fresh machine: sets up .venv if needed, then runs scripts/demo.py
-# (zero-shot CLIP, TaskRes, CLIP-Adapter and CoOp on a drawn benchmark; README "The demo").
+# The demo, first command on a fresh machine: sets up .venv if needed, runs scripts/demo.py.
 #   bash scripts/demo.sh [--quick] [--random-weights] [--output DIR] [--jobs N]
 set -euo pipefail
 cd "$(dirname "$0")/.."

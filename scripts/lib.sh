@@ -12,18 +12,12 @@
 #   FAST     1: the fast pipeline (cached augmented views; part of the run's recorded request)
 #   PLUGINS  files declaring more methods, separated by ':'
 #   PYTHON   interpreter (default: .venv/bin/python of this repository when present)
-# A finished run is skipped only when the settings in its result.json equal the requested
-# ones; otherwise the script stops (exit 2) and says what differs.
 set -euo pipefail
 
-SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(dirname "$SCRIPTS_DIR")"
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$REPO_ROOT/.venv/bin/python" ]; then
-        PYTHON="$REPO_ROOT/.venv/bin/python"
-    else
-        PYTHON=python3
-    fi
+    PYTHON="$REPO_ROOT/.venv/bin/python"
+    [ -x "$PYTHON" ] || PYTHON=python3
 fi
 
 # experiment COMMAND ARGS...: run python -m sweep.script from any folder.

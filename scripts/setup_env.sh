@@ -1,6 +1,5 @@
-# Sourced by scripts/test.sh and scripts/demo.sh: create .venv if missing, install the
-# project (editable, with the test extra), and activate it. Reinstalls only when
-# setup.py changed since the last successful install.
+# Sourced by scripts/test.sh and scripts/demo.sh: create .venv if missing, install the project
+# (editable, with the test extra) when setup.py changed since the last install, activate it.
 VENV_DIR="${VENV_DIR:-.venv}"
 if [ ! -x "$VENV_DIR/bin/python" ]; then
     echo "[setup] creating $VENV_DIR"

@@ -22,21 +22,6 @@ from . import slurm
 from .execute import check_finished, job_spec, make_slots, run_with_progress
 from .job import LOG_NAME, read_last_marker
 
-USAGE_EXAMPLES = """examples:
-  # every TaskRes run of two datasets, one job per visible GPU of this machine
-  python -m sweep --methods taskres --datasets dtd eurosat --data $DATA
-  # CPU only, 2 workers, 1 epoch (trailing KEY VALUE overrides go to every train.py)
-  python -m sweep --methods coop --datasets dtd --shots 1 2 --gpus none --workers 2 \\
-      -- OPTIM.MAX_EPOCH 1
-  # the whole paper grid of three methods on SLURM, 32 runs at a time
-  python -m sweep --methods taskres coop clip_adapter --launcher slurm --partition gpu \\
-      --array-parallelism 32 --data $DATA
-  # what would be submitted / where a sweep stands (results table, failed runs)
-  python -m sweep --methods taskres --dry-run
-  python -m sweep --methods taskres --status
-Running the same command again submits only what is missing or failed (a run is done when its
-result.json exists). Each run's console output is <run folder>/sweep.log."""
-
 # Options that only make sense with one launcher (default None = not given).
 LOCAL_ONLY = ("gpus", "workers")
 SLURM_ONLY = (*slurm.DEFAULTS, "group_size", "slurm_setup", "slurm_extra")
@@ -56,11 +41,11 @@ def build_parser():
         prog="python -m sweep", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a grid of few-shot runs (methods x datasets x shots x seeds) in "
                     "parallel on this machine or on a SLURM cluster.",
-        epilog=USAGE_EXAMPLES)
+        epilog="Examples: README.md, \"Running on a cluster or several GPUs\".\nThe same command "
+               "again submits only what is missing or failed; a run's output: <run>/sweep.log.")
     grid = p.add_argument_group("the grid")
     grid.add_argument("--methods", nargs="+", required=True,
-                      help="declared methods: taskres, coop, clip_adapter, zeroshot, and "
-                           "those of --plugin files")
+                      help="taskres, coop, clip_adapter, zeroshot, or a --plugin file's methods")
     grid.add_argument("--datasets", nargs="+", default=list(BENCHMARKS),
                       help="dataset config stems (default: the 11 benchmarks)")
     grid.add_argument("--shots", type=int, nargs="+", default=list(SHOTS),
@@ -70,23 +55,19 @@ def build_parser():
     grid.add_argument("--data", default="", help="dataset root (default: $DATA)")
     grid.add_argument("--output", default="output", help="output root (default: output)")
     grid.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                      help="a setting of the methods that declare it, as the scripts' "
-                           "environment variables: CFG=rn50_ep50 (one method only), "
-                           "TRAINER=ZeroshotCLIP2, NCTX=4, ENHANCED_BASE=strong_base/, ...; "
-                           "repeatable")
+                      help="a method setting named as the scripts' variable: NCTX=4, "
+                           "TRAINER=ZeroshotCLIP2, CFG=rn50_ep50 (one method only), ...")
     grid.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                       help="a file declaring more methods (also read from $PLUGINS)")
 
     what = p.add_argument_group("what to do")
     what.add_argument("--launcher", choices=("local", "slurm"), default="local")
     what.add_argument("--fast", action="store_true",
-                      help="the fast pipeline (TRAIN.FEATURE_CACHE.PIPELINE fast): cached "
-                           "augmented views, not the reference's numbers")
+                      help="the fast pipeline: cached augmented views, not the reference's numbers")
     what.add_argument("--dry-run", action="store_true",
                       help="print what would be submitted, submit nothing")
     what.add_argument("--status", action="store_true",
-                      help="submit nothing; print the state of every run, the failed runs "
-                           "with their log and the results table")
+                      help="submit nothing; show the runs' states, the failed runs and the table")
     what.add_argument("--resubmit-running", action="store_true",
                       help="also submit runs that look queued or running (use when their "
                            "jobs were killed in a way that cannot be checked)")
@@ -108,8 +89,7 @@ def build_parser():
 
 
 def parse(argv):
-    """(options, KEY VALUE overrides after `--`) of a launcher command line; exits on a
-    malformed one."""
+    """(options, KEY VALUE overrides after `--`) of a command line; exits on a malformed one."""
     argv = list(argv)
     split = argv.index("--") if "--" in argv else len(argv)
     argv, extra = argv[:split], argv[split + 1:]
@@ -130,8 +110,7 @@ def parse(argv):
 
 
 def expand(methods, datasets, shots, seeds, output, root, settings=None, extra=(), plugins=()):
-    """Every run of methods x datasets x shots x seeds, in that order (an evaluation-only
-    method: one seedless run per dataset), each folder once."""
+    """Every run of methods x datasets x shots x seeds, in that order, each folder once."""
     settings = settings or {}
     declared = [plan.get_method(m, plugins) for m in methods]
     unused = [k for k in settings if not any(plan.method_settings(m, {k: "x"}) for m in declared)]
@@ -214,7 +193,7 @@ def run_state(run, slurm_jobs):
 
 
 def classify(runs):
-    slurm_jobs = functools.lru_cache(maxsize=None)(live_slurm_jobs)  # squeue at most once
+    slurm_jobs = functools.cache(live_slurm_jobs)  # squeue at most once
     return [run_state(run, slurm_jobs) for run in runs]
 
 
@@ -233,8 +212,7 @@ def print_failures(failures):
 
 
 def print_table(output, runs):
-    """The results table of the sweep's datasets, shots and seeds (finished runs only; an
-    incomplete grid is marked, not averaged), as `parse_results.py --table` prints it."""
+    """The results table of the sweep's grid, as `parse_results.py --table` prints it."""
     datasets = list(dict.fromkeys(r.dataset for r in runs))  # in the sweep's order
     shots = sorted({r.shots for r in runs})
     seeds = sorted({r.seed for r in runs if r.seed is not None}) or [1, 2, 3]
@@ -248,8 +226,7 @@ def print_table(output, runs):
 
 
 def submit(args, runs, todo, params):
-    """Submit `todo` (or print what would be submitted); returns the exit status. `params`:
-    the SLURM executor's (None: run here)."""
+    """Submit `todo` (or print what would be); `params`: SLURM's (None: run here). Exit status."""
     folder = args.submitit_dir or osp.join(args.output, ".sweep", args.launcher)
     slots = None if params or not (todo or args.dry_run) else make_slots(args.gpus or "auto",
                                                                            args.workers)
@@ -318,7 +295,6 @@ def sweep(args, extra):
 
 
 def run():
-    """Entry point of `python -m sweep`; run from the repository root (or with it on
-    PYTHONPATH), like train.py."""
+    """Entry point of `python -m sweep` (run from the repository root, like train.py)."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(run_cli(lambda: sweep(*parse(sys.argv[1:]))))

@@ -1,19 +1,15 @@
 """The one run executor of the scripts, the local launcher and the demo: `train.py` with the
-planned arguments, after the run's request is written to `<run>/request.json` (the engine copies
-it into result.json); one at a time on the console, or one per slot (a GPU or a CPU worker) at a
-time with the output in `<run>/sweep.log`. A finished run is reused only when the settings it
-recorded equal the requested ones.
-"""
+planned arguments, one at a time on the console, or one per slot (a GPU or a CPU worker) with
+the output in `<run>/sweep.log`. A finished run is reused only when it recorded the same request."""
 import json
 import os
 import os.path as osp
 import subprocess
 import sys
 import threading
+from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from queue import Queue
-from typing import Dict
 
 from tqdm import tqdm
 
@@ -25,21 +21,10 @@ from .job import LOG_NAME, run_one
 
 TRAIN_PY = osp.join(REPO_ROOT, "train.py")
 REQUEST_FILE = "request.json"  # the engine copies this file into result.json as "request"
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One place a run goes: its name in messages and the variables its process gets."""
-    name: str
-    env: Dict[str, str]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    run: object  # fewshot_grid.plan.Run
-    ok: bool
-    detail: str  # "exit code 1", ...
-    log: str
+# Where a run goes (a GPU or a CPU worker): its name in messages, the variables its process gets.
+Slot = namedtuple("Slot", "name env")
+# How a run ended: ok, or why not ("exit code 1", ...), and its sweep.log.
+Outcome = namedtuple("Outcome", "run ok detail log")
 
 
 def available_cpus():
@@ -59,8 +44,7 @@ def cpu_slots(workers, hide_gpus=True):
 
 
 def visible_gpus():
-    """The entries of CUDA_VISIBLE_DEVICES when it is set (ids, UUIDs or MIG names), else every
-    GPU torch sees."""
+    """CUDA_VISIBLE_DEVICES' entries (ids, UUIDs or MIG names) if set, else torch's GPUs."""
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:
         return [gpu.strip() for gpu in listed.split(",") if gpu.strip()]
@@ -96,33 +80,21 @@ def make_slots(gpus, workers):
             for k in range(per_gpu) for g in gpu_list]
 
 
-def recorded_request(run_dir):
-    """The request a finished run recorded (result.json, else the request file next to it)."""
-    for name, key in ((layout.RESULT_FILE, "request"), (REQUEST_FILE, None)):
-        path = osp.join(run_dir, name)
-        if osp.isfile(path):
-            with open(path) as f:
-                record = json.load(f)
-            if key is None or key in record:
-                return record if key is None else record[key]
-    return None
-
-
 def check_finished(run, fix):
     """Stop (UserError) when finished `run` recorded other settings than those requested."""
-    recorded = recorded_request(run.output_dir)
+    with open(osp.join(run.output_dir, layout.RESULT_FILE)) as f:
+        recorded = json.load(f).get("request")
     requested = run.request()
     diff = [f"{key}: recorded {recorded.get(key)!r}, requested {requested.get(key)!r}"
-            for key in requested if recorded is not None and recorded.get(key) != requested.get(key)]
+            for key in requested if recorded and recorded.get(key) != requested.get(key)]
     if diff:
         raise UserError(f"{run.output_dir} finished with other settings ({'; '.join(diff)}); {fix}")
 
 
 def triage(runs, force=False, fix="rerun with FORCE=1 (moves the old folder aside) or "
                                     "write to another OUTPUT", say=print):
-    """The runs to start, in order; finished runs with the requested settings are left out
-    (one `[skip]` line each). A finished run recorded with other settings stops everything
-    (UserError) unless `force`, which moves it (and unfinished folders) aside."""
+    """The runs to start; finished runs with the requested settings are skipped, those with other
+    settings stop everything (UserError) unless `force` moves them (and unfinished ones) aside."""
     todo = []
     for run in runs:
         if force and osp.exists(run.output_dir):
@@ -145,8 +117,7 @@ def write_request(run):
 
 
 def run_in_console(runs, force):
-    """Run the runs one after the other with their output on this console (finished ones are
-    skipped); stop at the first failure and return its exit code."""
+    """Run the runs one by one on this console; stop at the first failure, return its code."""
     for run in triage(runs, force):
         print(f"[run] {run.output_dir}", flush=True)
         write_request(run)
@@ -167,9 +138,8 @@ def job_spec(run, launcher, env=None):
 
 
 def run_parallel(runs, slots, on_start=None, on_finish=None, stop_after_failure=False):
-    """Run `runs`, at most one per slot at a time, each logging to its sweep.log; returns the
-    outcomes in the order the runs finished. `on_start(run, slot)` and `on_finish(outcome)`
-    report progress (called one at a time)."""
+    """Run `runs`, one per slot at a time, each logging to its sweep.log; the outcomes in finishing
+    order. `on_start(run, slot)` and `on_finish(outcome)` report progress, one at a time."""
     free = Queue()
     for slot in slots:
         free.put(slot)
@@ -203,8 +173,7 @@ def run_parallel(runs, slots, on_start=None, on_finish=None, stop_after_failure=
 
 
 def run_with_progress(runs, slots):
-    """run_parallel with a progress bar of done/running/failed/remaining and one line per
-    started and finished run; a failing run does not stop the others."""
+    """run_parallel with a progress bar and a line per started and finished run."""
     bar = tqdm(total=len(runs), desc="sweep", unit="run", dynamic_ncols=True)
     counts = {"running": 0, "failed": 0}
 

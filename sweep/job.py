@@ -1,10 +1,7 @@
-"""What a sweep job does where it runs (a local worker or a SLURM node): run train.py for each
-of its runs, with the run's whole console output in `<run dir>/sweep.log`, between marker lines
-that the launcher reads back to tell queued, running, failed and finished runs apart.
-
-Standard library only: the SLURM launcher has submitit pickle this module by value, so a job
-needs nothing of this repository on its `sys.path`.
-"""
+"""What a sweep job does where it runs (a local worker or a SLURM node): train.py for each of its
+runs, its console output in `<run dir>/sweep.log` between marker lines that the launcher reads
+back. Standard library only: submitit pickles this module by value, so a job needs nothing of
+this repository on its `sys.path`."""
 import datetime
 import os
 import os.path as osp
@@ -38,17 +35,8 @@ def read_last_marker(log_path):
     return event, dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
 
-def slurm_job_id():
-    """`<array id>_<task id>` inside an array task, else the plain SLURM job id, else ""."""
-    env = os.environ
-    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
-        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-    return env.get("SLURM_JOB_ID", "")
-
-
 def _die_with_job():
-    """In train.py's process (Linux): get SIGTERM when the job process dies, so a killed job
-    leaves no orphan training holding its GPU."""
+    """SIGTERM when the job process dies (Linux), so no orphan train.py holds its GPU."""
     try:
         import ctypes
 
@@ -66,7 +54,10 @@ def run_one(spec):
         write_marker(log, "exit", code=0, note="already-finished")
         return 0
     env = dict(os.environ, PYTHONUNBUFFERED="1", **spec["env"])
-    write_marker(log, "start", launcher=spec["launcher"], job=slurm_job_id() or "-",
+    # The SLURM job: `<array id>_<task id>` in an array task, else the plain job id.
+    array_task = [env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")]
+    job = "_".join(array_task) if all(array_task) else env.get("SLURM_JOB_ID") or "-"
+    write_marker(log, "start", launcher=spec["launcher"], job=job,
                  host=socket.gethostname(), pid=os.getpid(),
                  gpus=env.get("CUDA_VISIBLE_DEVICES") or "-")
     with open(log, "a") as out:

@@ -1,12 +1,5 @@
-"""The entry point behind the shell scripts (`scripts/*.sh` are thin calls into it):
-
-    python -m sweep.script main METHOD DATASET [SHOTS] [KEY VALUE ...]   scripts/main.sh
-    python -m sweep.script eval METHOD DATASET SHOTS [KEY VALUE ...]     TARGETS (default DATASET)
-    python -m sweep.script dg METHOD [SHOTS] [KEY VALUE ...]             train on ImageNet, test on its shifts
-    python -m sweep.script sweep METHOD [KEY VALUE ...]                  every dataset x shots
-    python -m sweep.script paper ITEM [KEY VALUE ...]                   a TaskRes paper table/figure (sweep.paper)
-    python -m sweep.script archive RUN_DIR
-
+"""The entry point behind the shell scripts, which are thin calls into it:
+`python -m sweep.script COMMAND ARGS` with a command of COMMANDS below (`paper`: sweep/paper.py).
 Settings come from the environment, as scripts/lib.sh and the scripts document them.
 """
 import os
@@ -35,10 +28,11 @@ def forced():
     return os.environ.get("FORCE", "0") == "1"
 
 
-def _request(method):
+def _request(method, extra):
     env = os.environ
     return dict(seeds=numbers("SEEDS", (1, 2, 3)), output=env.get("OUTPUT", "") or "output",
-                root=None, settings=plan.method_settings(plan.get_method(method), env))
+                root=None, settings=plan.method_settings(plan.get_method(method), env),
+                extra=tuple(extra))
 
 
 def run_one_by_one(runs):
@@ -65,32 +59,31 @@ def main_runs(usage, method, dataset, *rest):
     """One method on one dataset and shot count, one run per seed (no shots: evaluation-only)."""
     trains = plan.get_method(method).trains
     shots, extra = _shots_then_overrides(usage, rest, None if trains else 0)
-    return run_one_by_one(plan.plan_runs(method, dataset, shots, extra=tuple(extra),
-                                         **_request(method)))
+    return run_one_by_one(plan.plan_runs(method, dataset, shots, **_request(method, extra)))
 
 
 def eval_runs(usage, method, dataset, *rest):
+    """Tests of the trained models of DATASET on each of TARGETS (default: DATASET)."""
     shots, extra = _shots_then_overrides(usage, rest)
     targets = os.environ.get("TARGETS", "").split() or [dataset]
     return run_one_by_one(plan.plan_eval_runs(method, dataset, shots, targets, "eval",
-                                              extra=tuple(extra), **_request(method)))
+                                              **_request(method, extra)))
 
 
 def dg_runs(usage, method, *rest):
     """Train on ImageNet (finished runs are reused), then test on its four shifts."""
     shots, extra = _shots_then_overrides(usage, rest, 16)
-    code = run_one_by_one(plan.plan_runs(method, DG_SOURCE, shots, extra=tuple(extra),
-                                         **_request(method)))
-    return code or run_one_by_one(plan.plan_eval_runs(
-        method, DG_SOURCE, shots, list(DG_TARGETS), "dg", extra=tuple(extra), **_request(method)))
+    request = _request(method, extra)
+    code = run_one_by_one(plan.plan_runs(method, DG_SOURCE, shots, **request))
+    return code or run_one_by_one(
+        plan.plan_eval_runs(method, DG_SOURCE, shots, list(DG_TARGETS), "dg", **request))
 
 
 def sweep_runs(usage, method, *extra):
-    """Every dataset x shot count, one main run after the other; failures are listed at the
-    end. LAUNCHER=local|slurm hands the same grid to the parallel launcher instead."""
+    """Every dataset x shot count, one main run after another (LAUNCHER: python -m sweep)."""
     datasets = os.environ.get("DATASETS", "").split() or list(BENCHMARKS)
     shots = numbers("SHOTS", SHOTS)
-    request = _request(method)
+    request = _request(method, extra)
     launcher = os.environ.get("LAUNCHER", "")
     if launcher:
         if forced():
@@ -104,12 +97,12 @@ def sweep_runs(usage, method, *extra):
         return sweep_cli.sweep(*sweep_cli.parse(argv))
     pairs = plan.grid(method, datasets, shots)
     # Fail once, early, on what every run shares (DATA, CFG, the options), not once per pair.
-    plan.plan_runs(method, *pairs[0], extra=tuple(extra), **request)
+    plan.plan_runs(method, *pairs[0], **request)
     failed = []
     for dataset, k in pairs:
         print(f"=== {method}: {dataset}, {k} shots", flush=True)
         try:  # a pair that cannot be planned (e.g. an unknown dataset) fails alone
-            planned = plan.plan_runs(method, dataset, k, extra=tuple(extra), **request)
+            planned = plan.plan_runs(method, dataset, k, **request)
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             planned = None

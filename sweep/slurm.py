@@ -1,8 +1,5 @@
-"""`--launcher slurm`: submit the sweep as one SLURM job array through submitit, one array task
-per run (or per group of runs, run one after the other), at most `--array-parallelism` tasks
-running at a time. Each run's console output goes to its own `sweep.log`; submitit's files go
-to `<submitit dir>/<array id>_<task id>/`.
-"""
+"""`--launcher slurm`: the sweep as one SLURM job array through submitit, one array task per run
+(or per group of runs), at most `--array-parallelism` at a time."""
 from dassl.utils.errors import UserError
 from fewshot_grid.plan import settings_from_pairs
 
@@ -53,8 +50,7 @@ def groups_of(runs, group_size):
 
 
 def submit(runs, folder, params, group_size):
-    """Submit the runs as one array; returns the jobs. Each run's log is marked `queued` with
-    its task's id, so a second sweep knows it is taken."""
+    """Submit the runs as one array; returns the jobs, each run's log marked `queued` by id."""
     import cloudpickle  # a submitit dependency
     import submitit  # the `slurm` extra: only this launcher needs it
     from submitit.core.utils import FailedJobError, FailedSubmissionError
