@@ -498,7 +498,7 @@ class SimpleTrainer(TrainerBase):
         (method, config, variant, ...), the classes, the trainable parameters, the weights
         the backbone got, the feature pipeline, and what the trainer chose (`run_record`)."""
         backbone = self.cfg.MODEL.BACKBONE
-        weights = backbone.get("PATH", "") or "official file (CLIP cache)"
+        weights = backbone.get("PATH", "") or f"released weights of {backbone.NAME}"
         details = {
             "num_classes": getattr(self, "num_classes", None),
             "trainable_params": sum(p.numel() for model in self._models.values()
