@@ -121,4 +121,4 @@ def test_authors_file_without_meta_loads_and_a_damaged_file_is_the_users(setup, 
 def test_enhanced_base_taskres_trains_end_to_end(setup):
     out = setup["root"] / "taskres_star"
     run_train(taskres(setup, "taskres_star", "OPTIM.MAX_EPOCH", "1", flags=["--enhanced-base", setup["path"]]))
-    assert result(out)["tuned_params"] == load_checkpoint(setup["path"])["state_dict"]["weight"].shape[0] * 6
+    assert result(out)["trainable_params"] == load_checkpoint(setup["path"])["state_dict"]["weight"].shape[0] * 6

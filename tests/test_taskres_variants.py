@@ -56,7 +56,7 @@ def test_phi_and_image_residual_with_learnable_alpha_train_and_reload(pets):
     assert state["image_feature_residual"].abs().sum() > 0
     record = result(pets["root"] / "both")
     assert record["learned_alpha"] == pytest.approx(state["alpha"].item()) and state["alpha"].item() != 0.5
-    assert record["tuned_params"] == 2 * DIM * (DIM // 4) + DIM + 1
+    assert record["trainable_params"] == 2 * DIM * (DIM // 4) + DIM + 1
     run(args(pets, "both_eval", *keys, flags=["--eval-only", "--model-dir", str(pets["root"] / "both"),
                                               "--load-epoch", str(EPOCHS)]))
     assert result(pets["root"] / "both_eval")["accuracy"] == record["accuracy"]
@@ -74,13 +74,13 @@ def test_text_adapter_alone_and_image_residual_alone(pets):
     state = saved_state(pets, "image")
     assert set(state) == {"base_text_features", "image_feature_residual"}
     assert state["image_feature_residual"].abs().sum() > 0
-    assert result(pets["root"] / "image")["tuned_params"] == DIM
+    assert result(pets["root"] / "image")["trainable_params"] == DIM
 
 
 def test_base_only_evaluates_without_training(pets):
     stdout = run(args(pets, "base", "TRAINER.TaskRes.TEXT_RESIDUAL", "none"))
     assert "has nothing to train: evaluating the base classifier" in stdout
-    assert result(pets["root"] / "base")["tuned_params"] == 0
+    assert result(pets["root"] / "base")["trainable_params"] == 0
     assert not os.path.isdir(pets["root"] / "base" / "prompt_learner")
 
 

@@ -48,7 +48,7 @@ def test_linear_probe_through_train_py_and_eval_only(tmp_path):
     assert record["search"]["split"] == "val" and record["C"] == record["search"]["rounds"][-1]["C"]
     assert model_folders(out) == ["linear_probe"]
     state = load_checkpoint(os.path.join(out, "linear_probe", "model.pth.tar-1"))["state_dict"]
-    assert record["tuned_params"] == state["weight"].numel() + state["bias"].numel()
+    assert record["trainable_params"] == state["weight"].numel() + state["bias"].numel()
     eval_out = tmp_path / "lp_eval"
     run(trainer_args("LinearProbeCLIP", "LinearProbeCLIP/rn50.yaml", data_root, clip_path, eval_out,
                      "DescribableTextures", *opts, flags=["--eval-only", "--model-dir", str(out), "--load-epoch", "1"]))

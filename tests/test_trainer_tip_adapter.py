@@ -50,7 +50,7 @@ def test_tip_adapter_trains_nothing_searches_on_val_and_eval_only_reproduces(pet
     out, stdout = tip_run
     assert "Searched alpha x beta (5 x 10) on the val split" in stdout
     record = result(out)
-    assert record["search"]["split"] == "val" and record["tuned_params"] == 0
+    assert record["search"]["split"] == "val" and record["trainable_params"] == 0
     assert record["alpha"] in search_grid(3, 5) and record["beta"] in search_grid(7, 10)
     assert model_folders(out) == ["tip_adapter"]
     state = load_checkpoint(os.path.join(out, "tip_adapter", "model.pth.tar-1"))["state_dict"]
@@ -111,7 +111,7 @@ def test_tip_adapter_f_starts_as_tip_adapter_and_fine_tunes_its_keys(pets):
     assert "Deploy the model with the best val performance" in stdout
     record = result(out)
     assert record["selection"] == "best epoch on the val split" and record["search"]["split"] == "val"
-    assert record["tuned_params"] == 6 * SHOTS * tip.text_features.shape[1]
+    assert record["trainable_params"] == 6 * SHOTS * tip.text_features.shape[1]
     last = load_checkpoint(os.path.join(out, "tip_adapter", f"model.pth.tar-{F_EPOCHS}"))["state_dict"]
     assert not torch.allclose(last["keys"], tip.cache.keys.cpu())
 

@@ -91,7 +91,9 @@ class LinearProbeCLIP(RunRecordMixin, FrozenCLIPTrainer):
         self.head = nn.Linear(dim, self.num_classes).to(self.device)
         self.head.requires_grad_(False)
         self.register_model("linear_probe", self.head)
-        self.init_run_record(tuned_params=self.head.weight.numel() + self.head.bias.numel())
+
+    def count_trainable_params(self):
+        return self.head.weight.numel() + self.head.bias.numel()  # fitted by scikit-learn, not by gradients
 
     def logits(self, image_features):
         return self.head(image_features.float())

@@ -192,10 +192,9 @@ class TaskRes(RunRecordMixin, FrozenCLIPTrainer):
                                       text_residual=cfg.TEXT_RESIDUAL, image_residual=cfg.IMAGE_RESIDUAL,
                                       learn_alpha=cfg.LEARN_ALPHA, adapter_reduction=cfg.ADAPTER_REDUCTION)
         self.learner.to(self.device)
-        self.init_run_record(tuned_params=trainable_parameter_count([self.learner]))
         if cfg.ENHANCED_BASE.lower() not in ("", "none"):
             self.run_record["enhanced_base"] = cfg.ENHANCED_BASE  # its text projection was tuned beforehand
-        if self.run_record["tuned_params"] == 0:
+        if trainable_parameter_count([self.learner]) == 0:
             return  # the base alone: nothing registered, nothing trained or saved
         optim = build_optimizer(self.learner, self.cfg.OPTIM)
         sched = build_lr_scheduler(optim, self.cfg.OPTIM)

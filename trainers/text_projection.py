@@ -19,7 +19,7 @@ from dassl.utils.errors import UserError
 
 from trainers.common.classifier import cosine_logits
 from trainers.common.clip_trainer import FrozenCLIPTrainer
-from trainers.common.run_record import RunRecordMixin, trainable_parameter_count
+from trainers.common.run_record import RunRecordMixin
 from trainers.taskres import base_templates
 
 
@@ -60,7 +60,6 @@ class TextProjectionTuning(RunRecordMixin, FrozenCLIPTrainer):
             self.projection.weight.copy_(self.clip_model.text_projection.t())
         optim = build_optimizer(self.projection, self.cfg.OPTIM)
         self.register_model("text_projection", self.projection, optim, build_lr_scheduler(optim, self.cfg.OPTIM))
-        self.init_run_record(tuned_params=trainable_parameter_count([self.projection]))
 
     def logits(self, image_features):
         return cosine_logits(image_features, self.projection(self.text_embeddings), self.clip_model.logit_scale)

@@ -35,7 +35,7 @@ from trainers.common.dataset_names import dataset_name_of_stem
 from trainers.common.experiment import Method, register_method
 from trainers.common.precision import effective_precision
 from trainers.common.run_record import (RunRecordMixin, SourceStampedModule, check_checkpoint_source,
-                                        run_source, trainable_parameter_count)
+                                        run_source)
 from trainers.common.split_features import augmented_train_features, eval_split_features
 from trainers.common.templates import IMAGENET_TEMPLATES_SELECT, dataset_template
 
@@ -146,8 +146,7 @@ class TipAdapter(RunRecordMixin, FrozenCLIPTrainer):
         self.cache.to(self.device)
         optim, sched = self.build_optimizer()
         self.register_model(self.model_name, self.cache, optim, sched)
-        self.init_run_record(tuned_params=trainable_parameter_count([self.cache]),
-                             cache_size=len(self.dm.dataset.train_x),
+        self.init_run_record(cache_size=len(self.dm.dataset.train_x),
                              settings_from=source, init_alpha=self.init_alpha, init_beta=self.init_beta)
 
     def build_optimizer(self):

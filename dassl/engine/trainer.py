@@ -493,6 +493,11 @@ class SimpleTrainer(TrainerBase):
         write_json(record, osp.join(self.output_dir, RESULT_FILE))
         return record
 
+    def count_trainable_params(self):
+        """Parameters the run tunes (result.json `trainable_params`): those of the registered
+        models that take gradients. A trainer that fits parameters another way overrides it."""
+        return sum(p.numel() for model in self._models.values() for p in model.parameters() if p.requires_grad)
+
     def run_details(self):
         """What the run was and how it ran, kept beside its metrics: the launcher's request
         (method, config, variant, ...), the classes, the trainable parameters, the weights
@@ -501,8 +506,7 @@ class SimpleTrainer(TrainerBase):
         weights = backbone.get("PATH", "") or f"released weights of {backbone.NAME}"
         details = {
             "num_classes": getattr(self, "num_classes", None),
-            "trainable_params": sum(p.numel() for model in self._models.values()
-                                    for p in model.parameters() if p.requires_grad),
+            "trainable_params": self.count_trainable_params(),
             "weights": weights if backbone.get("PRETRAINED", True) else "random",
             "pipeline": getattr(self, "pipeline", None),
         }
