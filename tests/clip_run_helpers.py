@@ -9,7 +9,7 @@ import torch
 import train
 from dassl.engine import build_trainer
 from dassl.utils import read_json, set_random_seed
-from tests.dataset_fixtures import write_fixture
+from tests.dataset_fixtures import fixture_counts, write_fixture
 from tests.engine_helpers import REPO, run_train
 from tests.tiny_clip import save_tiny_clip
 
@@ -24,6 +24,13 @@ def write_fixture_and_clip(root, name, arch="rn", **fixture_kwargs):
     data_root = os.path.join(str(root), "data")
     write_fixture(data_root, name, **fixture_kwargs)
     return data_root, save_tiny_clip(str(root), arch=arch, seed=0)
+
+
+def fixture_world(root, name, n_classes, per_class):
+    """{"root", "data_root", "clip_path", "counts"}: dataset `name` and a tiny CLIP under `root`."""
+    data_root, clip_path = write_fixture_and_clip(root, name, n_classes=n_classes, per_class=per_class)
+    return dict(root=root, data_root=data_root, clip_path=clip_path,
+                counts=fixture_counts(name, n_classes=n_classes, per_class=per_class))
 
 
 def trainer_args(trainer, config, data_root, clip_path, output_dir, dataset, *opts, flags=()):

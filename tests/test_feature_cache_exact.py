@@ -13,9 +13,7 @@ import torch
 from dassl.config import get_cfg_default
 from dassl.utils import load_checkpoint
 from dassl.utils.errors import UserError
-from tests.clip_run_helpers import (build_in_process, model_folders, result, run, trainer_args,
-                                    write_fixture_and_clip)
-from tests.dataset_fixtures import fixture_counts
+from tests.clip_run_helpers import build_in_process, fixture_world, model_folders, result, run, trainer_args
 from trainers.common.feature_cache import resolve_pipeline
 from trainers.config import extend_cfg
 
@@ -35,10 +33,7 @@ RESULT_KEYS = ("accuracy", "error_rate", "macro_f1", "split", "epochs")
 
 @pytest.fixture(scope="module")
 def fixture(tmp_path_factory):
-    root = tmp_path_factory.mktemp("exact_cache")
-    data_root, clip_path = write_fixture_and_clip(root, DATASET, n_classes=N_CLASSES, per_class=PER_CLASS)
-    return dict(root=root, data_root=data_root, clip_path=clip_path,
-                counts=fixture_counts(DATASET, n_classes=N_CLASSES, per_class=PER_CLASS))
+    return fixture_world(tmp_path_factory.mktemp("exact_cache"), DATASET, N_CLASSES, PER_CLASS)
 
 
 def train(fixture, trainer, out, *cache_opts, extra=(), capsys=None):

@@ -4,8 +4,7 @@ import os
 import pytest
 import torch
 
-from tests.clip_run_helpers import build_in_process, result, run, trainer_args, write_fixture_and_clip
-from tests.dataset_fixtures import fixture_counts
+from tests.clip_run_helpers import build_in_process, fixture_world, result, run, trainer_args
 from tests.tiny_clip import save_tiny_clip
 
 DATASET = "Caltech101"
@@ -22,10 +21,7 @@ CONFIGS = {
 
 @pytest.fixture(scope="module")
 def fixture(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cache_trainers")
-    data_root, clip_path = write_fixture_and_clip(root, DATASET, n_classes=N_CLASSES, per_class=PER_CLASS)
-    return dict(root=root, data_root=data_root, clip_path=clip_path,
-                counts=fixture_counts(DATASET, n_classes=N_CLASSES, per_class=PER_CLASS))
+    return fixture_world(tmp_path_factory.mktemp("cache_trainers"), DATASET, N_CLASSES, PER_CLASS)
 
 
 def args_for(fixture, trainer, out, cache_root=None, *opts, pipeline="fast"):
