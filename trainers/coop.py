@@ -161,6 +161,8 @@ class PromptClassifier(nn.Module):
             self.tail_lengths = [e - self.prompt_learner.n_ctx for e in eot]
             for length in sorted(set(self.tail_lengths)):
                 self.length_groups.append(([i for i, n in enumerate(self.tail_lengths) if n == length], length))
+            # Each class's EOT in its tail, for the padded group (moves with the module's device).
+            self.register_buffer("tail_eot", torch.tensor(self.tail_lengths) - 1, persistent=False)
             print(f"Text path: shared-context (SOS + {self.prompt_learner.n_ctx} context tokens run once, then "
                   f"each class over its own {min(self.tail_lengths)}-{max(self.tail_lengths)} tokens: on CPU in "
                   f"{len(self.length_groups)} group(s) of equal length, on a GPU in one group padded to the "
@@ -186,8 +188,7 @@ class PromptClassifier(nn.Module):
         suffix = self.prompt_learner.token_suffix
         if not padded:
             return [(indices, suffix[indices, :length], None) for indices, length in self.length_groups]
-        eot = torch.tensor(self.tail_lengths, device=suffix.device) - 1
-        return [(list(range(len(self.tail_lengths))), suffix[:, :max(self.tail_lengths)], eot)]
+        return [(list(range(len(self.tail_lengths))), suffix[:, :max(self.tail_lengths)], self.tail_eot)]
 
     def forward(self, image_features):
         return cosine_logits(image_features, self.class_features(), self.logit_scale)

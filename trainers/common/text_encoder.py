@@ -124,7 +124,7 @@ class TextEncoder(nn.Module):
         """Features of `n_prompts` prompts that all start with `prefix` (P, width).
 
         `groups`: (indices, tails, eot) triples; tails (G, S, width) are the embeddings of
-        prompts `indices` after the prefix and eot (G,) each one's EOT position in its tail
+        prompts `indices` (a list of ints) after the prefix and eot (G,) each one's EOT position in its tail
         (None: the last position for all). Positions after a prompt's EOT may be padding: the
         causal mask keeps them out of its feature. Same result as `forward` on the full
         prompts, up to float rounding.
@@ -153,8 +153,9 @@ class TextEncoder(nn.Module):
                 x, _ = _run_block_after(block, x, kv)
             x = x[-1] if eot is None else x[eot, torch.arange(x.shape[1], device=x.device)]
             features.append(self.ln_final(x).type(self.dtype) @ self.text_projection)
-            order.append(torch.as_tensor(indices, dtype=torch.long, device=x.device))
-        order = torch.cat(order)
-        if sorted(order.tolist()) != list(range(n_prompts)):
+            order.extend(indices)
+        # Checked on the host, from the indices as given: no wait on the device at every step.
+        if sorted(order) != list(range(n_prompts)):
             raise ValueError(f"groups must cover prompts 0..{n_prompts - 1} once each")
-        return torch.cat(features)[torch.argsort(order)]
+        features = torch.cat(features)
+        return features[torch.argsort(torch.as_tensor(order)).to(features.device)]
