@@ -129,14 +129,15 @@ def execute(cells):
             print(f"  failed (exit {proc.returncode}); see {os.path.join(run.output_dir, 'parity.log')}")
 
 
-def _spread(values):
+def spread(values):
+    """(mean, population std) of a cell's accuracies."""
     return statistics.mean(values), statistics.pstdev(values)
 
 
-def _within(values, reference):
+def within_spread(values, reference):
     """Whether the mean of `values` is within the population std of `reference` around its mean."""
-    mean, _ = _spread(values)
-    ref_mean, ref_std = _spread(reference)
+    mean, _ = spread(values)
+    ref_mean, ref_std = spread(reference)
     return abs(mean - ref_mean) <= ref_std + 1e-9
 
 
@@ -168,7 +169,7 @@ def table(cells, column_names, tablefmt="simple"):
         ref = [v for draw in sorted(ref_draws) for v in ref_draws[draw]]
         row = [dataset, method, shots]
         if ref:
-            ref_mean, ref_std = _spread(ref)
+            ref_mean, ref_std = spread(ref)
             row.append(f"{ref_mean:.2f} +- {ref_std:.2f} ({len(ref)})")
             if len(ref) > 1 and ref_std == 0:
                 no_spread.append(f"{dataset} {method} {shots} shots")
@@ -179,23 +180,23 @@ def table(cells, column_names, tablefmt="simple"):
             if not values:
                 row.append("-")
                 continue
-            mean, std = _spread(values)
+            mean, std = spread(values)
             cell = f"{mean:.2f} +- {std:.2f} ({len(values)})"
             if ref:
-                within = _within(values, ref)
+                within = within_spread(values, ref)
                 cell += f" {mean - ref_mean:+.2f} {'ok' if within else 'OUT'}"
                 inside[column] += within
                 compared[column] += 1
             row.append(cell)
             for draw, draw_values in by_column[column].items():
                 if len(draws) > 1 and len(ref_draws.get(draw, [])) > 1:
-                    per_draw[column][0] += _within(draw_values, ref_draws[draw])
+                    per_draw[column][0] += within_spread(draw_values, ref_draws[draw])
                     per_draw[column][1] += 1
         if len(draws) > 1:
             for a in ref_draws:
                 for b in ref_draws:
                     if a != b and len(ref_draws[b]) > 1:
-                        per_draw["reference"][0] += _within(ref_draws[a], ref_draws[b])
+                        per_draw["reference"][0] += within_spread(ref_draws[a], ref_draws[b])
                         per_draw["reference"][1] += 1
         rows.append(row)
     print(tabulate(rows, headers=["task", "method", "shots", "reference", *others], tablefmt=tablefmt))

@@ -40,7 +40,6 @@ import colorsys
 import contextlib
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -55,6 +54,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # `python benchmarks/speed.py` as well as `python -m benchmarks.speed`
     sys.path.insert(0, REPO)
 
+from benchmarks.fast_parity import spread, within_spread  # noqa: E402
 from trainers.common.clip_loader import CLIP_ARCHITECTURES, TOY_ARCHITECTURES  # noqa: E402
 
 HUE_JITTER = 0.4  # hue std in units of the gap between two classes' hues
@@ -282,14 +282,10 @@ def section_sweep(bench, report, results):
            f"{ratio(totals[False][1], totals[True][1]):.1f}x faster")
 
 
-def _spread(values):
-    return statistics.mean(values), statistics.pstdev(values)
-
-
 def _parity_row(method, shots, ref, hit, label="cached"):
-    (rm, rs), (cm, cs) = _spread(ref), _spread(hit)
+    (rm, rs), (cm, cs) = spread(ref), spread(hit)
     return [method, shots, label, f"{rm:.2f} +- {rs:.2f}", f"{cm:.2f} +- {cs:.2f}", f"{cm - rm:+.2f}",
-            "yes" if abs(cm - rm) <= rs + 1e-9 else "NO"]
+            "yes" if within_spread(hit, ref) else "NO"]
 
 
 def section_parity(bench, report, results):
