@@ -25,6 +25,7 @@ from .benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SEEDS, SHOTS
 ALL_BACKBONES = ("RN50", "RN101", "ViT-B/32", "ViT-B/16")
 ENHANCED_BASE_DIR_ENV = "STRONG_BASE"  # where the enhanced bases are made and read
 DEFAULT_ENHANCED_BASE_DIR = "strong_base"
+AVERAGE = "Average"  # the label of the mean over datasets in averaged items
 
 
 @dataclass(frozen=True)

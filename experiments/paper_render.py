@@ -15,9 +15,9 @@ import pandas as pd
 from dassl.utils.errors import UserError
 
 from . import collect, layout, paper
+from .paper import AVERAGE
 from .benchmarks import SEEDS, display_name
 
-AVERAGE = "Average"
 RESIDUAL_KEY = "text_feature_residuals"  # TaskRes' learned residual in its checkpoints
 RESIDUAL_MODULE = "prompt_learner"
 

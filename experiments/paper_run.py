@@ -21,8 +21,8 @@ from . import layout, paper, plan
 from .benchmarks import SEEDS
 from .paper_render import narrowing_flags
 
-from .execute import make_slots, run_with_progress, triage
-from .script import forced, numbers, report_failures, run_one_by_one
+from .execute import (forced, make_slots, numbers, report_failures, run_one_by_one,
+                      run_with_progress, triage)
 
 ENHANCED_BASE_EPOCHS = 50  # the paper's
 

@@ -12,21 +12,7 @@ from . import plan
 from .benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SHOTS
 
 from . import cli as sweep_cli
-from .execute import run_in_console
-
-
-def numbers(name, default=()):
-    """The whole numbers of environment variable `name`, or `default` when it is empty."""
-    text = os.environ.get(name, "")
-    try:
-        return [int(x) for x in text.split()] if text.strip() else list(default)
-    except ValueError:
-        example = f", e.g. {name}=\"{' '.join(map(str, default))}\"" if default else ""
-        raise UserError(f"{name}={text!r}: give whole numbers separated by spaces{example}")
-
-
-def forced():
-    return os.environ.get("FORCE", "0") == "1"
+from .execute import forced, numbers, report_failures, run_one_by_one
 
 
 def _request(method, extra):
@@ -34,18 +20,6 @@ def _request(method, extra):
     return dict(seeds=numbers("SEEDS", (1, 2, 3)), output=env.get("OUTPUT", "") or "output",
                 root=None, settings=plan.method_settings(plan.get_method(method), env),
                 extra=tuple(extra))
-
-
-def run_one_by_one(runs):
-    return run_in_console(runs, forced())
-
-
-def report_failures(name, failed, fix):
-    """The closing lines of a command that went on after failures; returns exit status 1."""
-    print(f"=== {name}: {len(failed)} failed ({fix}):", file=sys.stderr)
-    for item in failed:
-        print(f"    {item}", file=sys.stderr)
-    return 1
 
 
 def _shots_then_overrides(usage, words, default=None):
