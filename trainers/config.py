@@ -22,7 +22,7 @@ def extend_cfg(cfg):
     cfg.DATASET.IMAGE_FOLDER.VAL_FRACTION = 0.2
     cfg.DATASET.IMAGE_FOLDER.SPLIT_SEED = 1  # the split is drawn once, saved, then reused
 
-    # Frozen image-encoder feature cache (trainers/common/feature_cache.py).
+    # Frozen image-encoder feature cache (trainers/common/feature_cache.py; storage: tensor_store.py).
     cfg.TRAIN.FEATURE_CACHE = CN()
     # False: nothing cached, the reference pipeline (same as PIPELINE reference).
     cfg.TRAIN.FEATURE_CACHE.ENABLED = True
