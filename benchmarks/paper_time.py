@@ -7,7 +7,7 @@ training epochs x K x classes (the config's OPTIM.MAX_EPOCH, as planned) plus on
 image; Tip-Adapter adds its 10 augmented cache passes, each enhanced base 50 epochs, each DG
 test the target's test set. With the feature cache (TRAIN.FEATURE_CACHE.ENABLED True, V=10
 views) training costs 10 x K x classes passes whatever the epochs. The costs per pass are the
-README's H100 measurement (TaskRes, RN50, 16 shots, 200 epochs: 171.0 s for 32,240 passes with
+H100 measurement in docs/performance.md (TaskRes, RN50, 16 shots, 200 epochs: 171.0 s for 32,240 passes with
 the reference pipeline, 11.5 s for 1,840 cached), everything in the run included.
 
 A projection, not a measurement: it uses RN50's cost for every backbone (ViT-B/16 is slower),

@@ -42,7 +42,7 @@ def build_parser():
         prog="python -m experiments", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a grid of few-shot runs (methods x datasets x shots x seeds) in "
                     "parallel on this machine or on a SLURM cluster.",
-        epilog="Examples: README.md, \"Running on a cluster or several GPUs\".\nThe same command "
+        epilog="Examples: docs/cluster.md.\nThe same command "
                "again submits only what is missing or failed; a run's output: <run>/sweep.log.")
     grid = p.add_argument_group("the grid")
     grid.add_argument("--methods", nargs="+", required=True,

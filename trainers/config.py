@@ -29,7 +29,7 @@ def extend_cfg(cfg):
     # exact-cached-eval: test/val features cached, bit-identical results to reference;
     # fast: training views cached too (not the reference's numbers); reference: no cache.
     cfg.TRAIN.FEATURE_CACHE.PIPELINE = "exact-cached-eval"
-    # fast only: augmented views per training image (chosen by the parity check, README "Performance").
+    # fast only: augmented views per training image (chosen by the parity check, docs/performance.md).
     cfg.TRAIN.FEATURE_CACHE.VIEWS = 10
     # fast only: random = a view drawn per image and epoch (seeded by SEED and the epoch), so images
     # do not move in lockstep; cycle = epoch e reads view e % VIEWS for every image.

@@ -12,7 +12,7 @@ Pipelines (`TRAIN.FEATURE_CACHE.PIPELINE`, see `resolve_pipeline`):
   True, the default: each seed draws its own views; False: every run that uses the image sees
   the same views); each epoch reads a random view of each image (VIEW_ORDER random, the
   default) or view `e % V` (cycle). Faster; its accuracy matches the reference on average
-  (README "Performance"), not run for run.
+  (docs/performance.md), not run for run.
 - reference (or TRAIN.FEATURE_CACHE.ENABLED False): nothing cached.
 Building the cache never moves the run's random streams (`preserved_rng`): a run that fills
 the cache and a run that finds it filled train identically.
