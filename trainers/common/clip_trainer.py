@@ -12,7 +12,8 @@ from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 
 from trainers.common.clip_loader import check_input_size, load_clip_to_cpu, weights_description
-from trainers.common.feature_cache import TrainerFeatureCache, random_views, resolve_pipeline
+from trainers.common.feature_cache import random_views, resolve_pipeline
+from trainers.common.feature_pipeline import TrainerFeatureCache
 
 
 class FrozenCLIPTrainer(TrainerX):

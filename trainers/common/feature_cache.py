@@ -31,35 +31,38 @@ not match is not used, a damaged one (truncated, corrupted) is deleted and its i
 encoded again. Shards are written to a temp file and renamed (readers never see half a file);
 processes that need the same missing rows take turns through a lock file (filelock), so the
 second one finds the first one's shard instead of encoding the same images again.
+Trainers use the cache through `feature_pipeline.TrainerFeatureCache`.
 
 One more difference of the fast pipeline: CoOp with PREC amp encodes training images under
 autocast (fp16) in the reference; cached training views come from the encoder without it.
 """
 import contextlib
 import hashlib
+import json
 import os
-import random
 import time
 import uuid
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, SequentialSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dassl.data.data_manager import UnreadableImage, read_image
+from dassl.data.data_manager import UnreadableImage
 from dassl.utils.errors import UserError
+from dassl.utils.tools import atomic_write, file_sha256
 
 from . import tensor_store
-from .feature_keys import (CACHE_ENV, DIGEST_DIR, describe_transform, encoder_fingerprint,  # noqa: F401
-                           file_sha256, image_digests, view_seed)
-from .feature_keys import key as _key
-from .feature_keys import make_dirs as _make_dirs
 from .feature_loaders import CachedFeatureBatches, loader_like, random_views  # noqa: F401
+from .feature_views import SeededViews, describe_transform, preserved_rng, view_seed  # noqa: F401
 
+CACHE_ENV = "FEWSHOT_FEATURE_CACHE"
 DEFAULT_ROOT = os.path.join("~", ".cache", "fewshot-clip", "features")
 FORMAT_VERSION = 2  # bump when the shard layout or the view seeding changes (2: safetensors)
 SHARD_SUFFIX = tensor_store.SUFFIX
+DIGEST_DIR = "file-digests"
+# A file's digest is memoised under its stat only when the file has not changed for this
+# long: a later write then necessarily moves its ctime, even on coarse-clock file systems.
+DIGEST_TRUST_AGE_S = 2.0
 DamagedShard = tensor_store.DamagedFile
 
 
@@ -70,6 +73,81 @@ def cache_root(configured=""):
 
 def _sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
+
+
+def _make_dirs(path):
+    """Create a cache folder, or say which setting points at an unusable place."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"Feature cache: cannot create {path} ({err}). Point TRAIN.FEATURE_CACHE.ROOT or "
+                      f"${CACHE_ENV} at a writable folder, or set TRAIN.FEATURE_CACHE.ENABLED False.") from err
+
+
+def _key(description):
+    """Short folder name for a JSON-able description (the full description is in each shard)."""
+    return _sha256_hex(json.dumps(description, sort_keys=True).encode())[:24]
+
+
+# ----------------------------------------------------------------------------- fingerprints
+def encoder_fingerprint(visual, backbone_name, device):
+    """What identifies an image encoder's numbers: name, weights, dtype, device type.
+
+    Hashes the visual tower's state dict (parameters and BatchNorm buffers) as it will run,
+    so a different weights file, a re-initialised model or an fp16/fp32 cast all differ.
+    """
+    digest = hashlib.sha256()
+    dtype = None
+    for name, tensor in visual.state_dict().items():
+        tensor = tensor.detach().to("cpu").contiguous().reshape(-1)
+        dtype = dtype or str(tensor.dtype).replace("torch.", "")
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return {"backbone": backbone_name, "visual_weights_sha256": digest.hexdigest(),
+            "dtype": dtype, "device": torch.device(device).type}
+
+
+def _stat_key(st):
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def image_digests(paths, root):
+    """Content sha256 of every file in `paths` (a missing file is an error naming it).
+
+    Digests are memoised per list of paths under `root/file-digests/`, keyed by each file's
+    stat (size, mtime, ctime, inode), so a cache hit does not re-read a whole dataset.
+    """
+    paths = [os.path.abspath(p) for p in paths]
+    memo_path = os.path.join(root, DIGEST_DIR, _key(sorted(set(paths))) + ".json")
+    try:
+        with open(memo_path) as f:
+            memo = json.load(f)
+    except (OSError, ValueError):
+        memo = {}
+    fresh, digests = {}, []
+    for path in tqdm(paths, desc="Fingerprinting images", disable=len(paths) < 2000, leave=False):
+        try:
+            st = os.stat(path)
+        except OSError as err:
+            raise UnreadableImage(path, err) from err
+        entry = memo.get(path)
+        if entry is not None and entry[:-1] == _stat_key(st):
+            digest = entry[-1]
+        else:
+            try:
+                digest = file_sha256(path)
+            except OSError as err:
+                raise UnreadableImage(path, err) from err
+            settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > DIGEST_TRUST_AGE_S * 1e9
+            if settled and _stat_key(os.stat(path)) == _stat_key(st):
+                fresh[path] = _stat_key(st) + [digest]
+        digests.append(digest)
+    if fresh:
+        memo.update(fresh)
+        _make_dirs(os.path.dirname(memo_path))
+        with atomic_write(memo_path, "w") as f:
+            json.dump(memo, f)
+    return digests
 
 
 # ----------------------------------------------------------------------------- shard files
@@ -94,41 +172,6 @@ def read_shard_features(path, header):
     if meta != header or features is None or len(features) != len(header["digests"]):
         raise DamagedShard(f"{path}: its rows do not match its header")
     return features
-
-
-# ----------------------------------------------------------------------------- random state
-@contextlib.contextmanager
-def preserved_rng():
-    """Run a block without moving any random stream a training run draws from (torch on the
-    CPU and every CUDA device, Python's `random`, NumPy): a run that builds the cache then
-    trains exactly like a run that finds it built."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        try:
-            yield
-        finally:
-            random.setstate(python_state)
-            np.random.set_state(numpy_state)
-
-
-# ----------------------------------------------------------------------------- encoding views
-class _SeededViews(Dataset):
-    """Item k = view k % V of image k // V, transformed under that view's own seed."""
-
-    def __init__(self, paths, digests, transform, views, run_seed=None):
-        self.paths, self.digests, self.transform, self.views = paths, digests, transform, views
-        self.run_seed = run_seed
-
-    def __len__(self):
-        return len(self.paths) * self.views
-
-    def __getitem__(self, k):
-        i, v = divmod(k, self.views)
-        image = read_image(self.paths[i])
-        with torch.random.fork_rng(devices=[]):  # the run's own random stream is left untouched
-            torch.manual_seed(view_seed(self.digests[i], v, self.run_seed))
-            return self.transform(image)
 
 
 def _progress(loader, desc):
@@ -234,7 +277,7 @@ class FeatureSet:
         def encode_missing(missing):
             print(f"Feature cache: encoding {len(missing)} of {len(path_of)} {desc} images x "
                   f"{self.views} view(s) into {self.directory}")
-            views = _SeededViews([path_of[d] for d in missing], missing, self.transform, self.views, self.run_seed)
+            views = SeededViews([path_of[d] for d in missing], missing, self.transform, self.views, self.run_seed)
             loader = DataLoader(views, batch_size=batch_size, num_workers=num_workers, shuffle=False,
                                 generator=torch.Generator())
             chunks = [encode(images).detach().to("cpu") for images in _progress(loader, f"Caching {desc} views")]
@@ -323,93 +366,3 @@ def resolve_pipeline(cfg):
         return {"name": name, "views": views, "view_order": node.VIEW_ORDER,
                 "views_per_seed": bool(node.VIEWS_PER_SEED)}
     return {"name": name, "views": views}
-
-
-def _split_file(dataset):
-    """The file that lists the dataset's images (its path when it is one file), for messages."""
-    source = dataset.split_source() if hasattr(dataset, "split_source") else "the split file"
-    path = os.path.join(getattr(dataset, "dataset_dir", ""), source)
-    return path if os.path.isfile(path) else source
-
-
-def _uncacheable_reason(loader):
-    """Why `loader`'s batches cannot be replayed exactly from the cache, or None."""
-    if not isinstance(loader.sampler, SequentialSampler):
-        return f"its sampler is {type(loader.sampler).__name__}, not SequentialSampler"
-    dataset = loader.dataset
-    if not hasattr(dataset, "data_source"):
-        return f"its dataset {type(dataset).__name__} has no data_source"
-    if isinstance(getattr(dataset, "transform", None), (list, tuple)):
-        return "it applies several transforms per image"
-    return None
-
-
-def _loader_transform_text(loader):
-    """The settings that turn a file into the image tensor of `loader` (wrapper and transform)."""
-    dataset = loader.dataset
-    transform = dataset.transform if dataset.transform is not None else getattr(dataset, "to_tensor", None)
-    return f"{type(dataset).__module__}.{type(dataset).__qualname__}: {describe_transform(transform)}"
-
-
-class TrainerFeatureCache:
-    """The cache as a frozen-CLIP trainer uses it: image loaders are replaced by loaders over
-    cached features with the same batches, computed with the trainer's own encoder call
-    (`trainer.image_features`), so they are what it would compute."""
-
-    def __init__(self, trainer, pipeline):
-        cfg = trainer.cfg
-        self.pipeline = pipeline
-        self.views = pipeline["views"]
-        self.root = cache_root(cfg.TRAIN.FEATURE_CACHE.ROOT)
-        self.encoder = encoder_fingerprint(trainer.clip_model.visual, cfg.MODEL.BACKBONE.NAME, trainer.device)
-        self.train_set = None
-        if pipeline["name"] == "fast":
-            run_seed = cfg.SEED if pipeline["views_per_seed"] else None
-            self.train_set = FeatureSet(self.root, self.encoder, trainer.dm.tfm_train, views=self.views,
-                                        run_seed=run_seed)
-        self._encode = lambda images: trainer.image_features(images.to(trainer.device))
-        self._dataset = trainer.dm.dataset
-        self._batch_size = cfg.DATALOADER.TEST.BATCH_SIZE
-        self._workers = cfg.DATALOADER.NUM_WORKERS
-        if pipeline["name"] == "fast":
-            order = (f"epoch e reads view e % {self.views}" if pipeline["view_order"] == "cycle" else
-                     "each epoch reads a random view of each image")
-            drawn = "drawn for this seed" if pipeline["views_per_seed"] else "the same in every seed"
-            training = (f"training on {self.views} cached augmented view(s) per image ({drawn}), {order} "
-                        f"(faster; not the reference's numbers)")
-        else:
-            training = "training images through the image encoder at every step with fresh augmentations"
-        print(f"Pipeline {pipeline['name']}: test/val features cached under {self.root} (encoded in the "
-              f"test loader's own batches: identical to encoding them at test time); {training}. "
-              f"TRAIN.FEATURE_CACHE.PIPELINE chooses: {', '.join(PIPELINES)}")
-
-    @contextlib.contextmanager
-    def _naming_the_split_file(self):
-        """An image the cache cannot read becomes one message naming it and the file listing it."""
-        try:
-            yield
-        except UnreadableImage as err:
-            raise UserError(f"Feature cache: cannot read image {err.path} ({err.reason}); it is listed in "
-                            f"{_split_file(self._dataset)}. Restore the file, or remove its entry from that "
-                            f"file.") from err
-
-    def eval_loader(self, reference, split):
-        """Loader of exact cached features in place of the `split` image loader (or the image
-        loader itself, with a line saying why, when its batches cannot be replayed)."""
-        reason = _uncacheable_reason(reference)
-        if reason is not None:
-            print(f"Feature cache: {split} images not cached ({reason}); they go through the encoder")
-            return reference
-        feature_set = FeatureSet(self.root, self.encoder, None, views=1, rows="reference-batches",
-                                 transform_text=_loader_transform_text(reference))
-        with self._naming_the_split_file():
-            features = feature_set.load_reference_batches(reference, self._encode, split)
-        return loader_like(reference, features, reference.dataset.data_source)
-
-    def train_loader(self, reference):
-        """Loader of cached training views in place of the training image loader ("fast")."""
-        items = reference.dataset.data_source
-        with self._naming_the_split_file():
-            features = self.train_set.load([item.impath for item in items], self._encode, self._batch_size,
-                                           self._workers, desc="train")
-        return loader_like(reference, features, items)
