@@ -187,7 +187,7 @@ def test_state_dict_of_another_architecture_names_file_architecture_and_keys(tmp
     with pytest.raises(WeightsFileError, match="cannot be read"):
         load_backbone(_cfg(TINY["rn"], str(bad)))
     state = {k: v for k, v in torch.load(save_tiny_clip(tmp_path, "rn", seed=0)).items()}
-    state["positional_embedding"] = state["positional_embedding"][:, :32]
+    state["text_projection"] = state["text_projection"][:, :32]
     wrong = str(tmp_path / "wrong_shape.pt")
     torch.save(state, wrong)
     with pytest.raises(WeightsFileError, match="does not hold weights of the open_clip architecture.*size mismatch"):

@@ -175,7 +175,7 @@ def load_weights(model, path, arch):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = load_checkpoint(model, path, strict=False)
-    except RuntimeError as err:  # shape mismatches (load_state_dict), unreadable archives
+    except (RuntimeError, AssertionError) as err:  # shape mismatches (load_state_dict, open_clip's resizing)
         try:  # other keys say more than the first shape that differs
             keys = set(load_state_dict(path))
         except Exception:
