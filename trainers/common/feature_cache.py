@@ -90,8 +90,11 @@ def _key(description):
 
 
 # ----------------------------------------------------------------------------- fingerprints
-def encoder_fingerprint(visual, backbone_name, device):
-    """What identifies an image encoder's numbers: name, weights, dtype, device type.
+def encoder_fingerprint(visual, backbone_name, device, extra=None):
+    """What identifies an image encoder's numbers: name, weights, dtype, device type (and
+    `extra`: for open_clip backbones the library and the model's preprocessing, so caches of
+    different backbones or preprocessing never mix; absent for `clip` models, whose keys stay
+    those of earlier caches).
 
     Hashes the visual tower's state dict (parameters and BatchNorm buffers) as it will run,
     so a different weights file, a re-initialised model or an fp16/fp32 cast all differ.
@@ -104,7 +107,7 @@ def encoder_fingerprint(visual, backbone_name, device):
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes())
     return {"backbone": backbone_name, "visual_weights_sha256": digest.hexdigest(),
-            "dtype": dtype, "device": torch.device(device).type}
+            "dtype": dtype, "device": torch.device(device).type, **(extra or {})}
 
 
 def _stat_key(st):

@@ -49,7 +49,11 @@ class TrainerFeatureCache:
         self.pipeline = pipeline
         self.views = pipeline["views"]
         self.root = cache_root(cfg.TRAIN.FEATURE_CACHE.ROOT)
-        self.encoder = encoder_fingerprint(trainer.clip_model.visual, cfg.MODEL.BACKBONE.NAME, trainer.device)
+        backbone = trainer.clip_model
+        extra = None  # open_clip backbones: the library and preprocessing are part of the key
+        if backbone.library != "clip":
+            extra = {"library": backbone.library, "preprocess": [*backbone.preprocess, backbone.resize_mode]}
+        self.encoder = encoder_fingerprint(backbone.visual, cfg.MODEL.BACKBONE.NAME, trainer.device, extra)
         self.train_set = None
         if pipeline["name"] == "fast":
             run_seed = cfg.SEED if pipeline["views_per_seed"] else None
