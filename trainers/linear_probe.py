@@ -98,7 +98,11 @@ class LinearProbeCLIP(RunRecordMixin, FrozenCLIPTrainer):
     def logits(self, image_features):
         return self.head(image_features.float())
 
+    def val_selections(self):
+        return [("C of the logistic regression", None)]
+
     def train(self):
+        self.check_val_selection()
         node = self.cfg.TRAINER.LINEAR_PROBE
         self.set_model_mode("eval")
         train = [t.cpu().numpy() for t in test_transform_features(self, self.dm.dataset.train_x, "train")]

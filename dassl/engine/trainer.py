@@ -19,7 +19,7 @@ from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
 from dassl.utils import (AverageMeter, MetricMeter, atomic_write, load_checkpoint, mkdir_if_missing,
                          read_json, resume_from_checkpoint, save_checkpoint, write_json)
-from dassl.utils.errors import CheckpointError
+from dassl.utils.errors import CheckpointError, UserError
 from dassl.utils.tools import remove_stale_temp_files
 from dassl.utils.torchtools import capture_rng_state, read_checkpoint_pointer, strip_module_prefix
 
@@ -429,6 +429,46 @@ class SimpleTrainer(TrainerBase):
     def check_cfg(self, cfg):
         """Hook: raise on config values this trainer cannot run with."""
 
+    # The fewest val images per class a selection on the val split is made on; a method or
+    # protocol that needs more sets its own.
+    min_val_per_class = 1
+
+    def val_selections(self):
+        """Hook: what this run chooses on the val split, as (what, setting that turns it off)
+        pairs; a method adding its own search extends the engine's list."""
+        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
+            return [("the best epoch", "TEST.FINAL_MODEL last_step")]
+        return []
+
+    def check_val_selection(self, selections=None):
+        """Stop before training when the val split is too small for what is selected on it
+        (`min_val_per_class` images for every class); record the counts used in result.json."""
+        selections = self.val_selections() if selections is None else selections
+        if not selections:
+            return
+        classnames = list(getattr(self.dm.dataset, "classnames", None) or [])
+        counts = [0] * max(self.num_classes, len(classnames))
+        for item in self.dm.dataset.val or []:
+            if 0 <= item.label < len(counts):
+                counts[item.label] += 1
+        need = self.min_val_per_class
+        self.run_record["val_split"] = {"images": sum(counts), "classes": len(counts), "min_per_class": min(counts),
+                                        "max_per_class": max(counts), "required_per_class": need}
+        short = [i for i, n in enumerate(counts) if n < need]
+        if not short:
+            return
+        name = lambda i: classnames[i] if i < len(classnames) else f"class {i}"  # noqa: E731
+        shown = ", ".join(f"{name(i)} {counts[i]}" for i in short[:6]) + (f", ... (+{len(short) - 6} more)" if len(short) > 6 else "")
+        chosen = " and ".join(what for what, _ in selections)
+        off = [setting for _, setting in selections if setting]
+        raise UserError(
+            f"{self.cfg_trainer_name()} chooses {chosen} on the val split of {self.cfg.DATASET.NAME}, which needs at "
+            f"least {need} image(s) per class; it has {sum(counts)} image(s) for {len(counts)} classes and "
+            f"{len(short)} class(es) have fewer ({shown}). Fix: more shots (DATASET.NUM_SHOTS; the few-shot val "
+            f"split keeps min(shots, 4) images per class), a dataset or split file with a val split for every "
+            f"class, or a run without selection" + (f" ({'; '.join(off)})" if off else
+                                                     " (another method, e.g. ZeroshotCLIP or CoOp)") + ".")
+
     def build_data_loader(self):
         dm = DataManager(self.cfg)
         self.train_loader_x = dm.train_loader_x
@@ -452,6 +492,7 @@ class SimpleTrainer(TrainerBase):
         return f"trainer {name} has no PREC setting"
 
     def train(self):
+        self.check_val_selection()
         super().train(self.start_epoch, self.max_epoch)
 
     def before_train(self):
