@@ -27,12 +27,14 @@ setup(
         "pillow",
         "pandas>=1.3",  # results tables
         "scikit-learn>=1.0",  # the linear-probe baseline (logistic regression)
+        "safetensors",  # feature-cache shards (trainers/common/tensor_store.py)
+        "filelock",  # feature-cache builders take turns
     ],
     extras_require={
         "plot": ["matplotlib"],  # parse_results.py --plot, the demo's figure
         "tensorboard": ["tensorboard"],
-        "slurm": ["submitit"],  # python -m sweep --launcher slurm (the local launcher needs none)
+        "slurm": ["submitit"],  # python -m experiments --launcher slurm (the local launcher needs none)
         "matlab-splits": ["scipy"],  # Stanford Cars' original .mat annotations
-        "test": ["pytest", "pytest-timeout", "pytest-xdist", "matplotlib", "submitit"],
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "matplotlib", "submitit", "mkdocs"],
     },
 )

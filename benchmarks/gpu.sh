@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's GPU figures in one run (random CLIP weights: speed does not depend on them):
+# The GPU figures of docs/performance.md in one run (random CLIP weights: speed does not depend on them):
 #   bash benchmarks/gpu.sh OUT_DIR
 # 1. train.py on the CUDA paths: CoOp fp16 / fp32 / amp, TaskRes, CLIP-Adapter, zero-shot (RN50,
 #    drawn DemoShapes, 2 epochs), and TaskRes reference vs the default exact-cached-eval pipeline;

@@ -201,7 +201,7 @@ def _corrupt(path, how):
     elif how == "payload byte":
         data[-5] ^= 0xFF
     elif how == "header byte":
-        data[len(fc.MAGIC) + 8 + 32 + 20] ^= 0x01
+        data[8 + 20] ^= 0x01  # inside the safetensors JSON header
     elif how == "not a shard":
         data = bytearray(b"garbage")
     with open(path, "wb") as f:
@@ -231,8 +231,8 @@ def test_half_written_temp_files_are_never_read_as_shards(tmp_path, images, mode
     tfm = build_transform(make_cfg(), is_train=False)
     fset = feature_set(tmp_path, model, tfm, views=1)
     os.makedirs(fset.directory)
-    with open(os.path.join(fset.directory, "shard-x.feat.abc123.tmp"), "wb") as f:
-        f.write(fc.MAGIC + b"\x00" * 10)
+    with open(os.path.join(fset.directory, f"shard-x{fc.SHARD_SUFFIX}.abc123.tmp"), "wb") as f:
+        f.write(b"\x10\x00\x00\x00\x00\x00\x00\x00" + b"\x00" * 10)
     encoder = CountingEncoder(model)
     fset.load(images, encoder)
     assert encoder.images == N_IMAGES

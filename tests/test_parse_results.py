@@ -264,7 +264,7 @@ def test_per_seed_values_and_left_out_seeds(tmp_path):
     assert len(rows) == 1 and all(f"{values[('dtd', 1, s)]:.2f}" in rows[0] for s in (1, 2, 3))
     out4 = run_parse(root, "--table", "--datasets", "dtd", "--seeds", "1", "2", "3", "4").stdout
     assert table_row(out4, "DTD")[1] == cell_text([values[("dtd", 1, s)] for s in (1, 2, 3, 4)])
-    assert table_row(out4, "Average (1 datasets)")[1].endswith("(1)")
+    assert table_row(out4, "Average (1 datasets)")[1].endswith("(1 dataset)")
 
 
 def test_zero_shot_and_split_config_families(tmp_path):
@@ -339,7 +339,7 @@ def test_dg_table(tmp_path):
 
 
 def test_runs_frame_one_row_per_run(tmp_path):
-    from fewshot_grid.collect import runs_frame
+    from experiments.collect import runs_frame
     from trainers.common.experiment import load_methods
     load_methods([])
     values = make_full_grid(tmp_path, datasets=["dtd", "eurosat"], shots=(1,), seeds=(1, 2))

@@ -22,14 +22,14 @@ def extend_cfg(cfg):
     cfg.DATASET.IMAGE_FOLDER.VAL_FRACTION = 0.2
     cfg.DATASET.IMAGE_FOLDER.SPLIT_SEED = 1  # the split is drawn once, saved, then reused
 
-    # Frozen image-encoder feature cache (trainers/common/feature_cache.py).
+    # Frozen image-encoder feature cache (trainers/common/feature_cache.py; storage: tensor_store.py).
     cfg.TRAIN.FEATURE_CACHE = CN()
     # False: nothing cached, the reference pipeline (same as PIPELINE reference).
     cfg.TRAIN.FEATURE_CACHE.ENABLED = True
     # exact-cached-eval: test/val features cached, bit-identical results to reference;
     # fast: training views cached too (not the reference's numbers); reference: no cache.
     cfg.TRAIN.FEATURE_CACHE.PIPELINE = "exact-cached-eval"
-    # fast only: augmented views per training image (chosen by the parity check, README "Performance").
+    # fast only: augmented views per training image (chosen by the parity check, docs/performance.md).
     cfg.TRAIN.FEATURE_CACHE.VIEWS = 10
     # fast only: random = a view drawn per image and epoch (seeded by SEED and the epoch), so images
     # do not move in lockstep; cycle = epoch e reads view e % VIEWS for every image.

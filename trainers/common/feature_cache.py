@@ -12,7 +12,7 @@ Pipelines (`TRAIN.FEATURE_CACHE.PIPELINE`, see `resolve_pipeline`):
   True, the default: each seed draws its own views; False: every run that uses the image sees
   the same views); each epoch reads a random view of each image (VIEW_ORDER random, the
   default) or view `e % V` (cycle). Faster; its accuracy matches the reference on average
-  (README "Performance"), not run for run.
+  (docs/performance.md), not run for run.
 - reference (or TRAIN.FEATURE_CACHE.ENABLED False): nothing cached.
 Building the cache never moves the run's random streams (`preserved_rng`): a run that fills
 the cache and a run that finds it filled train identically.
@@ -20,55 +20,47 @@ the cache and a run that finds it filled train identically.
 On-disk layout under the cache root (`TRAIN.FEATURE_CACHE.ROOT`, else $FEWSHOT_FEATURE_CACHE,
 else ~/.cache/fewshot-clip/features):
 
-    <root>/<encoder key>/<feature-set key>/shard-*.feat   features of some rows
-    <root>/file-digests/<list key>.json                   memo: file stat -> content sha256
+    <root>/<encoder key>/<feature-set key>/shard-*.safetensors   features of some rows
+    <root>/file-digests/<list key>.json                          memo: file stat -> content sha256
 
 Everything that changes the numbers is in the keys: backbone name, sha256 of the visual
 weights, encoder dtype and device type (encoder key); the transform's full description,
-the row scheme and V (feature-set key); the image bytes (per row). Each shard carries that
-description in its header and checksums of header and payload: a shard that does not match
-is not used, a damaged one (truncated, corrupted) is deleted and its images are encoded again.
-Shards are written to a temp file and renamed (readers never see half a file); processes
-that need the same missing rows take turns through a lock file, so the second one finds
-the first one's shard instead of encoding the same images again.
+the row scheme and V (feature-set key); the image bytes (per row). Each shard is a
+checksummed safetensors file (`tensor_store`) that carries that description: a shard that does
+not match is not used, a damaged one (truncated, corrupted) is deleted and its images are
+encoded again. Shards are written to a temp file and renamed (readers never see half a file);
+processes that need the same missing rows take turns through a lock file (filelock), so the
+second one finds the first one's shard instead of encoding the same images again.
 
 One more difference of the fast pipeline: CoOp with PREC amp encodes training images under
 autocast (fp16) in the reference; cached training views come from the encoder without it.
 """
 import contextlib
-import fcntl
 import hashlib
-import json
 import os
 import random
-import struct
 import time
 import uuid
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from tqdm import tqdm
 
 from dassl.data.data_manager import UnreadableImage, read_image
-from dassl.data.samplers import build_sampler
 from dassl.utils.errors import UserError
-from dassl.utils.tools import atomic_write, file_sha256
 
-CACHE_ENV = "FEWSHOT_FEATURE_CACHE"
+from . import tensor_store
+from .feature_keys import (CACHE_ENV, DIGEST_DIR, describe_transform, encoder_fingerprint,  # noqa: F401
+                           file_sha256, image_digests, view_seed)
+from .feature_keys import key as _key
+from .feature_keys import make_dirs as _make_dirs
+from .feature_loaders import CachedFeatureBatches, loader_like, random_views  # noqa: F401
+
 DEFAULT_ROOT = os.path.join("~", ".cache", "fewshot-clip", "features")
-FORMAT_VERSION = 1  # bump when the shard layout or the view seeding changes
-MAGIC = b"FEWSHOT-FEATURES\n"
-SHARD_SUFFIX = ".feat"
-DIGEST_DIR = "file-digests"
-# A file's digest is memoised under its stat only when the file has not changed for this
-# long: a later write then necessarily moves its ctime, even on coarse-clock file systems.
-DIGEST_TRUST_AGE_S = 2.0
-_DTYPES = {"float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
-
-
-class DamagedShard(Exception):
-    """A shard file that cannot be trusted (truncated, corrupted, not a shard)."""
+FORMAT_VERSION = 2  # bump when the shard layout or the view seeding changes (2: safetensors)
+SHARD_SUFFIX = tensor_store.SUFFIX
+DamagedShard = tensor_store.DamagedFile
 
 
 def cache_root(configured=""):
@@ -80,175 +72,28 @@ def _sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
 
 
-class FeatureCacheRootError(UserError, OSError):
-    """The cache root cannot hold files (read-only file system, no permission, a file in the way)."""
-
-
-def _make_dirs(path):
-    """Create a cache folder, or say which setting points at an unusable place."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as err:
-        raise FeatureCacheRootError(f"Feature cache: cannot create {path} ({err}). Point TRAIN.FEATURE_CACHE.ROOT or "
-                      f"${CACHE_ENV} at a writable folder, or set TRAIN.FEATURE_CACHE.ENABLED False.") from err
-
-
-def _key(description):
-    """Short folder name for a JSON-able description (the full description is in each shard)."""
-    return _sha256_hex(json.dumps(description, sort_keys=True).encode())[:24]
-
-
-# ----------------------------------------------------------------------------- fingerprints
-def encoder_fingerprint(visual, backbone_name, device):
-    """What identifies an image encoder's numbers: name, weights, dtype, device type.
-
-    Hashes the visual tower's state dict (parameters and BatchNorm buffers) as it will run,
-    so a different weights file, a re-initialised model or an fp16/fp32 cast all differ.
-    """
-    digest = hashlib.sha256()
-    dtype = None
-    for name, tensor in visual.state_dict().items():
-        tensor = tensor.detach().to("cpu").contiguous().reshape(-1)
-        dtype = dtype or str(tensor.dtype).replace("torch.", "")
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
-    return {"backbone": backbone_name, "visual_weights_sha256": digest.hexdigest(),
-            "dtype": dtype, "device": torch.device(device).type}
-
-
-def describe_transform(transform):
-    """A text that changes whenever the transform's settings change.
-
-    torchvision transforms print all their settings; objects without their own `__repr__`
-    (which would print a memory address, a new one in every process) print their fields.
-    """
-    if transform is None:
-        return "None"
-    if hasattr(transform, "transforms"):  # Compose / RandomApply / ...
-        inner = ", ".join(describe_transform(t) for t in transform.transforms)
-        extra = {k: v for k, v in vars(transform).items() if k != "transforms"}
-        return f"{type(transform).__name__}([{inner}]{', ' + repr(sorted(extra.items())) if extra else ''})"
-    if type(transform).__repr__ is object.__repr__:
-        fields = sorted((k, repr(v)) for k, v in vars(transform).items())
-        return f"{type(transform).__module__}.{type(transform).__qualname__}({fields})"
-    return repr(transform)
-
-
-def view_seed(image_digest, view, run_seed=None):
-    """The RNG seed of view `view` of the image whose content sha256 is `image_digest`: the same
-    in every run, or (with `run_seed`) drawn anew for each run seed."""
-    text = f"{image_digest}/view{view}" if run_seed is None else f"{image_digest}/seed{run_seed}/view{view}"
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
-
-
-def _stat_key(st):
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
-
-
-def image_digests(paths, root):
-    """Content sha256 of every file in `paths` (a missing file is an error naming it).
-
-    Digests are memoised per list of paths under `root/file-digests/`, keyed by each file's
-    stat (size, mtime, ctime, inode), so a cache hit does not re-read a whole dataset.
-    """
-    paths = [os.path.abspath(p) for p in paths]
-    memo_path = os.path.join(root, DIGEST_DIR, _key(sorted(set(paths))) + ".json")
-    try:
-        with open(memo_path) as f:
-            memo = json.load(f)
-    except (OSError, ValueError):
-        memo = {}
-    fresh, digests = {}, []
-    for path in tqdm(paths, desc="Fingerprinting images", disable=len(paths) < 2000, leave=False):
-        try:
-            st = os.stat(path)
-        except OSError as err:
-            raise UnreadableImage(path, err) from err
-        entry = memo.get(path)
-        if entry is not None and entry[:-1] == _stat_key(st):
-            digest = entry[-1]
-        else:
-            try:
-                digest = file_sha256(path)
-            except OSError as err:
-                raise UnreadableImage(path, err) from err
-            settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > DIGEST_TRUST_AGE_S * 1e9
-            if settled and _stat_key(os.stat(path)) == _stat_key(st):
-                fresh[path] = _stat_key(st) + [digest]
-        digests.append(digest)
-    if fresh:
-        memo.update(fresh)
-        _make_dirs(os.path.dirname(memo_path))
-        with atomic_write(memo_path, "w") as f:
-            json.dump(memo, f)
-    return digests
-
-
 # ----------------------------------------------------------------------------- shard files
 def write_shard(path, description, digests, features):
-    """Atomically write `features` [N, V, D] for the images `digests` (header + raw payload).
-
-    Layout: MAGIC, u64 header length, sha256(header) (32 bytes), header JSON, payload.
-    """
-    features = features.detach().to("cpu").contiguous()
-    dtype = str(features.dtype).replace("torch.", "")
-    if dtype not in _DTYPES:
-        raise TypeError(f"feature cache stores {list(_DTYPES)} features, got {features.dtype}")
-    payload = features.reshape(-1).view(torch.uint8).numpy().tobytes()
-    header = json.dumps({"format": FORMAT_VERSION, "description": description, "digests": list(digests),
-                         "dtype": dtype, "shape": list(features.shape),
-                         "payload_sha256": _sha256_hex(payload)}).encode()
-    with atomic_write(path, "wb") as f:
-        f.write(MAGIC + struct.pack("<Q", len(header)) + hashlib.sha256(header).digest() + header)
-        f.write(payload)
-
-
-def _read_exact(f, n, path, what):
-    data = f.read(n)
-    if len(data) != n:
-        raise DamagedShard(f"{path}: truncated in the {what} ({len(data)} of {n} bytes)")
-    return data
+    """Atomically write `features` [N, V, D] for the images `digests`."""
+    meta = {"format": FORMAT_VERSION, "description": description, "digests": list(digests)}
+    tensor_store.write_tensors(path, {"features": features}, meta)
 
 
 def read_shard_header(path):
-    """The header dict of a shard, plus `payload_offset`; DamagedShard if it is not intact."""
-    with open(path, "rb") as f:
-        if _read_exact(f, len(MAGIC), path, "magic") != MAGIC:
-            raise DamagedShard(f"{path}: not a feature shard (wrong magic bytes)")
-        (length,) = struct.unpack("<Q", _read_exact(f, 8, path, "header length"))
-        if length > os.path.getsize(path):
-            raise DamagedShard(f"{path}: header length {length} exceeds the file size")
-        checksum = _read_exact(f, 32, path, "header checksum")
-        header = _read_exact(f, length, path, "header")
-    if hashlib.sha256(header).digest() != checksum:
-        raise DamagedShard(f"{path}: header checksum mismatch (corrupted)")
-    header = json.loads(header)
-    if header.get("format") != FORMAT_VERSION or header.get("dtype") not in _DTYPES:
-        raise DamagedShard(f"{path}: unsupported shard format {header.get('format')} / dtype {header.get('dtype')}")
-    header["payload_offset"] = len(MAGIC) + 8 + 32 + length
+    """What a shard holds (description, digests) from its header; DamagedShard if unreadable."""
+    header = tensor_store.read_meta(path)
+    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
+        raise DamagedShard(f"{path}: unsupported shard format")
     return header
 
 
 def read_shard_features(path, header):
-    """The [N, V, D] features of a shard whose header was read; checks size and checksum."""
-    dtype = _DTYPES[header["dtype"]]
-    count = 1
-    for n in header["shape"]:
-        count *= n
-    size = count * torch.empty((), dtype=dtype).element_size()
-    payload = bytearray(size)  # read in place: a large shard is not held twice in memory
-    with open(path, "rb") as f:
-        f.seek(header["payload_offset"])
-        got = f.readinto(payload)
-        extra = len(f.read(1))
-    if got != size or extra:
-        raise DamagedShard(f"{path}: payload is {'longer' if extra else f'{got} bytes'}, expected {size} bytes "
-                           f"(truncated or extended)")
-    if _sha256_hex(payload) != header["payload_sha256"]:
-        raise DamagedShard(f"{path}: payload checksum mismatch (corrupted)")
-    if size == 0:
-        return torch.empty(header["shape"], dtype=dtype)
-    return torch.frombuffer(payload, dtype=dtype).reshape(header["shape"])
+    """The [N, V, D] features of a shard, checked against its checksum and its header."""
+    tensors, meta = tensor_store.read_tensors(path)
+    features = tensors.get("features")
+    if meta != header or features is None or len(features) != len(header["digests"]):
+        raise DamagedShard(f"{path}: its rows do not match its header")
+    return features
 
 
 # ----------------------------------------------------------------------------- random state
@@ -348,24 +193,12 @@ class FeatureSet:
                 found[d] = features[i]
         return found
 
-    @contextlib.contextmanager
     def _lock(self, keys):
         """Exclusive lock for building this set of rows (waits for another builder)."""
         _make_dirs(self.directory)
         path = os.path.join(self.directory, f".lock-{_key(sorted(keys))}")
-        with open(path, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                print(f"Feature cache: another process is encoding these images; waiting for it ({path})")
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                # Removing the file may let a late comer lock a new one: at worst duplicate work.
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return tensor_store.exclusive(path, "Feature cache: another process is encoding these images; "
+                                            f"waiting for it ({path})")
 
     def _rows(self, keys, encode_missing):
         """{key: [V, D]} for every key; `encode_missing(keys)` computes [n, V, D] for the keys
@@ -449,46 +282,6 @@ class FeatureSet:
         if not encoded:
             print(f"Feature cache: all {len(items)} {desc} images found in {self.directory}")
         return torch.stack([found[k] for k in flat])
-
-
-# ----------------------------------------------------------------------------- loaders
-def random_views(n_items, views, seed, epoch):
-    """View index of each of `n_items` training items in `epoch` for VIEW_ORDER random: drawn
-    uniformly from the V views by a generator of its own (seeded by run seed and epoch), so
-    the run's random streams do not move."""
-    key = int.from_bytes(hashlib.sha256(f"views/{seed}/{epoch}".encode()).digest()[:8], "little") >> 1
-    return torch.randint(views, (n_items,), generator=torch.Generator().manual_seed(key))
-
-
-class CachedFeatureBatches(Dataset):
-    """Cached features as Dassl batch dicts (img = features); indexed by a whole batch of
-    indices at once. `view` picks the view of the current epoch: one index for every item,
-    or a LongTensor with one index per item."""
-
-    def __init__(self, features, items):
-        self.features = features
-        self.labels = torch.tensor([item.label for item in items])
-        self.domains = torch.tensor([item.domain for item in items])
-        self.impaths = [item.impath for item in items]
-        self.view = 0
-
-    def __len__(self):
-        return len(self.impaths)
-
-    def __getitem__(self, indices):
-        index = torch.as_tensor(indices, dtype=torch.long)
-        view = self.view if isinstance(self.view, int) else self.view[index]
-        return {"img": self.features[index, view], "label": self.labels[index],
-                "domain": self.domains[index], "impath": [self.impaths[i] for i in indices], "index": index}
-
-
-def loader_like(reference, features, items):
-    """A loader over cached features with the reference loader's sampler type, batch size
-    and drop_last (one batch of features per step, as the reference yields images)."""
-    dataset = CachedFeatureBatches(features, items)
-    sampler = build_sampler(type(reference.sampler).__name__, data_source=dataset)
-    batches = BatchSampler(sampler, batch_size=reference.batch_size, drop_last=reference.drop_last)
-    return DataLoader(dataset, batch_size=None, sampler=batches, num_workers=0)
 
 
 # ----------------------------------------------------------------------------- trainer glue

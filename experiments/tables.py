@@ -9,6 +9,7 @@ from .benchmarks import BENCHMARKS, display_name
 from .collect import add_labels, runs_frame
 
 NO_SEED = -1  # the seed key of seedless (zero-shot) runs
+FAST_TAG = " [fast]"  # label suffix of runs on the fast pipeline (collect.add_labels)
 KEYS = ["label", "dataset", "shots"]
 DASH = "—"
 
@@ -178,7 +179,7 @@ def format_average(avg):
     text = f"{avg['mean']:.2f}" + ("" if pd.isna(avg.spread) else f" ± {avg.spread:.2f}")
     if avg.partial:
         return f"{text} (partial: {avg.n} averaged, {avg.n_complete}/{avg.expected} complete)"
-    return f"{text} ({avg.n})"
+    return f"{text} ({avg.n} {'dataset' if avg.n == 1 else 'datasets'})"
 
 
 def shots_header(k):
@@ -211,7 +212,8 @@ def fewshot_markdown(tables, keyword, ci95=False, per_seed=False):
     for label in tables.labels:
         cells = tables.cells.loc[label]
         seeded = not cells.seedless.all()
-        what = f"mean ± {'ci95' if ci95 else 'std'} (seeds)" if seeded else "single runs"
+        what = (f"mean ± {'ci95' if ci95 else 'std'} over seeds, (n) = seeds in the cell" if seeded
+                else "single runs")
         rows = list(dict.fromkeys(cells.index.get_level_values("dataset")))
         grid = cells.apply(format_cell, axis=1).unstack("shots").reindex(rows)
         grid.loc[f"Average ({len(tables.averaged)} datasets)"] = \
@@ -224,9 +226,28 @@ def fewshot_markdown(tables, keyword, ci95=False, per_seed=False):
             out += ["", f"Not in the average: {', '.join(extra)}"]
         out += _notes([(display_name(d), [(f", {shots_header(k)}", cell)
                                           for k, cell in cells.loc[d].iterrows()]) for d in rows])
+        out += _flat_notes(label, cells, rows)
         if per_seed and seeded:
             out += ["", "Per seed:", "", _per_seed_table(cells)]
+    if any(label.endswith(FAST_TAG) for label in tables.labels):
+        out += ["", f"{FAST_TAG.strip()}: trained on the fast pipeline (cached features of a few augmented "
+                    "views per image; the reference's accuracy on average over seeds, not run for run)."]
     return "\n".join(out).lstrip("\n") + "\n"
+
+
+def _flat_notes(label, cells, rows):
+    """Say so when a trained method scores exactly the same at every shot count of a dataset:
+    it did not learn from the shots at these settings."""
+    flat = []
+    for dataset in rows:
+        means = cells.loc[dataset]
+        means = means[(means.n > 0) & (means.index > 0)]["mean"]
+        if len(means) > 1 and means.nunique() == 1:
+            flat.append(display_name(dataset))
+    if not flat:
+        return []
+    return ["", f"Did not learn: {label} scores exactly the same at every shot count on "
+                f"{', '.join(flat)} (it does not move from its initialisation at these settings)."]
 
 
 def _per_seed_table(cells):

@@ -39,6 +39,23 @@ def chance_level(runs, dataset):
     return 100.0 / classes[0] if len(classes) == 1 else None
 
 
+def average_chance(runs, datasets):
+    """The mean chance level of the averaged datasets (None unless every one is known), so the
+    Average panel shows where guessing would land too."""
+    levels = [chance_level(runs, d) for d in datasets]
+    return sum(levels) / len(levels) if levels and None not in levels else None
+
+
+def seeds_behind(runs):
+    """'N seeds' (or 'N-M seeds') of the trained cells: what an error bar rests on."""
+    trained = runs[runs.finished & (runs.shots > 0)]
+    counts = trained.groupby(["label", "dataset", "shots"]).seed.nunique()
+    if counts.empty:
+        return None
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low} seed{'s' if high > 1 else ''}" if low == high else f"{low}-{high} seeds"
+
+
 def weights_used(runs):
     """The weights the finished runs recorded ("random", or the file name), one phrase."""
     weights = sorted({os.path.basename(str(w)) if pd.notna(w) and w else "not recorded"
@@ -74,7 +91,8 @@ def plot_fewshot(tables, path, keyword="accuracy", published=False):
     shots = tables.cells[tables.cells.n > 0].index.get_level_values("shots")
     all_shots = sorted({k for k in shots if k > 0})
     for ax, panel in zip(axes.flat, panels):
-        chance = None if panel == AVERAGE else chance_level(tables.runs, panel)
+        chance = (average_chance(tables.runs, tables.averaged) if panel == AVERAGE
+                  else chance_level(tables.runs, panel))
         if chance is not None:
             ax.axhline(chance, color="gray", linestyle="-.", linewidth=1, label="chance level")
         for i, label in enumerate(tables.labels):
@@ -115,7 +133,9 @@ def plot_fewshot(tables, path, keyword="accuracy", published=False):
     columns = max(1, min(len(handles), 2 * ncols, 4))  # a narrow figure gets a narrow legend
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=columns,
                fontsize="small")
-    fig.suptitle(f"weights: {weights_used(tables.runs)}", fontsize="small", wrap=True)
+    seeds = seeds_behind(tables.runs)
+    bars = f"; error bars: the table's ± over {seeds}" if seeds and not seeds.startswith("1 seed") else ""
+    fig.suptitle(f"weights: {weights_used(tables.runs)}{bars}", fontsize="small", wrap=True)
     legend_rows = math.ceil(len(handles) / columns)
     # The legend (about 0.22 inch a row) and the title get room of their own below and above.
     below, above = 0.25 + 0.22 * legend_rows, 0.3
