@@ -63,10 +63,13 @@ def _weights_problems(cfg):
     return []
 
 
-def check_grid(runs, what="the grid"):
+def check_grid(runs, what="the grid", unplanned=()):
     """Raise one UserError listing every problem of `runs` (a list of planned runs), each with
-    how many runs it stops and an example folder; return quietly when all can start."""
-    found = {}  # problem -> run folders
+    how many runs it stops and an example folder, and those of the grid cells that could not
+    even be planned (`unplanned`: (problem, cell label) pairs); return quietly when all can start."""
+    found = {}  # problem -> run folders (or cell labels)
+    for problem, label in unplanned:
+        found.setdefault(problem, []).append(label)
     checked = {}
     for run in runs:
         # runs that differ only in seed and folder have the same problems: check one of them
@@ -80,8 +83,9 @@ def check_grid(runs, what="the grid"):
     lines = []
     for problem, folders in found.items():
         example = ", ".join(folders[:SHOWN_RUNS]) + (", ..." if len(folders) > SHOWN_RUNS else "")
-        lines.append(f"  - {problem} [{len(folders)} of {len(runs)} runs, e.g. {example}]")
-    raise UserError(f"{what} ({len(runs)} runs) was checked before starting and none was started (no run "
+        lines.append(f"  - {problem} [{len(folders)} of {len(runs) + len(unplanned)} runs, e.g. {example}]")
+    total = len(runs) + len(unplanned)
+    raise UserError(f"{what} ({total} runs) was checked before starting and none was started (no run "
                     f"folder written): {len(found)} problem(s) to fix first:\n" + "\n".join(lines))
 
 

@@ -74,9 +74,14 @@ def sweep_runs(usage, method, *extra):
         return sweep_cli.sweep(*sweep_cli.parse(argv))
     pairs = plan.grid(method, datasets, shots)
     # The whole grid is planned and checked before the first run: one message, nothing written.
-    planned = {pair: plan.plan_runs(method, *pair, **request) for pair in pairs}
+    planned, unplanned = {}, []
+    for dataset, k in pairs:
+        try:
+            planned[(dataset, k)] = plan.plan_runs(method, dataset, k, **request)
+        except UserError as error:
+            unplanned.append((str(error), f"{dataset} {k} shots"))
     check_grid([r for runs in planned.values() for r in runs if not is_finished(r.output_dir)],
-               f"the {method} sweep")
+               f"the {method} sweep", unplanned)
     failed = []
     for dataset, k in pairs:
         print(f"=== {method}: {dataset}, {k} shots", flush=True)
