@@ -22,6 +22,7 @@ from .tables import fewshot_markdown, fewshot_tables
 from . import slurm
 from .execute import check_finished, job_spec, make_slots, run_with_progress
 from .job import LOG_NAME, read_last_marker
+from .preflight import check_grid
 
 # Options that only make sense with one launcher (default None = not given).
 LOCAL_ONLY = ("gpus", "workers")
@@ -281,6 +282,7 @@ def sweep(args, extra):
         if state.state == DONE:
             check_finished(state.run, "move it aside (python -m experiments.script archive DIR) or "
                                       "sweep into another --output")
+    check_grid([s.run for s in states if s.state != DONE], "the sweep")
     submit_states = TO_SUBMIT + ((RUNNING,) if args.resubmit_running else ())
     todo = [s for s in states if s.state in submit_states]
     print(f"[sweep] {len(runs)} runs: {state_counts(states)}; to submit: {len(todo)}")

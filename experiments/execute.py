@@ -19,6 +19,7 @@ from . import layout
 from .plan import REPO_ROOT, archive
 
 from .job import LOG_NAME, run_one
+from .preflight import check_grid
 
 TRAIN_PY = osp.join(REPO_ROOT, "train.py")
 REQUEST_FILE = "request.json"  # the engine copies this file into result.json as "request"
@@ -119,6 +120,7 @@ def write_request(run):
 
 def run_in_console(runs, force):
     """Run the runs one by one on this console; stop at the first failure, return its code."""
+    check_grid([r for r in runs if not layout.is_finished(r.output_dir)])
     for run in triage(runs, force):
         print(f"[run] {run.output_dir}", flush=True)
         write_request(run)

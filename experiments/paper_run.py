@@ -21,6 +21,7 @@ from . import layout, paper, plan
 from .benchmarks import SEEDS
 from .paper_render import narrowing_flags
 
+from .preflight import check_grid
 from .execute import (forced, make_slots, numbers, report_failures, run_one_by_one,
                       run_with_progress, triage)
 
@@ -61,8 +62,10 @@ def run_item(name, *extra):
     root = plan.data_root(None)
     if len(extra) % 2:
         raise UserError(f"overrides come in KEY VALUE pairs; got an odd list: {list(extra)}")
-    make_enhanced_bases(item, root, extra)
     cells = paper.cells(item, output, seeds, root, tuple(extra))
+    check_grid([r for r in paper.unique_runs(cells) if not layout.is_finished(r.output_dir)],
+               f"{name} (bash scripts/paper/{name}.sh)")
+    make_enhanced_bases(item, root, extra)
     failed = run_all(paper.unique_runs(cells))
     dg_runs = []
     for cell in [c for c in cells if c.dg]:

@@ -13,6 +13,8 @@ from .benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SHOTS
 
 from . import cli as sweep_cli
 from .execute import forced, numbers, report_failures, run_one_by_one
+from .layout import is_finished
+from .preflight import check_grid
 
 
 def _request(method, extra):
@@ -71,17 +73,19 @@ def sweep_runs(usage, method, *extra):
                 *shlex.split(os.environ.get("SWEEP_OPTS", "")), "--", *extra]
         return sweep_cli.sweep(*sweep_cli.parse(argv))
     pairs = plan.grid(method, datasets, shots)
-    # Fail once, early, on what every run shares (DATA, CFG, the options), not once per pair.
-    plan.plan_runs(method, *pairs[0], **request)
+    # The whole grid is planned and checked before the first run: one message, nothing written.
+    planned, unplanned = {}, []
+    for dataset, k in pairs:
+        try:
+            planned[(dataset, k)] = plan.plan_runs(method, dataset, k, **request)
+        except UserError as error:
+            unplanned.append((str(error), f"{dataset} {k} shots"))
+    check_grid([r for runs in planned.values() for r in runs if not is_finished(r.output_dir)],
+               f"the {method} sweep", unplanned)
     failed = []
     for dataset, k in pairs:
         print(f"=== {method}: {dataset}, {k} shots", flush=True)
-        try:  # a pair that cannot be planned (e.g. an unknown dataset) fails alone
-            planned = plan.plan_runs(method, dataset, k, **request)
-        except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
-            planned = None
-        if planned is None or run_one_by_one(planned):
+        if run_one_by_one(planned[(dataset, k)]):
             failed.append(f"{dataset} {k} shots")
     if failed:
         return report_failures(method, failed, "rerun them with main.sh; see their log.txt")

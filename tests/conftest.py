@@ -6,6 +6,8 @@ import os
 import pytest
 import torch
 
+from tests.machine_speed import slowdown
+
 
 def _share_cores_between_workers():
     """With `-n N` workers, torch threads of every worker would fight over the same cores,
@@ -30,3 +32,27 @@ def _isolated_feature_cache(tmp_path_factory):
         os.environ.pop("FEWSHOT_FEATURE_CACHE", None)
     else:
         os.environ["FEWSHOT_FEATURE_CACHE"] = old
+
+
+def _base_timeout(config):
+    try:
+        value = config.getoption("timeout", None) or config.getini("timeout")
+        return float(value) if value else None
+    except (ValueError, TypeError):
+        return None
+
+
+def pytest_report_header(config):
+    return f"machine slowdown {slowdown()}x: per-test time limits and subprocess timeouts scaled by it"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The per-test limit (pytest.ini) holds on the reference machine; on a loaded or slower
+    one it stretches by the measured slowdown, so a slow machine is not a failing suite."""
+    base = _base_timeout(config)
+    if not base:
+        return
+    limit = int(base * slowdown())
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(limit))

@@ -39,8 +39,10 @@ def toy_args(root, output_dir, *overrides, flags=()):
 
 
 def run_train(args, check=True, cwd=REPO, timeout=300, env=None):
+    """train.py as a subprocess; `timeout` (reference-machine seconds) scales with the machine."""
+    from tests.machine_speed import scaled_timeout
     proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout,
+                          capture_output=True, text=True, timeout=scaled_timeout(timeout),
                           env=None if env is None else {**os.environ, **env})
     if check and proc.returncode != 0:
         raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from dassl.engine.trainer import RESUME_FILE
@@ -17,6 +18,7 @@ from tests.engine_helpers import REPO, run_train
 CONFIG = "TaskRes/adam_lr2e-3_B256_ep200.yaml"  # official: 200 epochs, TRAIN.CHECKPOINT_FREQ 0
 KILL_AT = 190  # of 200
 ROLLING_EVERY_EPOCH = ["TRAIN.RESUME_EVERY_MINUTES", "0"]
+pytestmark = pytest.mark.slow
 
 
 def _args(data_root, clip, out, *opts):

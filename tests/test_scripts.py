@@ -179,15 +179,18 @@ def test_eval_sh_tests_the_trained_model(world):
     assert read_result(evaluated)["accuracy"] == read_result(trained)["accuracy"]
 
 
-def test_sweep_runs_the_grid_and_reports_failures(world, tmp_path):
+def test_sweep_checks_the_whole_grid_first_then_runs_it(world, tmp_path):
     output = tmp_path / "output"
     env = script_env(world["data"], output, DATASETS="dtd nosuch")
     overrides = ["MODEL.BACKBONE.PATH", world["clip"], "INPUT.SIZE", "(32, 32)",
                  "DATALOADER.NUM_WORKERS", "0"]
     proc = run_script("scripts/sweep.sh", "zeroshot", *overrides, env=env, check=False)
-    assert proc.returncode == 1  # the sweep went on after the failure and reports it
+    assert proc.returncode == 2  # the grid is checked before its first run: nothing started
     assert "unknown dataset 'nosuch'" in proc.stderr and "nosuch 0 shots" in proc.stderr
+    assert "none was started" in proc.stderr and "Traceback" not in proc.stderr
+    assert not output.exists() or not any(output.iterdir())
     zs = output / "dtd/ZeroshotCLIP/rn50_0shots"
+    run_script("scripts/sweep.sh", "zeroshot", *overrides, env=dict(env, DATASETS="dtd"))
     assert read_result(zs)["trainer"] == "ZeroshotCLIP" and not (zs / "seed1").exists()
     again = run_script("scripts/sweep.sh", "zeroshot", *overrides,
                        env=dict(env, DATASETS="dtd"))

@@ -28,16 +28,19 @@ COARSE_C = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)
 
 
 def fit_logistic_regression(features, labels, c, max_iter=1000):
-    return LogisticRegression(solver="lbfgs", max_iter=max_iter, C=c).fit(features, labels)
+    # float64: given float32 features, lbfgs runs its loss and gradient in float32, and the
+    # rounding of the CPU's kernels then moves the chosen C and a few test predictions
+    # between CPU types (tests/accuracy_golden.json notes the measurement).
+    return LogisticRegression(solver="lbfgs", max_iter=max_iter, C=c).fit(np.asarray(features, np.float64), labels)
 
 
 def search_c(train, val, steps=8, max_iter=1000):
-    """(fitted classifier, chosen C, search record) with the official two-stage search.
+    """(fitted classifier, chosen C, search record) with the official two-stage search, fitted in float64.
 
     `train` and `val` are (features, labels) numpy pairs; the test split is never seen."""
     def val_accuracy(c):
         clf = fit_logistic_regression(*train, c, max_iter)
-        return clf, float(np.mean(clf.predict(val[0]) == val[1]))
+        return clf, float(np.mean(clf.predict(np.asarray(val[0], np.float64)) == val[1]))
 
     coarse = [val_accuracy(c)[1] for c in COARSE_C]
     peak = COARSE_C[int(np.argmax(coarse))]
@@ -69,7 +72,7 @@ def classifier_as_linear(clf, n_classes):
     weight = np.zeros((n_classes, coef.shape[1]))
     bias = np.full(n_classes, -1e4)  # a class absent from the training set is never predicted
     weight[clf.classes_], bias[clf.classes_] = coef, intercept
-    return torch.from_numpy(weight).float(), torch.from_numpy(bias).float()
+    return torch.from_numpy(weight), torch.from_numpy(bias)
 
 
 @TRAINER_REGISTRY.register()
@@ -88,7 +91,8 @@ class LinearProbeCLIP(RunRecordMixin, FrozenCLIPTrainer):
         precision = effective_precision("fp16", self.device, key="linear-probe CLIP precision")
         self.clip_model = self.freeze_on_device(self.load_clip(), precision)
         dim = self.clip_model.embed_dim
-        self.head = nn.Linear(dim, self.num_classes).to(self.device)
+        # float64 like the fit: the test argmax is scikit-learn's own decision, not a float32 rounding of it
+        self.head = nn.Linear(dim, self.num_classes, dtype=torch.float64).to(self.device)
         self.head.requires_grad_(False)
         self.register_model("linear_probe", self.head)
 
@@ -96,9 +100,13 @@ class LinearProbeCLIP(RunRecordMixin, FrozenCLIPTrainer):
         return self.head.weight.numel() + self.head.bias.numel()  # fitted by scikit-learn, not by gradients
 
     def logits(self, image_features):
-        return self.head(image_features.float())
+        return self.head(image_features.double())
+
+    def val_selections(self):
+        return [("C of the logistic regression", None)]
 
     def train(self):
+        self.check_val_selection()
         node = self.cfg.TRAINER.LINEAR_PROBE
         self.set_model_mode("eval")
         train = [t.cpu().numpy() for t in test_transform_features(self, self.dm.dataset.train_x, "train")]

@@ -168,7 +168,12 @@ class TipAdapter(RunRecordMixin, FrozenCLIPTrainer):
         clip_logits = self.clip_model.logit_scale.exp().float() * features @ self.text_features.t()
         return clip_logits + alpha * self.cache.logits(features, beta)
 
+    def val_selections(self):
+        search = [("alpha and beta", "TRAINER.TIP_ADAPTER.SEARCH_HP False")] if self.cfg.TRAINER.TIP_ADAPTER.SEARCH_HP else []
+        return super().val_selections() + search
+
     def train(self):
+        self.check_val_selection()
         self.build_cache()
         self.save_model(0, self.output_dir, is_best=True)  # --eval-only finds it with or without --load-epoch
         self.final_test()
@@ -181,6 +186,7 @@ class TipAdapter(RunRecordMixin, FrozenCLIPTrainer):
             self.alpha, self.beta = self.init_alpha, self.init_beta
             self.run_record.update(search=None, alpha=self.alpha, beta=self.beta)
             return
+        self.check_val_selection([("alpha and beta", "TRAINER.TIP_ADAPTER.SEARCH_HP False")])
         self.set_model_mode("eval")
         features, labels = eval_split_features(self, "val")
         features = l2_normalize(features)

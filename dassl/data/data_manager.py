@@ -5,6 +5,8 @@ from PIL import Image
 from tabulate import tabulate
 from torch.utils.data import Dataset as TorchDataset
 
+from dassl.utils.errors import UserError
+
 from .datasets import build_dataset
 from .samplers import build_sampler
 from .transforms import INTERPOLATION_MODES, build_transform
@@ -17,6 +19,27 @@ class UnreadableImage(OSError):
         super().__init__(f'Cannot read image "{path}": {reason}. Re-download or remove this file '
                          "(and its entry in the split file).")
         self.path, self.reason = path, reason
+
+
+class ImageReadError(UserError):
+    """An image a loader could not read, named with the split that lists it. Built from one
+    message string, so a DataLoader worker re-raises it with its type (see run_cli)."""
+
+
+def split_file_of(dataset):
+    """The file that lists the dataset's images (its path when it is one file), for messages."""
+    import os.path as osp
+    source = dataset.split_source() if hasattr(dataset, "split_source") else "the split file"
+    path = osp.join(getattr(dataset, "dataset_dir", ""), source)
+    return path if osp.isfile(path) else source
+
+
+def name_split(loader, split, dataset):
+    """Tell `loader`'s wrapper which split it reads and which file lists it (for messages)."""
+    wrapper = getattr(loader, "dataset", None)
+    if isinstance(wrapper, DatasetWrapper):
+        wrapper.split, wrapper.listed_in = split, split_file_of(dataset)
+    return loader
 
 
 def read_image(path):
@@ -72,6 +95,9 @@ class DataManager:
             batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, tfm=tfm_test, is_train=False,
             dataset_wrapper=dataset_wrapper)
 
+        for loader, split in ((self.train_loader_x, "train"), (self.train_loader_u, "train"),
+                              (self.val_loader, "val"), (self.test_loader, "test")):
+            name_split(loader, split, dataset)
         self._num_classes = dataset.num_classes
         self._num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
         self._lab2cname = dataset.lab2cname
@@ -125,6 +151,7 @@ class DatasetWrapper(TorchDataset):
         if "normalize" in cfg.INPUT.TRANSFORMS:
             to_tensor.append(T.Normalize(mean=cfg.INPUT.PIXEL_MEAN, std=cfg.INPUT.PIXEL_STD))
         self.to_tensor = T.Compose(to_tensor)
+        self.split, self.listed_in = None, None  # set by name_split, for the unreadable-image message
 
     def __len__(self):
         return len(self.data_source)
@@ -132,7 +159,14 @@ class DatasetWrapper(TorchDataset):
     def __getitem__(self, idx):
         item = self.data_source[idx]
         output = {"label": item.label, "domain": item.domain, "impath": item.impath, "index": idx}
-        img0 = read_image(item.impath)
+        try:
+            img0 = read_image(item.impath)
+        except UnreadableImage as err:
+            where = (f'it is listed in the "{self.split}" split of {self.listed_in}' if self.split else
+                     "it is listed in the dataset's split")
+            raise ImageReadError(f"cannot read image {item.impath} ({err.reason}); {where} (label {item.label}, "
+                                 f"item {idx} of the loader). Restore the file, or remove its entry from that "
+                                 "file.") from err
         if self.transform is None:
             output["img"] = self.to_tensor(img0)
         elif isinstance(self.transform, (list, tuple)):

@@ -19,7 +19,7 @@ from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
 from dassl.utils import (AverageMeter, MetricMeter, atomic_write, load_checkpoint, mkdir_if_missing,
                          read_json, resume_from_checkpoint, save_checkpoint, write_json)
-from dassl.utils.errors import CheckpointError
+from dassl.utils.errors import CheckpointError, UserError
 from dassl.utils.tools import remove_stale_temp_files
 from dassl.utils.torchtools import capture_rng_state, read_checkpoint_pointer, strip_module_prefix
 
@@ -80,11 +80,34 @@ class TrainerBase:
                 "rng_state": rng_state,
                 "trainer": type(self).__name__,
                 "settings": self.training_settings(),
+                "selection": self.selection_state(),
+                "method_state": self.resume_state(),
             }
             if keep:
                 save_checkpoint(state, osp.join(directory, name), is_best=is_best, model_name=model_name)
             else:
                 save_rolling_checkpoint(state, osp.join(directory, name, RESUME_FILE))
+
+    def selection_state(self):
+        """The engine's own state across epochs (best validation value and its epoch), saved
+        with every checkpoint so a resumed run selects exactly as an uninterrupted one."""
+        best = getattr(self, "best_result", None)
+        if best is None:
+            return None
+        return {"best_result": float(best), "best_epoch": getattr(self, "best_epoch", None)}
+
+    def load_selection_state(self, state):
+        if state:
+            self.best_result, self.best_epoch = state["best_result"], state.get("best_epoch")
+
+    def resume_state(self):
+        """Hook: anything else a method keeps across epochs (searched values, running
+        statistics, schedules of its own), as a torch-saveable object. It is saved with the
+        rolling and kept checkpoints and handed back to `load_resume_state` on resume."""
+        return None
+
+    def load_resume_state(self, state):
+        """Hook: restore what `resume_state` returned (None from a checkpoint without it)."""
 
     def training_settings(self):
         """Config values that shape what training computes (not where files are, how often it
@@ -137,7 +160,7 @@ class TrainerBase:
         print(f'Found checkpoint at "{directory}" (will resume training): resuming after epoch {start}'
               f"{f' of {total}' if total else ''} from the {' and '.join(kinds)} "
               f"{', '.join(osp.join(n, f) for n, f in files.items())}")
-        for name in names:
+        for i, name in enumerate(names):
             path = osp.join(directory, name, files[name])
             checkpoint = load_checkpoint(path)
             print(f'Loading checkpoint from "{path}"')
@@ -145,7 +168,26 @@ class TrainerBase:
             self._load_weights(name, checkpoint, path)
             resume_from_checkpoint(osp.join(directory, name), None, self._optims[name],
                                    self._scheds[name], fname=files[name], checkpoint=checkpoint)
+            if i == 0:  # every model's file of one epoch holds the same run state
+                self._load_run_state(checkpoint, path)
         return start
+
+    def _load_run_state(self, checkpoint, path):
+        selection = checkpoint.get("selection")
+        if selection is None and "selection" not in checkpoint and self._selects_on_val():
+            raise CheckpointError(
+                f'"{path}" was written by an older version that did not keep the best-validation state, '
+                "so resuming would choose the final model differently from an uninterrupted run. Start "
+                "this run again in a new --output-dir (or delete the folder's checkpoints).")
+        self.load_selection_state(selection)
+        if selection and selection.get("best_epoch"):
+            print(f"Restored the model selection: best val {selection['best_result']:.4f} at epoch "
+                  f"{selection['best_epoch']}")
+        self.load_resume_state(checkpoint.get("method_state"))
+
+    def _selects_on_val(self):
+        cfg = getattr(self, "cfg", None)
+        return cfg is not None and not cfg.TEST.NO_TEST and cfg.TEST.FINAL_MODEL == "best_val"
 
     @staticmethod
     def _resume_candidates(folder):
@@ -381,10 +423,51 @@ class SimpleTrainer(TrainerBase):
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
         self.best_result = -np.inf
+        self.best_epoch = None  # 1-based epoch of best_result
         self.final_results = None
 
     def check_cfg(self, cfg):
         """Hook: raise on config values this trainer cannot run with."""
+
+    # The fewest val images per class a selection on the val split is made on; a method or
+    # protocol that needs more sets its own.
+    min_val_per_class = 1
+
+    def val_selections(self):
+        """Hook: what this run chooses on the val split, as (what, setting that turns it off)
+        pairs; a method adding its own search extends the engine's list."""
+        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
+            return [("the best epoch", "TEST.FINAL_MODEL last_step")]
+        return []
+
+    def check_val_selection(self, selections=None):
+        """Stop before training when the val split is too small for what is selected on it
+        (`min_val_per_class` images for every class); record the counts used in result.json."""
+        selections = self.val_selections() if selections is None else selections
+        if not selections:
+            return
+        classnames = list(getattr(self.dm.dataset, "classnames", None) or [])
+        counts = [0] * max(self.num_classes, len(classnames))
+        for item in self.dm.dataset.val or []:
+            if 0 <= item.label < len(counts):
+                counts[item.label] += 1
+        need = self.min_val_per_class
+        self.run_record["val_split"] = {"images": sum(counts), "classes": len(counts), "min_per_class": min(counts),
+                                        "max_per_class": max(counts), "required_per_class": need}
+        short = [i for i, n in enumerate(counts) if n < need]
+        if not short:
+            return
+        name = lambda i: classnames[i] if i < len(classnames) else f"class {i}"  # noqa: E731
+        shown = ", ".join(f"{name(i)} {counts[i]}" for i in short[:6]) + (f", ... (+{len(short) - 6} more)" if len(short) > 6 else "")
+        chosen = " and ".join(what for what, _ in selections)
+        off = [setting for _, setting in selections if setting]
+        raise UserError(
+            f"{self.cfg_trainer_name()} chooses {chosen} on the val split of {self.cfg.DATASET.NAME}, which needs at "
+            f"least {need} image(s) per class; it has {sum(counts)} image(s) for {len(counts)} classes and "
+            f"{len(short)} class(es) have fewer ({shown}). Fix: more shots (DATASET.NUM_SHOTS; the few-shot val "
+            f"split keeps min(shots, 4) images per class), a dataset or split file with a val split for every "
+            f"class, or a run without selection" + (f" ({'; '.join(off)})" if off else
+                                                     " (another method, e.g. ZeroshotCLIP or CoOp)") + ".")
 
     def build_data_loader(self):
         dm = DataManager(self.cfg)
@@ -409,6 +492,7 @@ class SimpleTrainer(TrainerBase):
         return f"trainer {name} has no PREC setting"
 
     def train(self):
+        self.check_val_selection()
         super().train(self.start_epoch, self.max_epoch)
 
     def before_train(self):
@@ -430,6 +514,8 @@ class SimpleTrainer(TrainerBase):
         if not self.cfg.TEST.NO_TEST:
             if self.cfg.TEST.FINAL_MODEL == "best_val":
                 print("Deploy the model with the best val performance")
+                if self.best_epoch is not None:
+                    self.run_record["best_val"] = {"epoch": self.best_epoch, "result": float(self.best_result)}
                 self.load_model(self.output_dir)
             else:
                 print("Deploy the last-epoch model")
@@ -445,7 +531,7 @@ class SimpleTrainer(TrainerBase):
         if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
             curr_result = self.test(split="val")
             if curr_result > self.best_result:
-                self.best_result = curr_result
+                self.best_result, self.best_epoch = curr_result, self.epoch + 1
                 self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
         if meet_checkpoint_freq or last_epoch:
             self.save_model(self.epoch, self.output_dir)

@@ -16,8 +16,19 @@ def run_cli(main, *args, **kwargs):
     except UserError as error:
         if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_unwrapped(str(error))}", file=sys.stderr)
         sys.exit(2)
+
+
+def _unwrapped(message):
+    """A UserError raised in a DataLoader worker comes back with the worker's traceback inside
+    its message ("Caught X in DataLoader worker process 0. Original Traceback ..."): keep the
+    original message only."""
+    if "Original Traceback" not in message:
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1]
+    prefix, sep, rest = last.partition(": ")
+    return rest if sep and " " not in prefix else last
 
 
 class CheckpointError(UserError):

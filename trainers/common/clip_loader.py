@@ -241,9 +241,33 @@ def load_clip_to_cpu(cfg):
     print(f"Loading CLIP weights from {weights}")
     state_dict = read_state_dict(weights)
     architecture = check_architecture(state_dict, backbone.NAME, weights)
-    model = build_model(state_dict)
+    try:
+        model = build_model(state_dict)
+    except (RuntimeError, KeyError, IndexError, ValueError) as e:
+        raise WeightsFileError(_unfit_weights_message(state_dict, architecture, weights, e)) from e
     model.architecture = architecture
     return model
+
+
+def _unfit_weights_message(state_dict, architecture, path, error):
+    """Why `path` does not build CLIP `architecture`: the first missing and unexpected keys
+    (against the architecture built without storage), else the library's own last line."""
+    arch = {**CLIP_ARCHITECTURES, **TOY_ARCHITECTURES}.get(architecture)
+    detail = ""
+    if arch is not None:
+        with torch.device("meta"):
+            expected = set(CLIP(**arch).state_dict())
+        given = set(state_dict) - {"input_resolution", "context_length", "vocab_size"}
+        missing, unexpected = sorted(expected - given), sorted(given - expected)
+        parts = [f"{len(keys)} {what} key(s) ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+                 for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+        detail = "; ".join(parts)
+    if not detail:
+        lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+        detail = lines[-1] if lines else type(error).__name__
+    return (f"CLIP weights file {path} does not fit the {architecture} architecture: {detail}. Use the complete "
+            f"weights file of that model (official URLs: clip.clip._MODELS), or fix MODEL.BACKBONE.PATH / "
+            f"MODEL.BACKBONE.NAME.")
 
 
 def check_input_size(cfg, clip_model):

@@ -75,12 +75,16 @@ def _sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
 
 
+class FeatureCacheRootError(UserError, OSError):
+    """The cache root cannot hold files (read-only file system, no permission, a file in the way)."""
+
+
 def _make_dirs(path):
     """Create a cache folder, or say which setting points at an unusable place."""
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as err:
-        raise OSError(f"Feature cache: cannot create {path} ({err}). Point TRAIN.FEATURE_CACHE.ROOT or "
+        raise FeatureCacheRootError(f"Feature cache: cannot create {path} ({err}). Point TRAIN.FEATURE_CACHE.ROOT or "
                       f"${CACHE_ENV} at a writable folder, or set TRAIN.FEATURE_CACHE.ENABLED False.") from err
 
 

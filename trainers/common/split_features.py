@@ -3,14 +3,18 @@ cache, the linear probe), always obtained through the trainer's `image_features`
 TRAIN.FEATURE_CACHE is on, through the trainer's feature cache."""
 import torch
 
-from dassl.data.data_manager import build_data_loader
+from dassl.data.data_manager import build_data_loader, name_split
+from dassl.utils.errors import UserError
 
 
 def ordered_loader(trainer, data_source, transform):
     """Every item of `data_source` once, in order, with `transform` (no shuffling, no drop)."""
-    cfg = trainer.cfg
-    return build_data_loader(cfg, sampler_type="SequentialSampler", data_source=data_source,
-                             batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, tfm=transform, is_train=False)
+    cfg, dataset = trainer.cfg, trainer.dm.dataset
+    loader = build_data_loader(cfg, sampler_type="SequentialSampler", data_source=data_source,
+                               batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, tfm=transform, is_train=False)
+    split = next((name for name in ("train", "val", "test")
+                  if getattr(dataset, "train_x" if name == "train" else name, None) is data_source), None)
+    return name_split(loader, split, dataset) if split else loader
 
 
 @torch.no_grad()
@@ -36,7 +40,8 @@ def eval_split_features(trainer, split):
     """Features of the few-shot "val" split or the "test" split (test transform)."""
     data_source = trainer.dm.dataset.val if split == "val" else trainer.dm.dataset.test
     if not data_source:
-        raise ValueError(f"{trainer.cfg.DATASET.NAME} has no {split} split to compute features on")
+        raise UserError(f"{trainer.cfg.DATASET.NAME} has no {split} split (0 entries) to compute features on: "
+                        f"use a split file with {split} entries, or a method that does not need them")
     return test_transform_features(trainer, data_source, split)
 
 
