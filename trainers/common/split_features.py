@@ -6,11 +6,15 @@ import torch
 from dassl.data.data_manager import build_data_loader
 
 
-def ordered_loader(trainer, data_source, transform):
-    """Every item of `data_source` once, in order, with `transform` (no shuffling, no drop)."""
+def ordered_loader(trainer, data_source, transform, exact=False):
+    """Every item of `data_source` once, in order, with `transform` (no shuffling, no drop).
+    `exact` (the training images, iterated several times): the exact fast loader, with
+    persistent workers reseeded per pass as fresh ones and the images decoded once."""
     cfg = trainer.cfg
+    store = getattr(trainer.dm, "train_store", None) if exact and data_source is trainer.dm.dataset.train_x else None
     return build_data_loader(cfg, sampler_type="SequentialSampler", data_source=data_source,
-                             batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, tfm=transform, is_train=False)
+                             batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, tfm=transform, is_train=False,
+                             exact=exact, store=store)
 
 
 @torch.no_grad()
@@ -47,7 +51,7 @@ def augmented_train_features(trainer, passes):
     In the fast pipeline the passes are the cache's stored views of each image (as many as it
     keeps, printed when that differs from `passes`), so no image is encoded again; otherwise
     every pass goes through the encoder with fresh augmentations, as in the reference."""
-    loader = ordered_loader(trainer, trainer.dm.dataset.train_x, trainer.dm.tfm_train)
+    loader = ordered_loader(trainer, trainer.dm.dataset.train_x, trainer.dm.tfm_train, exact=True)
     if trainer.feature_cache is None or trainer.feature_cache.train_set is None:
         runs = [loader_features(trainer, loader) for _ in range(passes)]
         return torch.stack([features for features, _ in runs]), runs[0][1]
