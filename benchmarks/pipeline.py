@@ -203,8 +203,8 @@ def taskres_table(reference_s, exact_s):
     """Rows (dataset, runs, hours with the reference pipeline, hours with the exact pipeline)
     of the full TaskRes table, per-pass costs times each run's passes (README's projection)."""
     from benchmarks.paper_time import SIZES, _epochs
-    from fewshot_grid.benchmarks import BENCHMARKS, SEEDS, SHOTS, display_name
-    from fewshot_grid.plan import plan_runs
+    from experiments.benchmarks import BENCHMARKS, SEEDS, SHOTS, display_name
+    from experiments.plan import plan_runs
     from trainers.common.experiment import load_methods
     load_methods()
     rows, totals = [], [0.0, 0.0]
