@@ -46,13 +46,15 @@ def make_loader(cfg, items, batch_size=2):
                              store=image_store(cfg, items))
 
 
-def epochs_of(loader, n_epochs=3):
-    """Every batch of `n_epochs` epochs, with main-process draws between epochs as training makes."""
+def epochs_of(loader, n_epochs=3, draws_between=True):
+    """Every batch of `n_epochs` epochs; with `draws_between`, main-process draws between epochs
+    (the persistent loader's prediction of the next epoch is then wrong and replaced)."""
     torch.manual_seed(0)
     epochs = []
     for _ in range(n_epochs):
         epochs.append([(batch["img"].clone(), batch["index"].clone()) for batch in loader])
-        torch.rand(5)  # the model's own use of the main stream between epochs
+        if draws_between:
+            torch.rand(5)
     return epochs, torch.rand(1).item()
 
 
@@ -69,18 +71,22 @@ def assert_same_epochs(a, b):
 
 @pytest.mark.parametrize("workers", [0, 1, 2])
 @pytest.mark.parametrize("store_mode", ["memory", "disk", "off"])
-def test_exact_loader_yields_the_reference_tensors_every_epoch(tmp_path, workers, store_mode):
+@pytest.mark.parametrize("draws_between", [False, True])
+def test_exact_loader_yields_the_reference_tensors_every_epoch(tmp_path, workers, store_mode, draws_between):
     items = noise_items(tmp_path)
     reference = make_loader(loader_cfg(workers, exact=False), items)
     exact = make_loader(loader_cfg(workers, exact=True, store_mode=store_mode, root=str(tmp_path / "store")), items)
     assert type(reference) is DataLoader
-    assert_same_epochs(epochs_of(reference), epochs_of(exact))
+    assert_same_epochs(epochs_of(reference, draws_between=draws_between),
+                       epochs_of(exact, draws_between=draws_between))
+    if workers:  # the next epoch was prepared during the current one exactly when nothing drew in between
+        assert exact.predicted_epochs == (0 if draws_between else 2)
     if store_mode != "off":
         assert exact.store.used == store_mode
     if workers:
-        first = [w.pid for w in exact._iterator._workers]
+        first = [w.pid for w in exact._torch_iter._workers]
         list(exact)
-        assert [w.pid for w in exact._iterator._workers] == first  # the same workers all along
+        assert [w.pid for w in exact._torch_iter._workers] == first  # the same workers all along
 
 
 def test_plain_persistent_workers_would_change_the_augmentations(tmp_path):

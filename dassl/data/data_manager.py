@@ -163,6 +163,8 @@ class DatasetWrapper(TorchDataset):
         return output
 
     def __getitems__(self, indices):
+        if not indices:  # padding between two epochs of a persistent loader (skipped)
+            return [{"index": -1}]
         reseed_like_fresh_worker(indices)  # a persistent worker's first batch of an epoch
         return [self[idx] for idx in indices]
 
