@@ -121,7 +121,8 @@ class Bench:
                     data_s=data_s, train_s=sum(e[0] for e in epochs.values()), passes=trainer.image_encoder_forwards,
                     train_passes=len(trainer.dm.dataset.train_x) * self.args.epochs,
                     steps=[(e, loss, lr) for e, _, _, loss, lr in steps], metrics=dict(trainer.last_results),
-                    weights=weights_digest(trainer), trainer=trainer, log=log)
+                    weights=weights_digest(trainer), trainer=trainer, log=log,
+                    prefetched=getattr(trainer.train_loader_x, "predicted_epochs", None))
 
 
 def time_per(fn, items, repeat=1):
@@ -267,7 +268,8 @@ def main(argv=None):
                 for r in (reference, exact):
                     rows.append([method, r["pipeline"], f"{r['wall_s']:.1f} s", f"{r['epoch_s'] * 1e3:.0f} ms",
                                  f"{r['data_s'] * 1e3:.0f} ms", f"{100 * r['data_s'] / r['epoch_s']:.1f} %",
-                                 f"{r['passes']:,}", "yes" if identical else "NO"])
+                                 f"{r['passes']:,}", "-" if r["prefetched"] is None else
+                                 f"{r['prefetched']}/{args.epochs - 1}", "yes" if identical else "NO"])
                 c = components(exact["trainer"], args.device)
                 n_img, n_batch = len(exact["trainer"].dm.dataset.train_x), len(exact["trainer"].train_loader_x)
                 encoder_limit = c["encoder"] / c["batch_size"] * exact["train_passes"]
@@ -279,7 +281,8 @@ def main(argv=None):
                     per_pass[arch] = (reference["wall_s"] / reference["passes"], exact["wall_s"] / exact["passes"])
                 del exact["trainer"], reference["trainer"]
             report(tabulate(rows, headers=["method", "pipeline", "run wall", "epoch", "data wait / epoch",
-                                           "data share", "encoder passes", "bit-identical"], tablefmt="github"))
+                                           "data share", "encoder passes", "next epoch prepared early",
+                                           "bit-identical"], tablefmt="github"))
             report("\nWhere an epoch goes (ms per epoch, components timed alone in the main process; with "
                    "workers, decode/store/augment run in them, overlapped with the step):\n")
             report(tabulate(parts, headers=["method", "decode (reference)", "store read (exact)", "augment",
