@@ -19,6 +19,7 @@ from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import RESULT_FILE, TRAINER_REGISTRY, build_trainer
 from dassl.utils import collect_env_info, read_json, set_random_seed, setup_logger
 from dassl.utils.errors import CheckpointError, OutputDirError, run_cli
+from dassl.utils.threads import oversubscription_warning
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
@@ -164,6 +165,9 @@ def main(args):
     print_args(args, cfg)
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
+    warning = oversubscription_warning()
+    if warning:
+        print(warning)
 
     trainer = build_trainer(cfg)
     if args.eval_only:

@@ -14,6 +14,7 @@ from queue import Queue
 from tqdm import tqdm
 
 from dassl.utils.errors import UserError
+from dassl.utils.threads import thread_env
 
 from . import layout
 from .plan import REPO_ROOT, archive
@@ -38,10 +39,10 @@ def available_cpus():
 
 def cpu_slots(workers, hide_gpus=True):
     """`workers` CPU slots, the cores shared out between them (unless OMP_NUM_THREADS is set:
-    oversubscribed threads make every small op wait)."""
+    oversubscribed threads make every small op wait) and idle OpenMP threads waiting passively
+    (spinning ones steal the cores of the other runs; the numbers do not change)."""
     env = {"CUDA_VISIBLE_DEVICES": ""} if hide_gpus else {}
-    if "OMP_NUM_THREADS" not in os.environ:
-        env["OMP_NUM_THREADS"] = str(max(1, available_cpus() // workers))
+    env.update(thread_env(available_cpus(), workers))
     return [Slot(f"cpu {i}", dict(env)) for i in range(workers)]
 
 
@@ -78,7 +79,9 @@ def make_slots(gpus, workers):
                         f"job per GPU, or pass --gpus none to run CPU workers")
     per_gpu = n // len(gpu_list)
     # Round robin, so the first jobs spread over all GPUs.
-    return [Slot(f"gpu {g}" + (f" job {k + 1}" if per_gpu > 1 else ""), {"CUDA_VISIBLE_DEVICES": g})
+    # The jobs share this machine's cores too (their CPU side: loading, the Python loop).
+    threads = thread_env(available_cpus(), n)
+    return [Slot(f"gpu {g}" + (f" job {k + 1}" if per_gpu > 1 else ""), {"CUDA_VISIBLE_DEVICES": g, **threads})
             for k in range(per_gpu) for g in gpu_list]
 
 

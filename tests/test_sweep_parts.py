@@ -97,9 +97,12 @@ def test_a_rerun_marker_wins_over_older_ones(tmp_path):
 
 def test_slots_one_job_per_visible_gpu(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     slots = execute.make_slots("auto", None)
-    assert [(s.name, s.env) for s in slots] == [("gpu 2", {"CUDA_VISIBLE_DEVICES": "2"}),
-                                                ("gpu 5", {"CUDA_VISIBLE_DEVICES": "5"})]
+    threads = {"OMP_NUM_THREADS": str(max(1, execute.available_cpus() // 2)), "OMP_WAIT_POLICY": "PASSIVE"}
+    assert [(s.name, s.env) for s in slots] == [("gpu 2", {"CUDA_VISIBLE_DEVICES": "2", **threads}),
+                                                ("gpu 5", {"CUDA_VISIBLE_DEVICES": "5", **threads})]
     # two jobs per GPU, spread round robin
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in execute.make_slots("auto", 4)] == \
         ["2", "5", "2", "5"]
@@ -113,12 +116,15 @@ def test_slots_one_job_per_visible_gpu(monkeypatch):
 def test_cpu_workers_share_the_cores(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU visible: auto means CPU workers
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     slots = execute.make_slots("auto", 2)
     assert [s.name for s in slots] == ["cpu 0", "cpu 1"]
-    assert all(s.env == {"CUDA_VISIBLE_DEVICES": "",
-                         "OMP_NUM_THREADS": str(max(1, os.cpu_count() // 2))} for s in slots)
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice is kept
+    assert all(s.env == {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(max(1, execute.available_cpus() // 2)),
+                         "OMP_WAIT_POLICY": "PASSIVE"} for s in slots)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choices are kept
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert "OMP_NUM_THREADS" not in execute.make_slots("none", 2)[0].env
+    assert "OMP_WAIT_POLICY" not in execute.make_slots("none", 2)[0].env
     assert len(execute.make_slots("none", None)) == 1
 
 

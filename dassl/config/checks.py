@@ -19,6 +19,10 @@ def check_run_settings(cfg, trains):
     if cfg.DATALOADER.NUM_WORKERS < 0:
         raise ConfigError(f"DATALOADER.NUM_WORKERS is {cfg.DATALOADER.NUM_WORKERS}; use 0 (load in the main "
                           "process) or more.")
+    store_modes = ("auto", "memory", "disk", "off")
+    if cfg.DATALOADER.IMAGE_STORE.MODE not in store_modes:
+        raise ConfigError(f"DATALOADER.IMAGE_STORE.MODE is {cfg.DATALOADER.IMAGE_STORE.MODE!r}; use one of "
+                          f"{', '.join(store_modes)}.")
     size = tuple(cfg.INPUT.SIZE)
     if len(size) != 2 or not all(_positive_int(s) for s in size):
         raise ConfigError(f"INPUT.SIZE is {size}; give two positive whole numbers, e.g. INPUT.SIZE \"(224, 224)\".")

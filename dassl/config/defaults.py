@@ -47,6 +47,14 @@ _C.DATASET.ALL_AS_UNLABELED = False
 
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
+# Training loaders keep their workers across epochs, reseeded every epoch exactly as freshly
+# started workers (same crops and flips); False restarts them every epoch (Dassl).
+_C.DATALOADER.PERSISTENT_WORKERS = True
+# Training images decoded once (dassl/data/image_store.py): auto | memory | disk | off.
+_C.DATALOADER.IMAGE_STORE = CN()
+_C.DATALOADER.IMAGE_STORE.MODE = "auto"
+_C.DATALOADER.IMAGE_STORE.ROOT = ""  # "" = $FEWSHOT_IMAGE_STORE, else ~/.cache/fewshot-clip/images
+_C.DATALOADER.IMAGE_STORE.MEMORY_MB = 1024  # auto: in memory up to this size, else on disk
 _C.DATALOADER.K_TRANSFORMS = 1
 _C.DATALOADER.RETURN_IMG0 = False
 _C.DATALOADER.TRAIN_X = CN()

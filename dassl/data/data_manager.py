@@ -1,24 +1,18 @@
 """`DataManager` and `DatasetWrapper` (Dassl API): dataset -> transforms -> loaders."""
+import os.path as osp
+
 import torch
 import torchvision.transforms as T
-from PIL import Image
 from tabulate import tabulate
 from torch.utils.data import Dataset as TorchDataset
 
 from dassl.utils.errors import UserError
 
 from .datasets import build_dataset
+from .image_store import DecodedImages, UnreadableImage, read_image  # noqa: F401 (re-exported)
+from .reseeded_loader import ReseededLoader, reseed_like_fresh_worker
 from .samplers import build_sampler
 from .transforms import INTERPOLATION_MODES, build_transform
-
-
-class UnreadableImage(OSError):
-    """An image file that is missing or cannot be decoded; `path` names it."""
-
-    def __init__(self, path, reason):
-        super().__init__(f'Cannot read image "{path}": {reason}. Re-download or remove this file '
-                         "(and its entry in the split file).")
-        self.path, self.reason = path, reason
 
 
 class ImageReadError(UserError):
@@ -28,7 +22,6 @@ class ImageReadError(UserError):
 
 def split_file_of(dataset):
     """The file that lists the dataset's images (its path when it is one file), for messages."""
-    import os.path as osp
     source = dataset.split_source() if hasattr(dataset, "split_source") else "the split file"
     path = osp.join(getattr(dataset, "dataset_dir", ""), source)
     return path if osp.isfile(path) else source
@@ -42,28 +35,37 @@ def name_split(loader, split, dataset):
     return loader
 
 
-def read_image(path):
-    """Open an image as RGB; a missing or corrupt file raises an error naming it."""
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except Exception as e:
-        raise UnreadableImage(path, e) from e
-
-
 def build_data_loader(cfg, sampler_type="SequentialSampler", data_source=None, batch_size=64,
-                      n_domain=0, n_ins=2, tfm=None, is_train=True, dataset_wrapper=None):
+                      n_domain=0, n_ins=2, tfm=None, is_train=True, dataset_wrapper=None, exact=None, store=None):
+    """The loader of `data_source`. `exact` (default: `is_train`): the exact fast pipeline, i.e.
+    persistent workers reseeded every epoch as fresh ones (DATALOADER.PERSISTENT_WORKERS) and
+    images from a decoded-image `store` (DATALOADER.IMAGE_STORE); the same tensors as the plain
+    loader, epoch by epoch. Otherwise the plain loader (workers restarted at every iteration)."""
     sampler = build_sampler(sampler_type, cfg=cfg, data_source=data_source, batch_size=batch_size,
                             n_domain=n_domain, n_ins=n_ins)
     wrapper = dataset_wrapper or DatasetWrapper
-    return torch.utils.data.DataLoader(
-        wrapper(cfg, data_source, transform=tfm, is_train=is_train),
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
-        drop_last=is_train and len(data_source) >= batch_size,
-        pin_memory=(torch.cuda.is_available() and cfg.USE_CUDA),
-    )
+    dataset = wrapper(cfg, data_source, transform=tfm, is_train=is_train)
+    settings = dict(batch_size=batch_size, sampler=sampler, num_workers=cfg.DATALOADER.NUM_WORKERS,
+                    drop_last=is_train and len(data_source) >= batch_size,
+                    pin_memory=(torch.cuda.is_available() and cfg.USE_CUDA))
+    exact = (is_train if exact is None else exact) and isinstance(dataset, DatasetWrapper)
+    if not exact or (store is None and not cfg.DATALOADER.PERSISTENT_WORKERS):
+        return torch.utils.data.DataLoader(dataset, **settings)
+    dataset.store = store
+    return ReseededLoader(dataset, store=store, persistent=cfg.DATALOADER.PERSISTENT_WORKERS, **settings)
+
+
+def image_store(cfg, data_source, dataset=None):
+    """The decoded-image store of `data_source` as DATALOADER.IMAGE_STORE sets it (None: off)."""
+    node = cfg.DATALOADER.IMAGE_STORE
+    if node.MODE == "off" or not data_source:
+        return None
+    split_file = split_file_of(dataset) if dataset is not None else "the split file"
+
+    def describe(i):
+        item = data_source[i]
+        return f'the training image of class "{item.classname}" (label {item.label}) listed in {split_file}'
+    return DecodedImages([item.impath for item in data_source], node.MODE, node.ROOT, node.MEMORY_MB, describe)
 
 
 class DataManager:
@@ -73,17 +75,21 @@ class DataManager:
         tfm_test = build_transform(cfg, is_train=False) if custom_tfm_test is None else custom_tfm_test
 
         self.train_loader_x = None
+        # Decoded once, used by every loader over train_x (the training loader, Tip-Adapter's passes).
+        self.train_store = image_store(cfg, dataset.train_x, dataset)
         if dataset.train_x:
             self.train_loader_x = build_data_loader(
                 cfg, sampler_type=cfg.DATALOADER.TRAIN_X.SAMPLER, data_source=dataset.train_x,
                 batch_size=cfg.DATALOADER.TRAIN_X.BATCH_SIZE, n_domain=cfg.DATALOADER.TRAIN_X.N_DOMAIN,
-                n_ins=cfg.DATALOADER.TRAIN_X.N_INS, tfm=tfm_train, is_train=True, dataset_wrapper=dataset_wrapper)
+                n_ins=cfg.DATALOADER.TRAIN_X.N_INS, tfm=tfm_train, is_train=True, dataset_wrapper=dataset_wrapper,
+                store=self.train_store)
         self.train_loader_u = None
         if dataset.train_u:
             u = cfg.DATALOADER.TRAIN_X if cfg.DATALOADER.TRAIN_U.SAME_AS_X else cfg.DATALOADER.TRAIN_U
             self.train_loader_u = build_data_loader(
                 cfg, sampler_type=u.SAMPLER, data_source=dataset.train_u, batch_size=u.BATCH_SIZE,
-                n_domain=u.N_DOMAIN, n_ins=u.N_INS, tfm=tfm_train, is_train=True, dataset_wrapper=dataset_wrapper)
+                n_domain=u.N_DOMAIN, n_ins=u.N_INS, tfm=tfm_train, is_train=True, dataset_wrapper=dataset_wrapper,
+                store=image_store(cfg, dataset.train_u, dataset))
         self.val_loader = None
         if dataset.val:
             self.val_loader = build_data_loader(
@@ -135,7 +141,11 @@ class DataManager:
 
 
 class DatasetWrapper(TorchDataset):
-    """Items -> dicts with `img`, `label`, `domain`, `impath`, `index` (and `img0`)."""
+    """Items -> dicts with `img`, `label`, `domain`, `impath`, `index` (and `img0`).
+
+    `store`: a decoded-image store of `data_source` (same pixels as reading the file)."""
+
+    store = None
 
     def __init__(self, cfg, data_source, transform=None, is_train=False):
         self.cfg = cfg
@@ -160,7 +170,7 @@ class DatasetWrapper(TorchDataset):
         item = self.data_source[idx]
         output = {"label": item.label, "domain": item.domain, "impath": item.impath, "index": idx}
         try:
-            img0 = read_image(item.impath)
+            img0 = self.store.image(idx) if self.store is not None else read_image(item.impath)
         except UnreadableImage as err:
             where = (f'it is listed in the "{self.split}" split of {self.listed_in}' if self.split else
                      "it is listed in the dataset's split")
@@ -177,6 +187,12 @@ class DatasetWrapper(TorchDataset):
         if self.return_img0:
             output["img0"] = self.to_tensor(img0)
         return output
+
+    def __getitems__(self, indices):
+        if not indices:  # padding between two epochs of a persistent loader (skipped)
+            return [{"index": -1}]
+        reseed_like_fresh_worker(indices)  # a persistent worker's first batch of an epoch
+        return [self[idx] for idx in indices]
 
     def _transform_image(self, tfm, img0):
         imgs = [tfm(img0) for _ in range(self.k_tfm)]

@@ -372,6 +372,7 @@ class TrainerBase:
 
 # Keys that do not change what training computes: paths, logging, checkpoint cadence, test-time settings.
 RESUME_INDEPENDENT = ("OUTPUT_DIR", "RESUME", "DATASET.ROOT", "DATALOADER.NUM_WORKERS", "DATALOADER.TEST.",
+                      "DATALOADER.PERSISTENT_WORKERS", "DATALOADER.IMAGE_STORE.",
                       "TRAIN.PRINT_FREQ", "TRAIN.RESUME_EVERY_MINUTES", "TRAIN.CHECKPOINT_FREQ", "MODEL.BACKBONE.PATH",
                       "TRAIN.FEATURE_CACHE.ROOT", "VERBOSE", "USE_CUDA", "TEST.")
 

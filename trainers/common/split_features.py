@@ -7,13 +7,18 @@ from dassl.data.data_manager import build_data_loader, name_split
 from dassl.utils.errors import UserError
 
 
-def ordered_loader(trainer, data_source, transform):
-    """Every item of `data_source` once, in order, with `transform` (no shuffling, no drop)."""
+def ordered_loader(trainer, data_source, transform, exact=False):
+    """Every item of `data_source` once, in order, with `transform` (no shuffling, no drop).
+    `exact` (the training images, iterated several times): the exact fast loader, with
+    persistent workers reseeded per pass as fresh ones and the images decoded once."""
     cfg, dataset = trainer.cfg, trainer.dm.dataset
+    store = getattr(trainer.dm, "train_store", None) if exact and data_source is dataset.train_x else None
     loader = build_data_loader(cfg, sampler_type="SequentialSampler", data_source=data_source,
-                               batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, tfm=transform, is_train=False)
-    split = next((name for name in ("train", "val", "test")
-                  if getattr(dataset, "train_x" if name == "train" else name, None) is data_source), None)
+                               batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, tfm=transform, is_train=False,
+                               exact=exact, store=store)
+    # `_test`, not `test`: naming the split must not read a test split that is still sealed.
+    named = {"train": dataset.train_x, "val": dataset.val, "test": getattr(dataset, "_test", None)}
+    split = next((name for name, items in named.items() if items is data_source), None)
     return name_split(loader, split, dataset) if split else loader
 
 
@@ -52,7 +57,7 @@ def augmented_train_features(trainer, passes):
     In the fast pipeline the passes are the cache's stored views of each image (as many as it
     keeps, printed when that differs from `passes`), so no image is encoded again; otherwise
     every pass goes through the encoder with fresh augmentations, as in the reference."""
-    loader = ordered_loader(trainer, trainer.dm.dataset.train_x, trainer.dm.tfm_train)
+    loader = ordered_loader(trainer, trainer.dm.dataset.train_x, trainer.dm.tfm_train, exact=True)
     if trainer.feature_cache is None or trainer.feature_cache.train_set is None:
         runs = [loader_features(trainer, loader) for _ in range(passes)]
         return torch.stack([features for features, _ in runs]), runs[0][1]
