@@ -5,6 +5,7 @@ classmethod `read_splits(dataset_dir, may_write=True) -> Splits` of `Record`s; t
 check calls the same method with `may_write=False`, so both read the data identically.
 """
 import os
+import random
 
 from dassl.data.datasets import DatasetBase, Datum
 from tqdm import tqdm
@@ -50,6 +51,38 @@ def missing_files_message(dataset_name, dataset_dir, missing, total, source):
             "if the files are really gone, use the split file that matches your copy.")
 
 
+def selection_split(cfg, name, full_train, full_val, train, fewshot_val, test):
+    """The validation records the run's protocol allows (the few-shot train subset is drawn
+    before this and never depends on it):
+    nov: none; fsval (and ""): the few-shot val drawn with the train subset, or, for a dataset
+    without a val split (ImageNet, whose reference code validates on test), min(K, 4) images per
+    class from the train images outside the subset, drawn by a private RNG; fullval: the full
+    val split; oracle: the full val split, or the test split where there is none (official)."""
+    protocol = cfg.get("PROTOCOL", "")
+    shots = cfg.DATASET.NUM_SHOTS
+    if protocol == "nov":
+        return None, None
+    if protocol in ("fullval", "oracle"):
+        if full_val is None and protocol == "oracle":
+            return test, "test"
+        if full_val is None:
+            raise DatasetError(f"{name} has no validation split (its reference code validates on "
+                               "test), so PROTOCOL fullval has nothing to select on; use PROTOCOL fsval "
+                               "(a few-shot val drawn from the training images) or nov.")
+        return full_val, "full val"
+    if full_val is not None or shots < 1:
+        return fewshot_val, "few-shot val"
+    chosen = {r.relpath for r in train}
+    rest = [r for r in full_train if r.relpath not in chosen]
+    rng = random.Random(f"fsval-{max(cfg.SEED, 0)}")  # private: the global draws stay Dassl's
+    per_class = {}
+    for record in rest:
+        per_class.setdefault(record.label, []).append(record)
+    k = min(shots, 4)
+    drawn = [r for label in per_class for r in rng.sample(per_class[label], min(k, len(per_class[label])))]
+    return drawn, "few-shot val drawn from the train images outside the subset"
+
+
 class BenchmarkDataset(DatasetBase):
     """Base of every dataset here. `test_only`: a distribution-shift test set (train_x = test =
     all images; few-shot and class subsampling do not apply). `verify_images=False` for lists
@@ -76,12 +109,15 @@ class BenchmarkDataset(DatasetBase):
             super().__init__(train_x=data, test=data)
             return
 
+        full_train, full_val = train, val
         train, val = sample_fewshot(self, train, val, cfg.DATASET.NUM_SHOTS, cfg.SEED,
                                     subset_seed=cfg.DATASET.get("FEWSHOT_SEED", -1))
+        val, val_source = selection_split(cfg, name, full_train, full_val, train, val, test)
         train, val, test = subsample_classes(train, val, test, subsample=subsample)
         test = self._to_datums(test)
-        val = test if val is None else self._to_datums(val)
+        val = None if val is None else self._to_datums(val)
         super().__init__(train_x=self._to_datums(train), val=val, test=test)
+        self.val_source = val_source
 
     @classmethod
     def split_source(cls):

@@ -75,6 +75,8 @@ def extend_cfg(cfg):
     cfg.TRAINER.TIP_ADAPTER.SEARCH_HP = True  # False: keep the initial alpha and beta
     cfg.TRAINER.TIP_ADAPTER.AUGMENT_EPOCH = 10  # augmented passes averaged into each cache key
     cfg.TRAINER.TIP_ADAPTER.PREC = "fp16"  # how the frozen CLIP computes features (fp16 needs CUDA)
+    # official: zero-shot logits x 100 as the official code; learned: x the backbone's logit scale
+    cfg.TRAINER.TIP_ADAPTER.ZS_LOGIT_SCALE = "official"
 
     # Linear-probe CLIP (trainers/linear_probe.py)
     cfg.TRAINER.LINEAR_PROBE = CN()

@@ -8,6 +8,8 @@ import datetime
 import logging
 import os
 import os.path as osp
+import platform
+import resource
 import time
 from collections import OrderedDict
 
@@ -19,7 +21,9 @@ from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
 from dassl.utils import (AverageMeter, MetricMeter, atomic_write, load_checkpoint, mkdir_if_missing,
                          read_json, resume_from_checkpoint, save_checkpoint, write_json)
-from dassl.utils.errors import CheckpointError
+from dassl.utils.errors import CheckpointError, TestSplitSealed
+
+from .protocol import ORACLE, sealed_message
 from dassl.utils.tools import remove_stale_temp_files
 from dassl.utils.torchtools import capture_rng_state, read_checkpoint_pointer, strip_module_prefix
 
@@ -377,7 +381,16 @@ class SimpleTrainer(TrainerBase):
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR
         self.cfg = cfg
+        self.run_started = time.time()
+        self.protocol = cfg.get("PROTOCOL", "")
+        # What picks the deployed model: "best_val" / "last_step" (TEST.FINAL_MODEL), and on
+        # which split best_val selects; a method may set both from its protocol.
+        self.final_model = cfg.TEST.FINAL_MODEL
+        self.selection_split = "val"
+        self._test_loader = None
         self.build_data_loader()
+        if self.protocol != ORACLE:
+            self.seal_test_split()
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
         self.best_result = -np.inf
@@ -391,11 +404,38 @@ class SimpleTrainer(TrainerBase):
         self.train_loader_x = dm.train_loader_x
         self.train_loader_u = dm.train_loader_u
         self.val_loader = dm.val_loader
-        self.test_loader = dm.test_loader
         self.num_classes = dm.num_classes
         self.num_source_domains = dm.num_source_domains
         self.lab2cname = dm.lab2cname
         self.dm = dm
+
+    @property
+    def test_loader(self):
+        """The test loader, built when first read; while the split is sealed a read raises."""
+        dataset = getattr(getattr(self, "dm", None), "dataset", None)
+        if dataset is not None and getattr(dataset, "_test_sealed", ""):
+            raise TestSplitSealed(dataset._test_sealed)
+        if self._test_loader is None:
+            self._test_loader = self.prepare_test_loader(self.dm.test_loader)
+        return self._test_loader
+
+    @test_loader.setter
+    def test_loader(self, loader):
+        self._test_loader = loader
+
+    def prepare_test_loader(self, loader):
+        """Hook: the loader the final evaluation reads (e.g. over cached features)."""
+        return loader
+
+    def seal_test_split(self):
+        dataset = getattr(getattr(self, "dm", None), "dataset", None)
+        if dataset is not None and hasattr(dataset, "seal_test"):
+            dataset.seal_test(sealed_message(self.cfg.TRAINER.NAME, self.protocol))
+
+    def open_test_split(self):
+        dataset = getattr(getattr(self, "dm", None), "dataset", None)
+        if dataset is not None and hasattr(dataset, "unseal_test"):
+            dataset.unseal_test()
 
     def build_model(self):
         raise NotImplementedError(f"{type(self).__name__} must define build_model() and register its modules")
@@ -428,7 +468,7 @@ class SimpleTrainer(TrainerBase):
         self.remove_rolling_checkpoints(self.output_dir)
         print("Finish training")
         if not self.cfg.TEST.NO_TEST:
-            if self.cfg.TEST.FINAL_MODEL == "best_val":
+            if self.final_model == "best_val":
                 print("Deploy the model with the best val performance")
                 self.load_model(self.output_dir)
             else:
@@ -442,8 +482,8 @@ class SimpleTrainer(TrainerBase):
         last_epoch = (self.epoch + 1) == self.max_epoch
         freq = self.cfg.TRAIN.CHECKPOINT_FREQ
         meet_checkpoint_freq = freq > 0 and (self.epoch + 1) % freq == 0
-        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
-            curr_result = self.test(split="val")
+        if not self.cfg.TEST.NO_TEST and self.final_model == "best_val":
+            curr_result = self.test(split=self.selection_split)
             if curr_result > self.best_result:
                 self.best_result = curr_result
                 self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
@@ -468,6 +508,12 @@ class SimpleTrainer(TrainerBase):
         if split == "val" and self.val_loader is not None:
             data_loader = self.val_loader
         else:
+            if split == "val" and self.protocol != ORACLE:
+                raise TestSplitSealed(
+                    f"{self.cfg.TRAINER.NAME} asked for the validation split, but this run has none "
+                    f"(PROTOCOL {self.protocol or '(default)'}, dataset {self.cfg.DATASET.NAME}); Dassl "
+                    "would silently use the test split instead. Use a protocol with a validation split "
+                    "(PROTOCOL fsval or fullval), or TEST.FINAL_MODEL last_step.")
             split = "test"
             data_loader = self.test_loader
         print(f"Evaluate on the *{split}* set")
@@ -482,7 +528,9 @@ class SimpleTrainer(TrainerBase):
         return list(results.values())[0]
 
     def final_test(self):
-        """The run's last evaluation: test, then write `result.json` (the run's done marker)."""
+        """The run's last evaluation: test, then write `result.json` (the run's done marker).
+        Training and selection are over, so the test split opens here."""
+        self.open_test_split()
         self.test()
         record = dict(self.last_results)
         record.update(trainer=self.cfg.TRAINER.NAME, dataset=self.cfg.DATASET.NAME,
@@ -509,6 +557,8 @@ class SimpleTrainer(TrainerBase):
             "trainable_params": self.count_trainable_params(),
             "weights": weights if backbone.get("PRETRAINED", True) else "random",
             "pipeline": getattr(self, "pipeline", None),
+            "protocol": self.protocol,
+            "cost": self.run_cost(),
         }
         try:  # a damaged request file must not cost the finished run its result
             request = read_json(osp.join(self.output_dir, REQUEST_FILE))
@@ -519,6 +569,17 @@ class SimpleTrainer(TrainerBase):
             details.update({k: request[k] for k in ("method", "cfg", "variant") if k in request})
         details.update(getattr(self, "run_record", {}))
         return details
+
+    def run_cost(self):
+        """Wall time since the trainer was built, peak memory of this process (host) and of
+        the device, and the device's name: the cost columns of the tables (`--cost`)."""
+        cuda = self.device.type == "cuda"
+        return {
+            "wall_s": round(time.time() - self.run_started, 2),
+            "host_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "device_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+            "device": torch.cuda.get_device_name(self.device) if cuda else (platform.processor() or "cpu"),
+        }
 
     def epochs_trained(self):
         """Epochs behind the evaluated model: 0 for a trainer that does not train, the loaded
