@@ -34,7 +34,7 @@ from clip.model import CLIP
 
 from dassl.utils import atomic_write, read_json, write_json
 
-from .clip_loader import TINY_PRETRAINED_ARCHITECTURE, TOY_ARCHITECTURES
+from .architectures import TINY_PRETRAINED_ARCHITECTURE, TOY_ARCHITECTURES
 
 NAME = "tiny-pretrained"  # MODEL.BACKBONE.NAME that selects it (clip_loader.TINY_PRETRAINED)
 DIR_ENV = "FEWSHOT_TINY_CLIP_DIR"

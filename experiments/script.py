@@ -1,5 +1,5 @@
 """The entry point behind the shell scripts, which are thin calls into it:
-`python -m sweep.script COMMAND ARGS` with a command of COMMANDS below (`paper`: sweep/paper.py).
+`python -m experiments.script COMMAND ARGS` with a command of COMMANDS below (`paper`: experiments/paper_run.py).
 Settings come from the environment, as scripts/lib.sh and the scripts document them.
 """
 import os
@@ -7,25 +7,12 @@ import shlex
 import sys
 
 from dassl.utils.errors import UserError, run_cli
-from fewshot_grid import plan
-from fewshot_grid.benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SHOTS
+
+from . import plan
+from .benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SHOTS
 
 from . import cli as sweep_cli
-from .execute import run_in_console
-
-
-def numbers(name, default=()):
-    """The whole numbers of environment variable `name`, or `default` when it is empty."""
-    text = os.environ.get(name, "")
-    try:
-        return [int(x) for x in text.split()] if text.strip() else list(default)
-    except ValueError:
-        example = f", e.g. {name}=\"{' '.join(map(str, default))}\"" if default else ""
-        raise UserError(f"{name}={text!r}: give whole numbers separated by spaces{example}")
-
-
-def forced():
-    return os.environ.get("FORCE", "0") == "1"
+from .execute import forced, numbers, report_failures, run_one_by_one
 
 
 def _request(method, extra):
@@ -33,18 +20,6 @@ def _request(method, extra):
     return dict(seeds=numbers("SEEDS", (1, 2, 3)), output=env.get("OUTPUT", "") or "output",
                 root=None, settings=plan.method_settings(plan.get_method(method), env),
                 extra=tuple(extra))
-
-
-def run_one_by_one(runs):
-    return run_in_console(runs, forced())
-
-
-def report_failures(name, failed, fix):
-    """The closing lines of a command that went on after failures; returns exit status 1."""
-    print(f"=== {name}: {len(failed)} failed ({fix}):", file=sys.stderr)
-    for item in failed:
-        print(f"    {item}", file=sys.stderr)
-    return 1
 
 
 def _shots_then_overrides(usage, words, default=None):
@@ -80,7 +55,7 @@ def dg_runs(usage, method, *rest):
 
 
 def sweep_runs(usage, method, *extra):
-    """Every dataset x shot count, one main run after another (LAUNCHER: python -m sweep)."""
+    """Every dataset x shot count, one main run after another (LAUNCHER: python -m experiments)."""
     datasets = os.environ.get("DATASETS", "").split() or list(BENCHMARKS)
     shots = numbers("SHOTS", SHOTS)
     request = _request(method, extra)
@@ -88,7 +63,7 @@ def sweep_runs(usage, method, *extra):
     if launcher:
         if forced():
             raise UserError("FORCE=1 does not go with LAUNCHER: move the finished runs aside "
-                            "(python -m sweep.script archive RUN_DIR), then sweep again")
+                            "(python -m experiments.script archive RUN_DIR), then sweep again")
         argv = ["--launcher", launcher, "--methods", method, "--datasets", *datasets,
                 "--shots", *map(str, shots), "--seeds", *map(str, request["seeds"]),
                 "--output", request["output"],
@@ -115,7 +90,7 @@ def sweep_runs(usage, method, *extra):
 
 
 def paper_runs(usage, item, *extra):
-    from .paper import run_item
+    from .paper_run import run_item
     return run_item(item, *extra)
 
 
@@ -137,7 +112,7 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     name = argv[0] if argv else ""
     if name not in COMMANDS:
-        raise UserError(f"usage: python -m sweep.script {{{','.join(COMMANDS)}}} ARGS "
+        raise UserError(f"usage: python -m experiments.script {{{','.join(COMMANDS)}}} ARGS "
                         f"(see the module's help)")
     function, words = COMMANDS[name]
     usage = f"usage: {os.environ.get('SCRIPT_USAGE', f'{name} {words}')}"

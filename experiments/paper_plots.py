@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import paper  # noqa: E402
-from .paper_render import AVERAGE  # noqa: E402
+from .paper import AVERAGE  # noqa: E402
 
 
 def _shots(column):

@@ -14,8 +14,9 @@ from queue import Queue
 from tqdm import tqdm
 
 from dassl.utils.errors import UserError
-from fewshot_grid import layout
-from fewshot_grid.plan import REPO_ROOT, archive
+
+from . import layout
+from .plan import REPO_ROOT, archive
 
 from .job import LOG_NAME, run_one
 
@@ -201,3 +202,30 @@ def run_with_progress(runs, slots):
         raise
     finally:
         bar.close()
+
+
+# The scripts' settings from the environment, and their console runs.
+def numbers(name, default=()):
+    """The whole numbers of environment variable `name`, or `default` when it is empty."""
+    text = os.environ.get(name, "")
+    try:
+        return [int(x) for x in text.split()] if text.strip() else list(default)
+    except ValueError:
+        example = f", e.g. {name}=\"{' '.join(map(str, default))}\"" if default else ""
+        raise UserError(f"{name}={text!r}: give whole numbers separated by spaces{example}")
+
+
+def forced():
+    return os.environ.get("FORCE", "0") == "1"
+
+
+def run_one_by_one(runs):
+    return run_in_console(runs, forced())
+
+
+def report_failures(name, failed, fix):
+    """The closing lines of a command that went on after failures; returns exit status 1."""
+    print(f"=== {name}: {len(failed)} failed ({fix}):", file=sys.stderr)
+    for item in failed:
+        print(f"    {item}", file=sys.stderr)
+    return 1
