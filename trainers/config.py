@@ -13,6 +13,9 @@ def extend_cfg(cfg):
     # Few-shot subset of this seed with the run's own training randomness (SEED); -1 = SEED.
     # Lets a check rerun a seed's subset with other augmentations and init (benchmarks.fast_parity).
     cfg.DATASET.FEWSHOT_SEED = -1
+    # A subset file (datasets/subset_files.py, e.g. another run's subset.jsonl) to train on
+    # instead of drawing the subset; "" = draw it from SEED as the reference code does.
+    cfg.DATASET.SUBSET_FILE = ""
 
     # DATASET.NAME ImageFolder: the user's own data (datasets/image_folder.py)
     cfg.DATASET.IMAGE_FOLDER = CN()

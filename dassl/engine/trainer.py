@@ -5,6 +5,7 @@ after_train. Only modules passed to `register_model` are saved, loaded, switched
 train/eval mode and stepped, which is how CLIP methods keep the frozen encoders out of it.
 """
 import datetime
+import hashlib
 import logging
 import os
 import os.path as osp
@@ -29,7 +30,8 @@ from dassl.utils.torchtools import capture_rng_state, read_checkpoint_pointer, s
 
 RESULT_FILE = "result.json"  # written when a run's final test finished: the "done" marker
 REQUEST_FILE = "request.json"  # what a launcher asked this run to be; copied into result.json
-RESUME_FILE = "resume.pth.tar"  # rolling resume checkpoint, one per model folder while training
+RESUME_FILE = "resume.pth.tar"
+SUBSET_FILE = "subset.jsonl"  # the few-shot train/val images of the run (datasets/subset_files.py)  # rolling resume checkpoint, one per model folder while training
 
 
 class TrainerBase:
@@ -333,7 +335,7 @@ class TrainerBase:
 
 
 # Keys that do not change what training computes: paths, logging, checkpoint cadence, test-time settings.
-RESUME_INDEPENDENT = ("OUTPUT_DIR", "RESUME", "DATASET.ROOT", "DATALOADER.NUM_WORKERS", "DATALOADER.TEST.",
+RESUME_INDEPENDENT = ("OUTPUT_DIR", "RESUME", "DATASET.ROOT", "DATASET.SUBSET_FILE", "DATALOADER.NUM_WORKERS", "DATALOADER.TEST.",
                       "TRAIN.PRINT_FREQ", "TRAIN.RESUME_EVERY_MINUTES", "TRAIN.CHECKPOINT_FREQ", "MODEL.BACKBONE.PATH",
                       "TRAIN.FEATURE_CACHE.ROOT", "VERBOSE", "USE_CUDA", "TEST.")
 
@@ -389,6 +391,7 @@ class SimpleTrainer(TrainerBase):
         self.selection_split = "val"
         self._test_loader = None
         self.build_data_loader()
+        self.subset_hash = self.export_subset()
         if self.protocol != ORACLE:
             self.seal_test_split()
         self.build_model()
@@ -426,6 +429,15 @@ class SimpleTrainer(TrainerBase):
     def prepare_test_loader(self, loader):
         """Hook: the loader the final evaluation reads (e.g. over cached features)."""
         return loader
+
+    def export_subset(self):
+        """Write the few-shot subset the dataset drew to OUTPUT_DIR/subset.jsonl (datasets that
+        know how); returns its content hash, recorded in result.json."""
+        export = getattr(getattr(getattr(self, "dm", None), "dataset", None), "export_subset", None)
+        if export is None:
+            return None
+        mkdir_if_missing(self.output_dir)
+        return export(osp.join(self.output_dir, SUBSET_FILE))
 
     def seal_test_split(self):
         dataset = getattr(getattr(self, "dm", None), "dataset", None)
@@ -558,6 +570,8 @@ class SimpleTrainer(TrainerBase):
             "weights": weights if backbone.get("PRETRAINED", True) else "random",
             "pipeline": getattr(self, "pipeline", None),
             "protocol": self.protocol,
+            "subset_hash": getattr(self, "subset_hash", None),
+            "settings_hash": self.settings_hash(),
             "cost": self.run_cost(),
         }
         try:  # a damaged request file must not cost the finished run its result
@@ -569,6 +583,15 @@ class SimpleTrainer(TrainerBase):
             details.update({k: request[k] for k in ("method", "cfg", "variant") if k in request})
         details.update(getattr(self, "run_record", {}))
         return details
+
+    def settings_hash(self):
+        """sha256 of every config value that shapes what training computes (the method's preset
+        after all overrides): two results with equal hashes ran the same settings."""
+        settings = self.training_settings()
+        if settings is None:
+            return None
+        text = "\n".join(f"{k}={settings[k]!r}" for k in sorted(settings) if k != "SEED")
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def run_cost(self):
         """Wall time since the trainer was built, peak memory of this process (host) and of
