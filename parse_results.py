@@ -8,7 +8,7 @@ Reference mode (the reference aggregator's interface and output lines):
 
 Table modes over a whole output tree (unfinished runs are reported, never counted):
 
-    python parse_results.py output --table [--per-seed] [--allow-partial]
+    python parse_results.py output --table [--per-seed] [--allow-partial] [--cost] [--vs-published]
            [--markdown results.md] [--csv results.csv] [--plot fewshot.png [--published]]
     python parse_results.py output/base2new --base2new
     python parse_results.py output --dg
@@ -27,7 +27,7 @@ from experiments.collect import (END_OF_TRAINING, RESULT_BLOCK, ResultsError, co
 from trainers.common.experiment import load_methods
 
 TABLE_ONLY = ("seeds", "shots", "datasets", "allow_partial", "per_seed", "markdown", "csv",
-              "plot", "published", "backbones", "targets")
+              "plot", "published", "backbones", "targets", "cost", "vs_published")
 
 
 def build_parser():
@@ -71,6 +71,10 @@ def build_parser():
     opts.add_argument("--plot", metavar="PNG", help="accuracy-versus-shots figure (--table)")
     opts.add_argument("--published", action="store_true",
                       help="add the published numbers to --plot as dashed lines")
+    opts.add_argument("--cost", action="store_true",
+                      help="--table: also the cost of the runs (trainable parameters, wall time, peak memory, device)")
+    opts.add_argument("--vs-published", action="store_true",
+                      help="--table: ours beside the published numbers of the same method and backbone")
     opts.add_argument("--backbones", nargs="+", default=None,
                       help="--paper: the backbones of a narrowed grid (BACKBONES of its script)")
     opts.add_argument("--targets", nargs="+", default=None,
@@ -94,8 +98,8 @@ def check_args(parser, args):
         return
     if args.multi_exp:
         parser.error("--multi-exp is for reference mode; drop it or drop the table mode")
-    if (args.per_seed or args.plot) and not (args.table or args.paper):
-        parser.error("--per-seed and --plot go with --table")
+    if (args.per_seed or args.plot or args.cost or args.vs_published) and not (args.table or args.paper):
+        parser.error("--per-seed, --plot, --cost and --vs-published go with --table")
     if args.published and not args.plot:
         parser.error("--published adds reference lines to --plot PNG; give --plot too")
     if args.plot and not args.plot.lower().endswith(".png"):
@@ -161,8 +165,13 @@ def run_table(args, seeds):
         from experiments.plots import plot_fewshot  # matplotlib only when a plot is asked for
         plot_fewshot(found, args.plot, args.keyword, args.published)
         print(f"[parse_results] wrote {args.plot}", file=sys.stderr)
-    return (tables.fewshot_markdown(found, args.keyword, args.ci95, args.per_seed),
-            tables.fewshot_csv(found, args.keyword))
+    text = tables.fewshot_markdown(found, args.keyword, args.ci95, args.per_seed)
+    if args.cost:
+        text += "\n# Cost\n\n" + tables.cost_markdown(found)
+    if args.vs_published:
+        from experiments.published import PUBLISHED
+        text += "\n# Published vs reproduced\n\n" + tables.vs_published_markdown(found, PUBLISHED)
+    return text, tables.fewshot_csv(found, args.keyword)
 
 
 def run_base2new(args, seeds):

@@ -17,12 +17,14 @@ from dassl.config.checks import check_run_settings
 from dassl.config.merge import ConfigError
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import RESULT_FILE, TRAINER_REGISTRY, build_trainer
+from dassl.engine.protocol import ORACLE
 from dassl.utils import collect_env_info, read_json, set_random_seed, setup_logger
 from dassl.utils.errors import CheckpointError, OutputDirError, run_cli
 from dassl.utils.threads import oversubscription_warning
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
+from trainers.common.experiment import resolve_protocol
 from trainers.config import extend_cfg
 
 
@@ -154,6 +156,12 @@ def main(args):
     trainer_class = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     trains = getattr(trainer_class, "trains", True) and not args.eval_only and not args.no_train
     check_run_settings(cfg, trains)
+    cfg.defrost()
+    cfg.PROTOCOL = resolve_protocol(cfg.TRAINER.NAME, cfg.PROTOCOL, cfg.TEST.FINAL_MODEL)
+    cfg.freeze()
+    if cfg.PROTOCOL == ORACLE:
+        print("!! PROTOCOL oracle: this run may select on the TEST split (to reproduce official code). "
+              "Its accuracy is not a fair estimate and is never ranked with other protocols.")
     check_folders(cfg, args)
     prepare_output_dir(cfg.OUTPUT_DIR)
     setup_logger(cfg.OUTPUT_DIR)

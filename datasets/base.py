@@ -5,11 +5,13 @@ classmethod `read_splits(dataset_dir, may_write=True) -> Splits` of `Record`s; t
 check calls the same method with `may_write=False`, so both read the data identically.
 """
 import os
+import random
 
 from dassl.data.datasets import DatasetBase, Datum
 from tqdm import tqdm
 
 from .fewshot import check_subsample, sample_fewshot, subsample_classes
+from .subset_files import read_subset, subset_hash, write_subset
 from .split_files import DOCS, DatasetError, DatasetNotFound, load_or_build_split, split_class_folders
 
 MAX_LISTED = 5  # how many missing files an error names
@@ -50,6 +52,43 @@ def missing_files_message(dataset_name, dataset_dir, missing, total, source):
             "if the files are really gone, use the split file that matches your copy.")
 
 
+def sorted_classnames(records):
+    """Class names in label order (the class list a subset file is tied to)."""
+    return [name for _, name in sorted({(r.label, r.classname) for r in records})]
+
+
+def selection_split(cfg, name, full_train, full_val, train, fewshot_val, test):
+    """The validation records the run's protocol allows (the few-shot train subset is drawn
+    before this and never depends on it):
+    nov: none; fsval (and ""): the few-shot val drawn with the train subset, or, for a dataset
+    without a val split (ImageNet, whose reference code validates on test), min(K, 4) images per
+    class from the train images outside the subset, drawn by a private RNG; fullval: the full
+    val split; oracle: the full val split, or the test split where there is none (official)."""
+    protocol = cfg.get("PROTOCOL", "")
+    shots = cfg.DATASET.NUM_SHOTS
+    if protocol == "nov":
+        return None, None
+    if protocol in ("fullval", "oracle"):
+        if full_val is None and protocol == "oracle":
+            return test, "test"
+        if full_val is None:
+            raise DatasetError(f"{name} has no validation split (its reference code validates on "
+                               "test), so PROTOCOL fullval has nothing to select on; use PROTOCOL fsval "
+                               "(a few-shot val drawn from the training images) or nov.")
+        return full_val, "full val"
+    if full_val is not None or shots < 1:
+        return fewshot_val, "few-shot val"
+    chosen = {r.relpath for r in train}
+    rest = [r for r in full_train if r.relpath not in chosen]
+    rng = random.Random(f"fsval-{max(cfg.SEED, 0)}")  # private: the global draws stay Dassl's
+    per_class = {}
+    for record in rest:
+        per_class.setdefault(record.label, []).append(record)
+    k = min(shots, 4)
+    drawn = [r for label in per_class for r in rng.sample(per_class[label], min(k, len(per_class[label])))]
+    return drawn, "few-shot val drawn from the train images outside the subset"
+
+
 class BenchmarkDataset(DatasetBase):
     """Base of every dataset here. `test_only`: a distribution-shift test set (train_x = test =
     all images; few-shot and class subsampling do not apply). `verify_images=False` for lists
@@ -76,12 +115,44 @@ class BenchmarkDataset(DatasetBase):
             super().__init__(train_x=data, test=data)
             return
 
-        train, val = sample_fewshot(self, train, val, cfg.DATASET.NUM_SHOTS, cfg.SEED,
-                                    subset_seed=cfg.DATASET.get("FEWSHOT_SEED", -1))
+        full_train, full_val = train, val
+        subset_file = cfg.DATASET.get("SUBSET_FILE", "")
+        if subset_file:
+            train, val = self.read_subset_file(cfg, subset_file, full_train)
+        else:
+            train, val = sample_fewshot(self, train, val, cfg.DATASET.NUM_SHOTS, cfg.SEED,
+                                        subset_seed=cfg.DATASET.get("FEWSHOT_SEED", -1))
+        val, val_source = selection_split(cfg, name, full_train, full_val, train, val, test)
+        self.subset = (train, val) if cfg.DATASET.NUM_SHOTS >= 1 else None
+        self.subset_hash = subset_hash(train, val) if self.subset else None
+        self.subset_key = (name, cfg.DATASET.NUM_SHOTS, cfg.SEED, sorted_classnames(full_train))
         train, val, test = subsample_classes(train, val, test, subsample=subsample)
         test = self._to_datums(test)
-        val = test if val is None else self._to_datums(val)
+        val = None if val is None else self._to_datums(val)
         super().__init__(train_x=self._to_datums(train), val=val, test=test)
+        self.val_source = val_source
+
+    def read_subset_file(self, cfg, path, full_train):
+        """(train, few-shot val) records from a subset file made for this dataset and class list."""
+        name = type(self).__name__
+        train, val, header = read_subset(path, name, sorted_classnames(full_train))
+        if header.get("shots") != cfg.DATASET.NUM_SHOTS:
+            raise DatasetError(f"DATASET.SUBSET_FILE {path} holds a {header.get('shots')}-shot subset, but "
+                               f"DATASET.NUM_SHOTS is {cfg.DATASET.NUM_SHOTS}; set them alike.")
+        known = {r.relpath for r in full_train}
+        unknown = [r.relpath for r in train if r.relpath not in known]
+        if unknown:
+            raise DatasetError(f"DATASET.SUBSET_FILE {path} lists {len(unknown)} image(s) that are not in "
+                               f"{name}'s train split here (first: {unknown[0]}); it was made from another split file.")
+        print(f"Few-shot subset read from {path} (sha256 {header['sha256'][:12]}, seed {header.get('seed')})")
+        return train, val
+
+    def export_subset(self, path):
+        """Write the few-shot subset this run uses (nothing for a test-only or zero-shot run)."""
+        if not getattr(self, "subset", None):
+            return None
+        name, shots, seed, classnames = self.subset_key
+        return write_subset(path, name, shots, seed, classnames, *self.subset)
 
     @classmethod
     def split_source(cls):

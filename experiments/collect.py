@@ -110,7 +110,8 @@ def _run_folders(setting_path):
                   f"seed<N> folders")
 
 
-RECORDED = ("backbone", "weights", "num_classes", "trainable_params", "pipeline")
+RECORDED = ("backbone", "weights", "num_classes", "trainable_params", "pipeline", "protocol", "subset_hash",
+            "cost")
 FRAME_COLUMNS = ("method", "label", "trainer", "dataset", "shots", "seed", "cfg", "variant",
                  *RECORDED, "path", "source", "finished")
 
@@ -157,7 +158,7 @@ def cfg_family(cfg):
     return "_".join(tok for tok in cfg.split("_") if not _SCHEDULE_TOKEN.match(tok))
 
 
-def method_label(method, trainer, dataset, shots, variant, cfg_name, pipeline=None):
+def method_label(method, trainer, dataset, shots, variant, cfg_name, pipeline=None, protocol=None):
     """A run's label in tables: the declared label, with the trainer when an alternative ran,
     the variant folder when it is not the method's default, the config family when it is not
     the one the method chooses, and `fast` for trained runs of the fast pipeline (so no cell
@@ -165,9 +166,10 @@ def method_label(method, trainer, dataset, shots, variant, cfg_name, pipeline=No
     declared = METHODS.get(method) or method_of_trainer(trainer)
     fast = isinstance(pipeline, dict) and pipeline.get("name") == "fast" and \
         (declared is None or declared.trains)
+    oracle = " [ORACLE: selected on test]" if protocol == "oracle" else ""
     if declared is None:
         return "/".join(part for part in (trainer, cfg_name, variant) if part) + \
-            (" [fast]" if fast else "")
+            (" [fast]" if fast else "") + (f" [{protocol}]" if protocol and not oracle else "") + oracle
     label = declared.label + (f" ({trainer})" if trainer != declared.trainer else "")
     defaults = {name: option.default for name, option in declared.options.items()}
     default_variant = declared.variant(defaults) if declared.variant else ""
@@ -176,7 +178,11 @@ def method_label(method, trainer, dataset, shots, variant, cfg_name, pipeline=No
         extra.append(cfg_name)
     if fast:
         extra.append("fast")
-    return f"{label} [{', '.join(extra)}]" if extra else label
+    # A protocol other than the method's default is named (oracle loudly), so no cell mixes them.
+    if protocol and protocol != declared.protocols[0] and protocol != "oracle" and \
+            not (variant or "").endswith(protocol):
+        extra.append(protocol)
+    return (f"{label} [{', '.join(extra)}]" if extra else label) + oracle
 
 
 def add_labels(frame):
@@ -184,7 +190,7 @@ def add_labels(frame):
     dataset and shots), split by full config name where a cell holds two configs of one family."""
     def labels(rows, cfg_column):
         return [method_label(row.method, row.trainer, row.dataset, row.shots, row.variant,
-                             row[cfg_column], row.pipeline) for _, row in rows.iterrows()]
+                             row[cfg_column], row.pipeline, row.protocol) for _, row in rows.iterrows()]
     frame = frame.assign(family=frame.cfg.map(cfg_family))
     frame.insert(1, "label", labels(frame, "family"))
     configs = frame.groupby(["label", "dataset", "shots"]).cfg.nunique()

@@ -15,7 +15,7 @@ from . import layout
 from .benchmarks import BENCHMARKS, SEEDS, SHOTS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-COMMON_SETTINGS = ("CFG", "TRAINER")
+COMMON_SETTINGS = ("CFG", "TRAINER", "PROTOCOL")
 # The fast pipeline (FAST=1, --fast): an override, so it is part of the run's recorded request.
 FAST_OVERRIDES = ["TRAIN.FEATURE_CACHE.PIPELINE", "fast"]
 PlanError = UserError  # a run that cannot be planned (unknown dataset, missing config, ...)
@@ -131,6 +131,11 @@ def _choice(method, dataset, shots, settings):
     if method.trains:
         overrides += ["DATASET.NUM_SHOTS", str(shots)]
     variant = method.variant(values) if method.variant else ""
+    protocol = settings.get("PROTOCOL", "")
+    if protocol:
+        overrides += ["PROTOCOL", checked_protocol(method, protocol)]
+        if protocol != method.protocols[0]:  # the default keeps the reference layout
+            variant = f"{variant}_{protocol}" if variant else protocol
     cfg = settings.get("CFG", "")
     if not cfg:  # the method's choice, adjusted by options that pick the config (BACKBONE)
         cfg = method.config(dataset, shots)
@@ -138,6 +143,18 @@ def _choice(method, dataset, shots, settings):
             if option.config_stem is not None:
                 cfg = option.config_stem(values[name], cfg)
     return trainer, cfg, variant, flags, overrides
+
+
+def checked_protocol(method, protocol):
+    """PROTOCOL=... for a method: one it declares, or fsval/fullval (with the engine's best-epoch
+    selection, TEST.FINAL_MODEL best_val); train.py checks the combination again."""
+    from dassl.engine.protocol import PROTOCOLS
+    if protocol not in PROTOCOLS:
+        raise UserError(f"PROTOCOL={protocol}: choose one of {', '.join(PROTOCOLS)}")
+    if protocol not in method.protocols and protocol not in ("fsval", "fullval"):
+        raise UserError(f"PROTOCOL={protocol}: {method.name} supports {', '.join(method.protocols)} "
+                        f"(default {method.protocols[0]})")
+    return protocol
 
 
 def _prepare(name, datasets, shots, root, settings, extra, plugins):
@@ -236,7 +253,7 @@ def archive(run_dir):
 def method_settings(method, settings):
     """The settings that apply to `method`: CFG, TRAINER (when it has alternatives) and its
     options; e.g. NCTX applies to CoOp only. Empty values count as not given."""
-    names = ["CFG", *(["TRAINER"] if method.alternatives else []), *method.options]
+    names = ["CFG", "PROTOCOL", *(["TRAINER"] if method.alternatives else []), *method.options]
     return {name: settings[name] for name in names if settings.get(name, "") != ""}
 
 

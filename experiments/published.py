@@ -5,8 +5,10 @@ from collections import namedtuple
 VERIFIED = "per-dataset results log published with Tip-Adapter (verified)"
 APPROXIMATE_TASKRES = ("TaskRes, reported; approximate (ImageNet 64.75 to 65.41 depending on "
                        "the source)")
-# trainer: ours of that method, if any (plots share its colour); points: {shots: accuracy}.
-PublishedSeries = namedtuple("PublishedSeries", "method trainer dataset points source")
+# trainer: ours of that method, if any (plots share its colour); points: {shots: accuracy};
+# backbone: the one the paper used; protocol: how the paper selected its settings, if known.
+PublishedSeries = namedtuple("PublishedSeries", "method trainer dataset points source backbone protocol",
+                             defaults=("RN50", None))
 
 # Zero-shot CLIP with each dataset's single template (our ZeroshotCLIP).
 _ZERO_SHOT = {

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .benchmarks import BENCHMARKS, display_name
-from .collect import add_labels, runs_frame
+from .collect import ResultsError, add_labels, runs_frame
 
 NO_SEED = -1  # the seed key of seedless (zero-shot) runs
 FAST_TAG = " [fast]"  # label suffix of runs on the fast pipeline (collect.add_labels)
@@ -114,6 +114,7 @@ def fewshot_tables(root, datasets, seeds, shots=None, keyword="accuracy", test_l
     runs = runs_frame(root, keyword, test_log, datasets)
     if shots:
         runs = runs[runs.shots.isin(shots)]
+    check_one_subset_per_cell(runs)
     averaged = list(datasets or BENCHMARKS)
     index = []
     for label, group in runs.groupby("label"):  # labels in sorted order
@@ -122,6 +123,71 @@ def fewshot_tables(root, datasets, seeds, shots=None, keyword="accuracy", test_l
     index = pd.MultiIndex.from_tuples(index, names=KEYS)
     cells = cell_frame(runs, keyword, seeds, index, ci95)
     return Tables(runs, cells, average_frame(cells, averaged, allow_partial, ci95), averaged)
+
+
+def check_one_subset_per_cell(runs):
+    """A cell never averages runs of one seed made on different few-shot subsets (their
+    result.json subset hashes differ): one error naming the runs."""
+    done = runs[runs.finished & runs.subset_hash.notna()]
+    for key, group in done.groupby(KEYS + ["seed"]):
+        if group.subset_hash.nunique() > 1:
+            listed = "; ".join(f"{p} ({h[:12]})" for p, h in zip(group.path, group.subset_hash))
+            raise ResultsError(f"{key[0]}, {key[1]}, {key[2]} shots, seed {key[3]}: runs on different few-shot "
+                               f"subsets would share one cell: {listed}. Keep one of them (move the others "
+                               "out of the tree) or compare them in separate tables.")
+
+
+def cost_markdown(tables):
+    """Per method: trainable parameters, mean wall time and peak memory of its runs, by dataset
+    and shots (from result.json's `cost`), and the devices they ran on."""
+    runs = tables.runs[tables.runs.finished].copy()
+    for field in ("wall_s", "host_peak_mb", "device_peak_mb"):
+        runs[field] = [c.get(field) if isinstance(c, dict) else None for c in runs.cost]
+    runs["device"] = [c.get("device") if isinstance(c, dict) else None for c in runs.cost]
+    out = []
+    for label, group in runs.groupby("label", sort=False):
+        rows = group.groupby(["dataset", "shots"]).agg(
+            params=("trainable_params", "max"), wall_s=("wall_s", "mean"),
+            host_peak_mb=("host_peak_mb", "max"), device_peak_mb=("device_peak_mb", "max"))
+        rows.index = [f"{display_name(d)}, {shots_header(k)}" for d, k in rows.index]
+        devices = ", ".join(sorted({str(d) for d in group.device if d}))
+        out += ["", f"## {label}: cost per run (devices: {devices or 'not recorded'})", "",
+                markdown(rows.astype(object).where(rows.notna(), DASH), "Cell")]
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
+def vs_published_markdown(tables, series):
+    """Ours (mean ± std over seeds) beside each published number of the same method and
+    backbone (`series`: published.PublishedSeries), the difference, and whether the published
+    value lies inside our seed range (min to max)."""
+    rows = []
+    runs = tables.runs[tables.runs.finished]
+    for label in tables.labels:
+        mine = runs[runs.label == label]
+        trainers, backbones = set(mine.trainer), {b for b in mine.backbone if isinstance(b, str)}
+        for s in series:
+            if s.trainer not in trainers or (backbones and s.backbone not in backbones):
+                continue
+            for shots, published in sorted(s.points.items()):
+                if s.dataset == "average":
+                    key = (label, shots)
+                    found = key in tables.averages.index and tables.averages.loc[key, "n"] > 0
+                    cell = tables.averages.loc[key] if found else None
+                    values = []
+                else:
+                    key = (label, s.dataset, shots)
+                    found = key in tables.cells.index and tables.cells.loc[key, "n"] > 0
+                    cell = tables.cells.loc[key] if found else None
+                    values = [v for v in cell[seed_columns(tables.cells)] if pd.notna(v)] if found else []
+                ours = format_average(cell) if s.dataset == "average" and found else (
+                    format_cell(cell) if found else DASH)
+                diff = f"{cell['mean'] - published:+.2f}" if found else DASH
+                inside = ("yes" if min(values) <= published <= max(values) else "no") if values else DASH
+                rows.append([label, display_name(s.dataset), shots_header(shots), s.backbone, ours,
+                             f"{published:.2f}", diff, inside, s.source])
+    frame = pd.DataFrame(rows, columns=["Method", "Dataset", "Shots", "Backbone", "Ours", "Published",
+                                        "Diff", "In seed range", "Source"])
+    return markdown(frame.set_index("Method"), "Method") + "\n"
 
 
 def _labelled_together(*frames):

@@ -9,6 +9,8 @@
 #   FORCE    1: move finished (and unfinished) run folders aside and run again
 #   CFG      a config file name instead of the method's choice (configs/trainers/<Trainer>/)
 #   TRAINER  one of the method's alternative trainers (e.g. ZeroshotCLIP2)
+#   PROTOCOL how held-out data may select settings: nov, fsval, fullval or oracle (default: the
+#            method's own); a non-default protocol runs into its own variant folder
 #   FAST     1: the fast pipeline (cached augmented views; part of the run's recorded request)
 #   PLUGINS  files declaring more methods, separated by ':'
 #   PYTHON   interpreter (default: .venv/bin/python of this repository when present)

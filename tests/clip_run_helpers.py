@@ -63,12 +63,18 @@ def result(output_dir):
     return read_json(os.path.join(str(output_dir), "result.json"))
 
 
-def build_in_process(args):
-    """The trainer train.py would build for `args` (same config code, same seeding)."""
+def build_in_process(args, open_test=False):
+    """The trainer train.py would build for `args` (same config code, same seeding).
+    `open_test`: unseal the test split and build its loader at once (cached test features are
+    read or encoded then), as the final evaluation does, for tests that inspect test batches."""
     cfg = train.setup_cfg(train.build_parser().parse_args(args))
     if cfg.SEED >= 0:
         set_random_seed(cfg.SEED)
-    return build_trainer(cfg)
+    trainer = build_trainer(cfg)
+    if open_test:
+        trainer.open_test_split()
+        trainer.test_loader
+    return trainer
 
 
 def file_weights(clip_path):

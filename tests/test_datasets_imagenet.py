@@ -48,7 +48,11 @@ def test_imagenet_labels_names_and_train_only_fewshot(tmp_path):
     ds = load(tmp_path, "ImageNet", num_shots=2, seed=1)
     assert ds.classnames == ["tench", "goldfish", "great white shark", "tiger shark"]
     assert len(ds.train_x) == 8
-    assert ds.val is ds.test and len(ds.test) == 4 * 3  # val = the full val folder = test
+    # No val split: the few-shot val (min(K, 4) per class) comes from the train images outside
+    # the subset, never from the val folder, which is the test split.
+    assert len(ds.test) == 4 * 3 and len(ds.val) == 4 * 2
+    assert not {d.impath for d in ds.val} & {d.impath for d in ds.train_x}
+    assert all("/images/train/" in d.impath for d in ds.val)
     assert all("/images/val/" in x.impath for x in ds.test)
     with open(os.path.join(d, "split_fewshot", "shot_2-seed_1.json")) as f:
         cache = json.load(f)

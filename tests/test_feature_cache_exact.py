@@ -197,9 +197,10 @@ def test_test_features_are_keyed_by_the_test_batches(fixture, tmp_path):
     n_test = fixture["counts"]["test"]
 
     def build(batch_size, out):
-        return build_in_process(trainer_args("ZeroshotCLIP", "ZeroshotCLIP/rn50.yaml", fixture["data_root"],
-                                             fixture["clip_path"], tmp_path / out, DATASET, *cache,
-                                             "DATALOADER.TEST.BATCH_SIZE", str(batch_size)))
+        trainer = build_in_process(trainer_args("ZeroshotCLIP", "ZeroshotCLIP/rn50.yaml", fixture["data_root"],
+                                                fixture["clip_path"], tmp_path / out, DATASET, *cache,
+                                                "DATALOADER.TEST.BATCH_SIZE", str(batch_size)), open_test=True)
+        return trainer
 
     first, same, other = build(4, "a"), build(4, "b"), build(5, "c")
     assert (first.image_encoder_forwards, same.image_encoder_forwards, other.image_encoder_forwards) == (

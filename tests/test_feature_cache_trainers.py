@@ -36,7 +36,8 @@ def args_for(fixture, trainer, out, cache_root=None, *opts, pipeline="fast"):
 
 def test_cached_test_features_and_predictions_match_the_encoder(fixture, tmp_path):
     trainer = build_in_process(args_for(fixture, "TaskRes", "match", tmp_path / "cache",
-                                        "TRAINER.TaskRes.PREC", "fp32", "DATALOADER.TEST.BATCH_SIZE", "4"))
+                                        "TRAINER.TaskRes.PREC", "fp32", "DATALOADER.TEST.BATCH_SIZE", "4"),
+                               open_test=True)
     assert trainer.test_loader is not trainer.dm.test_loader
     n_batches = 0
     for cached, reference in zip(trainer.test_loader, trainer.dm.test_loader, strict=True):
@@ -90,11 +91,11 @@ def test_train_py_runs_share_the_cache_and_report_passes(fixture, tmp_path):
 
 
 def test_another_weights_file_misses_the_cache(fixture, tmp_path):
-    first = build_in_process(args_for(fixture, "ZeroshotCLIP", "weights-a", tmp_path / "cache"))
+    first = build_in_process(args_for(fixture, "ZeroshotCLIP", "weights-a", tmp_path / "cache"), open_test=True)
     assert first.image_encoder_forwards == fixture["counts"]["test"]
-    same = build_in_process(args_for(fixture, "ZeroshotCLIP", "weights-b", tmp_path / "cache"))
+    same = build_in_process(args_for(fixture, "ZeroshotCLIP", "weights-b", tmp_path / "cache"), open_test=True)
     assert same.image_encoder_forwards == 0
     other_file = save_tiny_clip(str(tmp_path), arch="rn", seed=1)
     other = build_in_process(args_for(fixture, "ZeroshotCLIP", "weights-c", tmp_path / "cache",
-                                      "MODEL.BACKBONE.PATH", other_file))
+                                      "MODEL.BACKBONE.PATH", other_file), open_test=True)
     assert other.image_encoder_forwards == fixture["counts"]["test"]

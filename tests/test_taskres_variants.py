@@ -36,7 +36,7 @@ def saved_state(pets, out):
 
 
 def test_default_with_zero_residual_gives_the_base_logits(pets):
-    trainer = build_in_process(args(pets, "default"))
+    trainer = build_in_process(args(pets, "default"), open_test=True)
     assert set(trainer.learner.state_dict()) == {"base_text_features", "text_feature_residuals"}
     assert trainer.learner.alpha == 0.5 and not isinstance(trainer.learner.alpha, torch.Tensor)
     images = next(iter(trainer.test_loader))["img"].to(trainer.device)

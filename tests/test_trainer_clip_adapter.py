@@ -70,7 +70,7 @@ def test_class_prompts_read_underscores_as_spaces_and_clip_stays_bit_identical(p
 def test_ratio_mixes_adapted_and_original_features(pets):
     trainer = build_in_process(trainer_args("CLIP_Adapter", CONFIG, pets["data_root"], pets["clip_path"],
                                             pets["root"] / "ratio", "OxfordPets",
-                                            "TRAINER.CLIP_ADAPTER.RATIO", "0.0"))
+                                            "TRAINER.CLIP_ADAPTER.RATIO", "0.0"), open_test=True)
     images = next(iter(trainer.dm.test_loader))["img"].to(trainer.device)
     features = trainer.image_features(images)
     with torch.no_grad():  # ratio 0: the adapter is bypassed, plain zero-shot CLIP logits

@@ -58,9 +58,9 @@ def test_linear_probe_through_train_py_and_eval_only(tmp_path):
     out = tmp_path / "lp"
     stdout = run(trainer_args("LinearProbeCLIP", "LinearProbeCLIP/rn50.yaml", data_root, clip_path, out,
                               "DescribableTextures", *opts))
-    assert "chosen on the val split" in stdout
+    assert "chosen on the few-shot val split" in stdout
     record = result(out)
-    assert record["search"]["split"] == "val" and record["C"] == record["search"]["rounds"][-1]["C"]
+    assert record["search"]["split"] == "few-shot val" and record["C"] == record["search"]["rounds"][-1]["C"]
     assert model_folders(out) == ["linear_probe"]
     state = load_checkpoint(os.path.join(out, "linear_probe", "model.pth.tar-1"))["state_dict"]
     assert record["trainable_params"] == state["weight"].numel() + state["bias"].numel()

@@ -65,7 +65,7 @@ def test_zero_residual_is_zero_shot_and_clip_stays_bit_identical(pets):
     rn_path = save_tiny_clip(pets["root"], arch="rn", seed=0)
     args = trainer_args("TaskRes", CONFIG, pets["data_root"], rn_path, pets["root"] / "inproc",
                         "OxfordPets", "OPTIM.MAX_EPOCH", "2", *TRAIN_OPTS, *FP32)
-    trainer = build_in_process(args)
+    trainer = build_in_process(args, open_test=True)
     stored = file_weights(rn_path)
     before = {k: v.clone() for k, v in trainer.clip_model.state_dict().items()}
     assert all(torch.equal(before[k].cpu(), stored[k]) for k in stored)  # fp32 copies of the file

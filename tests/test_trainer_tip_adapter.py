@@ -48,9 +48,9 @@ def tip_run(pets):
 
 def test_tip_adapter_trains_nothing_searches_on_val_and_eval_only_reproduces(pets, tip_run):
     out, stdout = tip_run
-    assert "Searched alpha x beta (5 x 10) on the val split" in stdout
+    assert "Searched alpha x beta (5 x 10) on the few-shot val split" in stdout
     record = result(out)
-    assert record["search"]["split"] == "val" and record["trainable_params"] == 0
+    assert record["search"]["split"] == "few-shot val" and record["trainable_params"] == 0
     assert record["alpha"] in search_grid(3, 5) and record["beta"] in search_grid(7, 10)
     assert model_folders(out) == ["tip_adapter"]
     state = load_checkpoint(os.path.join(out, "tip_adapter", "model.pth.tar-1"))["state_dict"]
@@ -81,7 +81,8 @@ def test_a_cache_from_another_shot_count_or_seed_is_refused(pets, tip_run):
 
 
 def test_alpha_zero_is_zero_shot_clip(pets):
-    tip = build_in_process(tip_args(pets, "TipAdapter", pets["root"] / "inproc"))
+    tip = build_in_process(tip_args(pets, "TipAdapter", pets["root"] / "inproc",
+                                    "TRAINER.TIP_ADAPTER.ZS_LOGIT_SCALE", "learned"), open_test=True)
     zero_shot = build_in_process(trainer_args("ZeroshotCLIP", "ZeroshotCLIP/rn50.yaml", pets["data_root"],
                                               pets["clip_path"], pets["root"] / "zs", "OxfordPets", *SMALL))
     tip.build_cache()
@@ -94,7 +95,7 @@ def test_alpha_zero_is_zero_shot_clip(pets):
 
 
 def test_tip_adapter_f_starts_as_tip_adapter_and_fine_tunes_its_keys(pets):
-    tip = build_in_process(tip_args(pets, "TipAdapter", pets["root"] / "f_tip"))
+    tip = build_in_process(tip_args(pets, "TipAdapter", pets["root"] / "f_tip"), open_test=True)
     tip_f = build_in_process(tip_args(pets, "TipAdapterF", pets["root"] / "f_inproc"))
     for trainer in (tip, tip_f):
         set_random_seed(1)
@@ -110,7 +111,7 @@ def test_tip_adapter_f_starts_as_tip_adapter_and_fine_tunes_its_keys(pets):
     stdout = run(tip_args(pets, "TipAdapterF", out, "OPTIM.MAX_EPOCH", str(F_EPOCHS), "OPTIM.LR", "0.01"))
     assert "Deploy the model with the best val performance" in stdout
     record = result(out)
-    assert record["selection"] == "best epoch on the val split" and record["search"]["split"] == "val"
+    assert record["selection"] == "best epoch on the val split" and record["search"]["split"] == "few-shot val"
     assert record["trainable_params"] == 6 * SHOTS * tip.text_features.shape[1]
     last = load_checkpoint(os.path.join(out, "tip_adapter", f"model.pth.tar-{F_EPOCHS}"))["state_dict"]
     assert not torch.allclose(last["keys"], tip.cache.keys.cpu())
@@ -130,4 +131,4 @@ def test_tip_adapter_f_reads_every_image_feature_through_the_feature_cache(pets)
     # Two stored views per training image (the cache keys and both epochs read them), val and test once.
     assert f"Image encoder passes: {2 * n_train + n_val + counts['test']:,}" in stdout
     assert "stored view(s) per training image stand for the 2 augmented passes" not in stdout
-    assert result(out)["search"]["split"] == "val"
+    assert result(out)["search"]["split"] == "few-shot val"

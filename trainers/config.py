@@ -13,6 +13,9 @@ def extend_cfg(cfg):
     # Few-shot subset of this seed with the run's own training randomness (SEED); -1 = SEED.
     # Lets a check rerun a seed's subset with other augmentations and init (benchmarks.fast_parity).
     cfg.DATASET.FEWSHOT_SEED = -1
+    # A subset file (datasets/subset_files.py, e.g. another run's subset.jsonl) to train on
+    # instead of drawing the subset; "" = draw it from SEED as the reference code does.
+    cfg.DATASET.SUBSET_FILE = ""
 
     # DATASET.NAME ImageFolder: the user's own data (datasets/image_folder.py)
     cfg.DATASET.IMAGE_FOLDER = CN()
@@ -75,6 +78,8 @@ def extend_cfg(cfg):
     cfg.TRAINER.TIP_ADAPTER.SEARCH_HP = True  # False: keep the initial alpha and beta
     cfg.TRAINER.TIP_ADAPTER.AUGMENT_EPOCH = 10  # augmented passes averaged into each cache key
     cfg.TRAINER.TIP_ADAPTER.PREC = "fp16"  # how the frozen CLIP computes features (fp16 needs CUDA)
+    # official: zero-shot logits x 100 as the official code; learned: x the backbone's logit scale
+    cfg.TRAINER.TIP_ADAPTER.ZS_LOGIT_SCALE = "official"
 
     # Linear-probe CLIP (trainers/linear_probe.py)
     cfg.TRAINER.LINEAR_PROBE = CN()

@@ -112,7 +112,8 @@ class LinearProbeCLIP(RunRecordMixin, FrozenCLIPTrainer):
         train = [t.cpu().numpy() for t in test_transform_features(self, self.dm.dataset.train_x, "train")]
         val = [t.cpu().numpy() for t in eval_split_features(self, "val")]
         clf, chosen, record = search_c(train, val, node.SEARCH_STEPS, node.MAX_ITER)
-        print(f"Linear probe: C = {chosen:.6g} chosen on the val split ({len(val[1])} images, "
+        record["split"] = getattr(self.dm.dataset, "val_source", None) or "val"
+        print(f"Linear probe: C = {chosen:.6g} chosen on the {record['split']} ({len(val[1])} images, "
               f"{len(COARSE_C)} coarse values + {node.SEARCH_STEPS} binary-search steps)")
         weight, bias = classifier_as_linear(clf, self.num_classes)
         with torch.no_grad():
@@ -125,4 +126,5 @@ class LinearProbeCLIP(RunRecordMixin, FrozenCLIPTrainer):
 
 register_method(Method(name="linear_probe", trainer="LinearProbeCLIP", label="Linear-probe CLIP",
                        config=lambda dataset, shots: "rn50",
-                       options={"BACKBONE": backbone_option(rn50_prefix_replaced)}))
+                       options={"BACKBONE": backbone_option(rn50_prefix_replaced)},
+                       protocols=("fsval", "fullval")))

@@ -11,10 +11,14 @@ of the official code for released CLIP weights.
 
 Tip-Adapter-F makes K a learned linear layer (AdamW lr 1e-3, eps 1e-4, batch 256, cosine
 decay stepped every iteration over epochs x iterations), trained with the initial alpha and
-beta. Both then search alpha and beta on the few-shot validation split. Differences from the
-official code, which picks the epoch with the best *test* accuracy and searches ImageNet's
-alpha/beta on test: here the epoch is the best on the validation split (TEST.FINAL_MODEL
-best_val; last_step takes the last epoch) and the search always uses the validation split.
+beta. Both then search alpha and beta on the validation split of the run's protocol:
+- fsval (default): the few-shot validation split; Tip-Adapter-F deploys its best epoch on it.
+- nov: no search (the initial alpha and beta), Tip-Adapter-F deploys its last epoch.
+- fullval: the dataset's full validation split, as the official code searches (flagged).
+- oracle: the official code exactly: the full validation split (ImageNet: the test split) for
+  the search, and Tip-Adapter-F's epoch picked by its *test* accuracy. Flagged, never ranked.
+The zero-shot logits are multiplied by the official constant 100 (TRAINER.TIP_ADAPTER.ZS_LOGIT_SCALE
+official), or by the backbone's own learned scale (learned), which differs for other backbones.
 Everything runs in fp32 after the features are computed (the official adapter is fp16).
 The search, its split and the values chosen are written to result.json.
 """
@@ -38,6 +42,9 @@ from trainers.common.run_record import (RunRecordMixin, SourceStampedModule, che
                                         run_source)
 from trainers.common.split_features import augmented_train_features, eval_split_features
 from trainers.common.templates import IMAGENET_TEMPLATES_SELECT, dataset_template
+
+
+OFFICIAL_ZERO_SHOT_SCALE = 100.0  # the official code's constant for the zero-shot logits
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,10 @@ class TipAdapter(RunRecordMixin, FrozenCLIPTrainer):
         if node.SEARCH_SCALE and len(node.SEARCH_SCALE) != 2:
             raise UserError(f"TRAINER.TIP_ADAPTER.SEARCH_SCALE = {node.SEARCH_SCALE}; give (beta, alpha) "
                             f"upper ends, or () for the dataset's official values")
+        if node.ZS_LOGIT_SCALE not in ("official", "learned"):
+            raise UserError(f"TRAINER.TIP_ADAPTER.ZS_LOGIT_SCALE = {node.ZS_LOGIT_SCALE!r}; use official "
+                            f"(the constant {OFFICIAL_ZERO_SHOT_SCALE:g} of the official code) or learned "
+                            "(the backbone's own logit scale)")
         if cfg.DATASET.NUM_SHOTS < 1:
             raise UserError(f"{type(self).__name__} builds its cache from the few-shot training set: "
                             f"set DATASET.NUM_SHOTS (e.g. DATASET.NUM_SHOTS 16)")
@@ -141,6 +152,8 @@ class TipAdapter(RunRecordMixin, FrozenCLIPTrainer):
         self.init_beta = float(node.INIT_BETA)
         self.search_scale = tuple(node.SEARCH_SCALE) or settings.search_scale
         self.alpha, self.beta = self.init_alpha, self.init_beta
+        self.zero_shot_scale = (OFFICIAL_ZERO_SHOT_SCALE if node.ZS_LOGIT_SCALE == "official"
+                                else self.clip_model.logit_scale.exp().float().item())
         dim = self.text_features.shape[1]
         self.cache = TipCache(len(self.dm.dataset.train_x), dim, self.num_classes, self.learnable_keys)
         self.cache.to(self.device)
@@ -165,11 +178,12 @@ class TipAdapter(RunRecordMixin, FrozenCLIPTrainer):
         features = l2_normalize(image_features.float())
         alpha = self.alpha if alpha is None else alpha
         beta = self.beta if beta is None else beta
-        clip_logits = self.clip_model.logit_scale.exp().float() * features @ self.text_features.t()
+        clip_logits = self.zero_shot_scale * features @ self.text_features.t()
         return clip_logits + alpha * self.cache.logits(features, beta)
 
     def val_selections(self):
-        search = [("alpha and beta", "TRAINER.TIP_ADAPTER.SEARCH_HP False")] if self.cfg.TRAINER.TIP_ADAPTER.SEARCH_HP else []
+        searches = self.cfg.TRAINER.TIP_ADAPTER.SEARCH_HP and self.protocol != "nov"
+        search = [("alpha and beta", "TRAINER.TIP_ADAPTER.SEARCH_HP False or PROTOCOL nov")] if searches else []
         return super().val_selections() + search
 
     def train(self):
@@ -182,7 +196,7 @@ class TipAdapter(RunRecordMixin, FrozenCLIPTrainer):
     def search_alpha_beta(self):
         """The official grid search, on the few-shot validation split only."""
         node = self.cfg.TRAINER.TIP_ADAPTER
-        if not node.SEARCH_HP:
+        if not node.SEARCH_HP or self.protocol == "nov":
             self.alpha, self.beta = self.init_alpha, self.init_beta
             self.run_record.update(search=None, alpha=self.alpha, beta=self.beta)
             return
@@ -201,10 +215,11 @@ class TipAdapter(RunRecordMixin, FrozenCLIPTrainer):
                 if acc > best_acc:  # strictly better: the first grid point wins a tie, as officially
                     best_acc, best = acc, (alpha, beta)
         self.alpha, self.beta = best
-        print(f"Searched alpha x beta ({len(alphas)} x {len(betas)}) on the val split "
+        split = getattr(self.dm.dataset, "val_source", None) or "val"
+        print(f"Searched alpha x beta ({len(alphas)} x {len(betas)}) on the {split} split "
               f"({len(labels)} images): alpha {self.alpha:.4f}, beta {self.beta:.4f}, val accuracy {best_acc:.2f}%")
         self.run_record.update(
-            search={"split": "val", "images": len(labels), "alpha_grid": [alphas[0], alphas[-1], len(alphas)],
+            search={"split": split, "protocol": self.protocol, "images": len(labels), "alpha_grid": [alphas[0], alphas[-1], len(alphas)],
                     "beta_grid": [betas[0], betas[-1], len(betas)], "val_accuracy": best_acc},
             alpha=self.alpha, beta=self.beta)
 
@@ -238,8 +253,12 @@ class TipAdapterF(TipAdapter):
 
     def build_model(self):
         super().build_model()
-        self.run_record.update(selection=("best epoch on the val split" if self.cfg.TEST.FINAL_MODEL == "best_val"
-                                          else "last epoch"))
+        if self.protocol == "nov":
+            self.final_model = "last_step"
+        elif self.protocol == "oracle":  # the official code keeps the epoch of best test accuracy
+            self.final_model, self.selection_split = "best_val", "test"
+        self.run_record.update(selection=(f"best epoch on the {self.selection_split} split"
+                                          if self.final_model == "best_val" else "last epoch"))
 
     def train(self):
         FrozenCLIPTrainer.train(self)
@@ -266,6 +285,8 @@ def _tip_f_overrides(dataset, shots):
     return ["OPTIM.MAX_EPOCH", str(settings.epochs)]
 
 
-register_method(Method(name="tip_adapter", trainer="TipAdapter", label="Tip-Adapter", config=_tip_config))
+_TIP_PROTOCOLS = ("fsval", "nov", "fullval", "oracle")
+register_method(Method(name="tip_adapter", trainer="TipAdapter", label="Tip-Adapter", config=_tip_config,
+                       protocols=_TIP_PROTOCOLS))
 register_method(Method(name="tip_adapter_f", trainer="TipAdapterF", label="Tip-Adapter-F", config=_tip_config,
-                       overrides=_tip_f_overrides))
+                       overrides=_tip_f_overrides, protocols=_TIP_PROTOCOLS))

@@ -126,3 +126,9 @@ _C.TEST.FINAL_MODEL = "last_step"  # or best_val
 
 _C.TRAINER = CN()
 _C.TRAINER.NAME = ""
+
+# How held-out data may select settings in this run (dassl/engine/protocol.py): nov, fsval,
+# fullval or oracle; "" = the method's declared default. Not a Dassl key: the reference
+# engine has no notion of it, and every protocol but oracle keeps the test split sealed
+# until the final evaluation.
+_C.PROTOCOL = ""

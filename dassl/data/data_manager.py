@@ -96,13 +96,15 @@ class DataManager:
                 cfg, sampler_type=cfg.DATALOADER.TEST.SAMPLER, data_source=dataset.val,
                 batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, tfm=tfm_test, is_train=False,
                 dataset_wrapper=dataset_wrapper)
-        self.test_loader = build_data_loader(
-            cfg, sampler_type=cfg.DATALOADER.TEST.SAMPLER, data_source=dataset.test,
-            batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, tfm=tfm_test, is_train=False,
-            dataset_wrapper=dataset_wrapper)
+        # Built on first use: a sealed test split (dassl/engine/protocol.py) is not read before then.
+        self._test_loader = None
+        self._test_loader_args = dict(
+            sampler_type=cfg.DATALOADER.TEST.SAMPLER, batch_size=cfg.DATALOADER.TEST.BATCH_SIZE,
+            tfm=tfm_test, is_train=False, dataset_wrapper=dataset_wrapper)
+        self._cfg = cfg
 
         for loader, split in ((self.train_loader_x, "train"), (self.train_loader_u, "train"),
-                              (self.val_loader, "val"), (self.test_loader, "test")):
+                              (self.val_loader, "val")):
             name_split(loader, split, dataset)
         self._num_classes = dataset.num_classes
         self._num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
@@ -112,6 +114,17 @@ class DataManager:
         self.tfm_test = tfm_test
         if cfg.VERBOSE:
             self.show_dataset_summary(cfg)
+
+    @property
+    def test_loader(self):
+        if self._test_loader is None:
+            self._test_loader = name_split(build_data_loader(self._cfg, data_source=self.dataset.test,
+                                                             **self._test_loader_args), "test", self.dataset)
+        return self._test_loader
+
+    @test_loader.setter
+    def test_loader(self, loader):
+        self._test_loader = loader
 
     @property
     def num_classes(self):
@@ -136,7 +149,7 @@ class DataManager:
         if self.dataset.train_u:
             table.append(["# train_u", f"{len(self.dataset.train_u):,}"])
         table.append(["# val", f"{len(self.dataset.val or []):,}"])
-        table.append(["# test", f"{len(self.dataset.test or []):,}"])
+        table.append(["# test", f"{self.dataset.test_size:,}"])
         print(tabulate(table))
 
 

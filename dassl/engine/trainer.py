@@ -5,9 +5,12 @@ after_train. Only modules passed to `register_model` are saved, loaded, switched
 train/eval mode and stepped, which is how CLIP methods keep the frozen encoders out of it.
 """
 import datetime
+import hashlib
 import logging
 import os
 import os.path as osp
+import platform
+import resource
 import time
 from collections import OrderedDict
 
@@ -19,13 +22,16 @@ from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
 from dassl.utils import (AverageMeter, MetricMeter, atomic_write, load_checkpoint, mkdir_if_missing,
                          read_json, resume_from_checkpoint, save_checkpoint, write_json)
-from dassl.utils.errors import CheckpointError, UserError
+from dassl.utils.errors import CheckpointError, TestSplitSealed, UserError
 from dassl.utils.tools import remove_stale_temp_files
 from dassl.utils.torchtools import capture_rng_state, read_checkpoint_pointer, strip_module_prefix
 
+from .protocol import ORACLE, sealed_message
+
 RESULT_FILE = "result.json"  # written when a run's final test finished: the "done" marker
 REQUEST_FILE = "request.json"  # what a launcher asked this run to be; copied into result.json
-RESUME_FILE = "resume.pth.tar"  # rolling resume checkpoint, one per model folder while training
+RESUME_FILE = "resume.pth.tar"
+SUBSET_FILE = "subset.jsonl"  # the few-shot train/val images of the run (datasets/subset_files.py)  # rolling resume checkpoint, one per model folder while training
 
 
 class TrainerBase:
@@ -187,7 +193,8 @@ class TrainerBase:
 
     def _selects_on_val(self):
         cfg = getattr(self, "cfg", None)
-        return cfg is not None and not cfg.TEST.NO_TEST and cfg.TEST.FINAL_MODEL == "best_val"
+        final_model = getattr(self, "final_model", None) or (cfg.TEST.FINAL_MODEL if cfg is not None else None)
+        return cfg is not None and not cfg.TEST.NO_TEST and final_model == "best_val"
 
     @staticmethod
     def _resume_candidates(folder):
@@ -371,8 +378,8 @@ class TrainerBase:
 
 
 # Keys that do not change what training computes: paths, logging, checkpoint cadence, test-time settings.
-RESUME_INDEPENDENT = ("OUTPUT_DIR", "RESUME", "DATASET.ROOT", "DATALOADER.NUM_WORKERS", "DATALOADER.TEST.",
-                      "DATALOADER.PERSISTENT_WORKERS", "DATALOADER.IMAGE_STORE.",
+RESUME_INDEPENDENT = ("OUTPUT_DIR", "RESUME", "DATASET.ROOT", "DATASET.SUBSET_FILE", "DATALOADER.NUM_WORKERS",
+                      "DATALOADER.TEST.", "DATALOADER.PERSISTENT_WORKERS", "DATALOADER.IMAGE_STORE.",
                       "TRAIN.PRINT_FREQ", "TRAIN.RESUME_EVERY_MINUTES", "TRAIN.CHECKPOINT_FREQ", "MODEL.BACKBONE.PATH",
                       "TRAIN.FEATURE_CACHE.ROOT", "VERBOSE", "USE_CUDA", "TEST.")
 
@@ -420,7 +427,17 @@ class SimpleTrainer(TrainerBase):
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR
         self.cfg = cfg
+        self.run_started = time.time()
+        self.protocol = cfg.get("PROTOCOL", "")
+        # What picks the deployed model: "best_val" / "last_step" (TEST.FINAL_MODEL), and on
+        # which split best_val selects; a method may set both from its protocol.
+        self.final_model = cfg.TEST.FINAL_MODEL
+        self.selection_split = "val"
+        self._test_loader = None
         self.build_data_loader()
+        self.subset_hash = self.export_subset()
+        if self.protocol != ORACLE:
+            self.seal_test_split()
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
         self.best_result = -np.inf
@@ -437,7 +454,7 @@ class SimpleTrainer(TrainerBase):
     def val_selections(self):
         """Hook: what this run chooses on the val split, as (what, setting that turns it off)
         pairs; a method adding its own search extends the engine's list."""
-        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
+        if not self.cfg.TEST.NO_TEST and self.final_model == "best_val" and self.selection_split == "val":
             return [("the best epoch", "TEST.FINAL_MODEL last_step")]
         return []
 
@@ -475,11 +492,47 @@ class SimpleTrainer(TrainerBase):
         self.train_loader_x = dm.train_loader_x
         self.train_loader_u = dm.train_loader_u
         self.val_loader = dm.val_loader
-        self.test_loader = dm.test_loader
         self.num_classes = dm.num_classes
         self.num_source_domains = dm.num_source_domains
         self.lab2cname = dm.lab2cname
         self.dm = dm
+
+    @property
+    def test_loader(self):
+        """The test loader, built when first read; while the split is sealed a read raises."""
+        dataset = getattr(getattr(self, "dm", None), "dataset", None)
+        if dataset is not None and getattr(dataset, "_test_sealed", ""):
+            raise TestSplitSealed(dataset._test_sealed)
+        if self._test_loader is None:
+            self._test_loader = self.prepare_test_loader(self.dm.test_loader)
+        return self._test_loader
+
+    @test_loader.setter
+    def test_loader(self, loader):
+        self._test_loader = loader
+
+    def prepare_test_loader(self, loader):
+        """Hook: the loader the final evaluation reads (e.g. over cached features)."""
+        return loader
+
+    def export_subset(self):
+        """Write the few-shot subset the dataset drew to OUTPUT_DIR/subset.jsonl (datasets that
+        know how); returns its content hash, recorded in result.json."""
+        export = getattr(getattr(getattr(self, "dm", None), "dataset", None), "export_subset", None)
+        if export is None:
+            return None
+        mkdir_if_missing(self.output_dir)
+        return export(osp.join(self.output_dir, SUBSET_FILE))
+
+    def seal_test_split(self):
+        dataset = getattr(getattr(self, "dm", None), "dataset", None)
+        if dataset is not None and hasattr(dataset, "seal_test"):
+            dataset.seal_test(sealed_message(self.cfg.TRAINER.NAME, self.protocol))
+
+    def open_test_split(self):
+        dataset = getattr(getattr(self, "dm", None), "dataset", None)
+        if dataset is not None and hasattr(dataset, "unseal_test"):
+            dataset.unseal_test()
 
     def build_model(self):
         raise NotImplementedError(f"{type(self).__name__} must define build_model() and register its modules")
@@ -513,7 +566,7 @@ class SimpleTrainer(TrainerBase):
         self.remove_rolling_checkpoints(self.output_dir)
         print("Finish training")
         if not self.cfg.TEST.NO_TEST:
-            if self.cfg.TEST.FINAL_MODEL == "best_val":
+            if self.final_model == "best_val":
                 print("Deploy the model with the best val performance")
                 if self.best_epoch is not None:
                     self.run_record["best_val"] = {"epoch": self.best_epoch, "result": float(self.best_result)}
@@ -529,8 +582,8 @@ class SimpleTrainer(TrainerBase):
         last_epoch = (self.epoch + 1) == self.max_epoch
         freq = self.cfg.TRAIN.CHECKPOINT_FREQ
         meet_checkpoint_freq = freq > 0 and (self.epoch + 1) % freq == 0
-        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
-            curr_result = self.test(split="val")
+        if not self.cfg.TEST.NO_TEST and self.final_model == "best_val":
+            curr_result = self.test(split=self.selection_split)
             if curr_result > self.best_result:
                 self.best_result, self.best_epoch = curr_result, self.epoch + 1
                 self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
@@ -555,6 +608,12 @@ class SimpleTrainer(TrainerBase):
         if split == "val" and self.val_loader is not None:
             data_loader = self.val_loader
         else:
+            if split == "val" and self.protocol != ORACLE:
+                raise TestSplitSealed(
+                    f"{self.cfg.TRAINER.NAME} asked for the validation split, but this run has none "
+                    f"(PROTOCOL {self.protocol or '(default)'}, dataset {self.cfg.DATASET.NAME}); Dassl "
+                    "would silently use the test split instead. Use a protocol with a validation split "
+                    "(PROTOCOL fsval or fullval), or TEST.FINAL_MODEL last_step.")
             split = "test"
             data_loader = self.test_loader
         print(f"Evaluate on the *{split}* set")
@@ -569,7 +628,9 @@ class SimpleTrainer(TrainerBase):
         return list(results.values())[0]
 
     def final_test(self):
-        """The run's last evaluation: test, then write `result.json` (the run's done marker)."""
+        """The run's last evaluation: test, then write `result.json` (the run's done marker).
+        Training and selection are over, so the test split opens here."""
+        self.open_test_split()
         self.test()
         record = dict(self.last_results)
         record.update(trainer=self.cfg.TRAINER.NAME, dataset=self.cfg.DATASET.NAME,
@@ -596,6 +657,10 @@ class SimpleTrainer(TrainerBase):
             "trainable_params": self.count_trainable_params(),
             "weights": weights if backbone.get("PRETRAINED", True) else "random",
             "pipeline": getattr(self, "pipeline", None),
+            "protocol": self.protocol,
+            "subset_hash": getattr(self, "subset_hash", None),
+            "settings_hash": self.settings_hash(),
+            "cost": self.run_cost(),
         }
         try:  # a damaged request file must not cost the finished run its result
             request = read_json(osp.join(self.output_dir, REQUEST_FILE))
@@ -606,6 +671,26 @@ class SimpleTrainer(TrainerBase):
             details.update({k: request[k] for k in ("method", "cfg", "variant") if k in request})
         details.update(getattr(self, "run_record", {}))
         return details
+
+    def settings_hash(self):
+        """sha256 of every config value that shapes what training computes (the method's preset
+        after all overrides): two results with equal hashes ran the same settings."""
+        settings = self.training_settings()
+        if settings is None:
+            return None
+        text = "\n".join(f"{k}={settings[k]!r}" for k in sorted(settings) if k != "SEED")
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def run_cost(self):
+        """Wall time since the trainer was built, peak memory of this process (host) and of
+        the device, and the device's name: the cost columns of the tables (`--cost`)."""
+        cuda = self.device.type == "cuda"
+        return {
+            "wall_s": round(time.time() - self.run_started, 2),
+            "host_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "device_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+            "device": torch.cuda.get_device_name(self.device) if cuda else (platform.processor() or "cpu"),
+        }
 
     def epochs_trained(self):
         """Epochs behind the evaluated model: 0 for a trainer that does not train, the loaded

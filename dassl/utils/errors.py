@@ -37,3 +37,7 @@ class CheckpointError(UserError):
 
 class OutputDirError(UserError):
     """An output folder that cannot be written (read-only, full) or holds files a run must not replace."""
+
+
+class TestSplitSealed(UserError):
+    """Training or selection code read the test split before the final evaluation."""

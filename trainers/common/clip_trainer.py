@@ -34,8 +34,6 @@ class FrozenCLIPTrainer(TrainerX):
         super().__init__(cfg)
         if self.pipeline["name"] != "reference":
             self.feature_cache = TrainerFeatureCache(self, self.pipeline)
-            if not cfg.TEST.NO_TEST:  # with NO_TEST a (rare) test still runs, through the encoder
-                self.test_loader = self.feature_cache.eval_loader(self.test_loader, "test")
             # val is read only for best_val model selection or TEST.SPLIT val; otherwise its
             # (rare) use runs through the encoder as before.
             if self.val_loader is not None and (cfg.TEST.FINAL_MODEL == "best_val" or cfg.TEST.SPLIT == "val"):
@@ -43,6 +41,13 @@ class FrozenCLIPTrainer(TrainerX):
         else:
             print("Pipeline reference: every image goes through the image encoder whenever a loader "
                   "yields it; nothing cached")
+
+    def prepare_test_loader(self, loader):
+        """The final evaluation reads cached test features (built then, once the test split
+        is open); with TEST.NO_TEST a (rare) test still runs through the encoder."""
+        if self.feature_cache is None or self.cfg.TEST.NO_TEST:
+            return loader
+        return self.feature_cache.eval_loader(loader, "test")
 
     def before_train(self):
         if self.pipeline["name"] == "fast":

@@ -88,6 +88,10 @@ class Method:
     # the overrides and the options).
     config_dir: Optional[str] = ""
     plugin: str = ""  # the plugin file that declared it ("" for the repository's own methods)
+    # Selection protocols it can honour (dassl/engine/protocol.py), its default first. Any
+    # trained method may also run fsval/fullval with TEST.FINAL_MODEL best_val (the engine's
+    # best-epoch selection), which needs nothing of the method.
+    protocols: Tuple[str, ...] = ("nov",)
 
     @property
     def trainers(self) -> Tuple[str, ...]:
@@ -145,3 +149,30 @@ def load_methods(plugins: Sequence[str] = ()) -> Dict[str, Method]:
 def method_of_trainer(trainer: str) -> Optional[Method]:
     """The method whose trainer (or alternative) is `trainer`, if one is declared."""
     return next((m for m in METHODS.values() if trainer in m.trainers), None)
+
+
+def resolve_protocol(trainer, requested, final_model):
+    """The run's protocol: `requested` (PROTOCOL) if the trainer's method honours it, else one
+    clear error; "" means the method's default. A trainer no method declares: fsval when it
+    selects its epoch on val (TEST.FINAL_MODEL best_val), else nov."""
+    from dassl.config.merge import ConfigError
+    from dassl.engine.protocol import PROTOCOLS, check_protocol
+
+    method = method_of_trainer(trainer)
+    selects_epoch = final_model == "best_val"
+    if not requested:
+        if method is None:
+            return "fsval" if selects_epoch else "nov"
+        default = method.protocols[0]
+        return "fsval" if default == "nov" and selects_epoch else default
+    check_protocol(requested)
+    supported = method.protocols if method is not None else tuple(PROTOCOLS)
+    if requested == "nov" and selects_epoch and supported == ("nov",):
+        raise ConfigError(f"PROTOCOL nov forbids selection on held-out data, but TEST.FINAL_MODEL is best_val "
+                          f"(the best epoch on val) for {trainer}. Set TEST.FINAL_MODEL last_step, or PROTOCOL fsval.")
+    if requested in supported or (selects_epoch and requested in ("fsval", "fullval")):
+        return requested
+    raise ConfigError(
+        f"PROTOCOL {requested}: {method.label} ({trainer}) supports {', '.join(supported)} "
+        f"(default {supported[0]}); {requested} would mean {PROTOCOLS[requested]}. Drop PROTOCOL "
+        "for the default or pick a supported one.")

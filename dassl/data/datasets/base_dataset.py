@@ -8,6 +8,8 @@ import os.path as osp
 import random
 from collections import defaultdict
 
+from dassl.utils.errors import TestSplitSealed
+
 
 class Datum:
     """One labelled image. `verify=False` skips the existence check for trusted, cached lists
@@ -63,6 +65,7 @@ class DatasetBase:
         self._train_u = train_u
         self._val = val
         self._test = test
+        self._test_sealed = ""  # why the test split may not be read now ("": it may)
         self._num_classes = self.get_num_classes(train_x)
         self._lab2cname, self._classnames = self.get_lab2cname(train_x)
 
@@ -80,7 +83,22 @@ class DatasetBase:
 
     @property
     def test(self):
+        reason = getattr(self, "_test_sealed", "")
+        if reason:
+            raise TestSplitSealed(reason)
         return self._test
+
+    def seal_test(self, reason):
+        """Make every read of `test` raise `TestSplitSealed(reason)` until `unseal_test()`."""
+        self._test_sealed = reason
+
+    def unseal_test(self):
+        self._test_sealed = ""
+
+    @property
+    def test_size(self):
+        """How many test items there are (a count reveals no image, so it stays readable)."""
+        return len(self._test or [])
 
     @property
     def lab2cname(self):
