@@ -28,10 +28,10 @@ from dassl.utils.errors import UserError
 
 from trainers.common.classifier import class_features
 from trainers.common.clip_trainer import FrozenCLIPTrainer
-from trainers.common.feature_cache import FeatureSet
 from trainers.common.precision import effective_precision
 from trainers.common.run_record import RunRecordMixin, SourceStampedModule, run_source
-from trainers.common.split_features import augmented_train_features, eval_split_features, test_transform_features
+from trainers.common.split_features import (augmented_train_features, eval_split_features, stored_image_features,
+                                            test_transform_features)
 from trainers.common.templates import IMAGENET_TEMPLATES_SELECT, dataset_template
 
 IMAGENET_FAMILY = ("ImageNet", "ImageNetV2", "ImageNetSketch", "ImageNetA", "ImageNetR")
@@ -150,13 +150,6 @@ class CachedFeatureTrainer(RunRecordMixin, FrozenCLIPTrainer):
         return sum(b.numel() for b in self.head.buffers())  # fitted in closed form or by hand-written steps
 
     # ------------------------------------------------------------------ features
-    def _store(self, transform, views):
-        cache = self.feature_cache
-        return FeatureSet(cache.root, cache.encoder, transform, views=views, run_seed=None)
-
-    def _encode(self, images):
-        return self.image_features(images.to(self.device))
-
     @torch.no_grad()
     def support_features(self):
         """([V, N, D] fp32 features of the training images, labels [N]) in train_x order."""
@@ -169,10 +162,10 @@ class CachedFeatureTrainer(RunRecordMixin, FrozenCLIPTrainer):
                 features = test_transform_features(self, items, "train")[0].unsqueeze(0)
             return features.float(), labels
         transform = self.dm.tfm_train if self.augmented else self.dm.tfm_test
-        features = self._store(transform, self.n_views).load(
-            [item.impath for item in items], self._encode, self.cfg.DATALOADER.TEST.BATCH_SIZE,
-            self.cfg.DATALOADER.NUM_WORKERS, desc="train")
-        features = features.to(self.device).float().transpose(0, 1)  # [V, N, D]
+        print(f"{type(self).__name__}: {self.n_views} view(s) per training image "
+              f"({'training augmentation' if self.augmented else 'test transform'}), from the shared feature cache")
+        features, _ = stored_image_features(self, items, transform, self.n_views, "train")
+        features = features.float().transpose(0, 1)  # [V, N, D]
         self.check_features(features, "training")
         return features, labels
 
@@ -192,10 +185,7 @@ class CachedFeatureTrainer(RunRecordMixin, FrozenCLIPTrainer):
         if self.feature_cache is None:
             features, labels = eval_split_features(self, "val")
             return features.float(), labels
-        features = self._store(self.dm.tfm_test, 1).load([item.impath for item in items], self._encode,
-                                                         self.cfg.DATALOADER.TEST.BATCH_SIZE,
-                                                         self.cfg.DATALOADER.NUM_WORKERS, desc="val")
-        features = features[:, 0].to(self.device).float()
+        features = stored_image_features(self, items, self.dm.tfm_test, 1, "val")[0][:, 0].float()
         self.check_features(features, "validation")
         return features, labels
 
