@@ -5,7 +5,7 @@ import torch
 
 from dassl.data.data_manager import build_data_loader
 
-from trainers.common.feature_cache import FeatureSet
+from trainers.common.feature_cache import CachedFeatureBatches, FeatureSet
 
 
 def ordered_loader(trainer, data_source, transform):
@@ -51,6 +51,9 @@ def test_transform_features(trainer, data_source, split):
     shared with every other run (the test split keeps its exact, per-batch cache)."""
     cache = trainer.feature_cache
     if cache is not None and cache.pipeline["name"] == "fast" and split in ("train", "val"):
+        loaded = getattr(trainer, "val_loader", None) if split == "val" else None
+        if isinstance(getattr(loaded, "dataset", None), CachedFeatureBatches):  # already read for best_val
+            return loader_features(trainer, loaded)
         features, labels = stored_image_features(trainer, data_source, trainer.dm.tfm_test, 1, split)
         return features[:, 0].float(), labels
     loader = ordered_loader(trainer, data_source, trainer.dm.tfm_test)
