@@ -37,3 +37,16 @@ PUBLISHED = (
 def published_for(dataset):
     """The published series of one dataset stem (or "average")."""
     return [s for s in PUBLISHED if s.dataset == dataset]
+
+
+def declared_published(trainer):
+    """Published numbers a method file declares beside its trainer (`PUBLISHED` in the module:
+    {backbone: {DATASET.NAME: {shots: accuracy}}, "source": text}); {} when it declares none."""
+    import sys
+
+    import trainers  # noqa: F401  (registers every trainer)
+    from dassl.engine import TRAINER_REGISTRY
+    if trainer not in TRAINER_REGISTRY.registered_names():
+        return {}
+    module = sys.modules.get(TRAINER_REGISTRY.get(trainer).__module__)
+    return dict(getattr(module, "PUBLISHED", {}) or {})

@@ -160,3 +160,20 @@ def test_a_kernel_too_big_for_memory_stops_before_it_starts(world, tmp_path):
     _check_message(code, stderr, ["ProKeR", "160 support points", "TRAINER.CACHED.MEMORY_LIMIT_GIB",
                                   "TRAINER.CACHED.VIEWS 1"])
     assert "Caching" not in stderr  # stopped before any image was encoded
+
+
+# ----------------------------------------------------------------------------- tables
+def test_tables_show_the_published_numbers_beside_ours(tmp_path):
+    from experiments.tables import fewshot_markdown, fewshot_tables
+    from tests.test_parse_results import training_log, write
+    from trainers.gda import PUBLISHED
+    for seed, acc in ((1, 90.0), (2, 91.0), (3, 92.0)):
+        folder = tmp_path / "caltech101" / "GDA" / "rn50_16shots" / f"seed{seed}"
+        write(folder, training_log(acc))
+        write(folder, json.dumps({"accuracy": acc, "trainer": "GDA", "dataset": "Caltech101", "num_shots": 16,
+                                  "seed": seed, "backbone": "RN50", "method": "gda", "cfg": "rn50"}),
+              name="result.json")
+    out = fewshot_markdown(fewshot_tables(str(tmp_path), None, (1, 2, 3)), "accuracy")  # as parse_results --table
+    published = PUBLISHED["RN50"]["Caltech101"][16]
+    assert "Published (RN50; mrflogs/ICLR24" in out, out
+    assert f"{published:.2f} (ours {91.0 - published:+.2f})" in out, out

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from datasets.demo_shapes_generate import TASKS, generate
-from fewshot_grid.plan import plan_runs
+from experiments.plan import plan_runs
 from tests.test_accuracy_golden import (NAMED, PARALLEL_RUNS, PER_CLASS, SHOTS, UNNAMED, UPDATE_ENV, _read_golden,
                                         _side, _train, tiny_clip_weights, weights_digest)  # noqa: F401 (fixture)
 from trainers.common import tiny_pretrained
