@@ -18,6 +18,7 @@ from tests.test_accuracy_golden import (NAMED, PARALLEL_RUNS, PER_CLASS, SHOTS, 
                                         _side, _train, tiny_clip_weights, weights_digest)  # noqa: F401 (fixture)
 from trainers.common import tiny_pretrained
 
+pytestmark = pytest.mark.timeout(1800)  # eight train.py runs; slow on a loaded 2-core machine
 GOLDEN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_cached.json")
 SEED = 1
 # planner method -> train.py overrides beyond its official settings

@@ -33,7 +33,7 @@ A = U diag(lambda / (s + lambda)) U' R. Mathematically the official torch.linalg
 floating point not bit for bit. Memory guard: the solve needs about 4 n^2 numbers (kernel,
 eigenvectors, LAPACK workspace) for n support points; when that exceeds
 TRAINER.CACHED.MEMORY_LIMIT_GIB (24) even in float32, the run stops before computing any
-kernel, with the size it needs. ImageNet 16 shots (n = 16,000) needs about 7.6 GiB in float64.
+kernel, with the size it needs. ImageNet 16 shots (n = 16,000) needs about 8.3 GiB in float64.
 
 Published numbers: not recorded here (the paper's tables were not available to read);
 `PUBLISHED` is empty and the tables show no published column for ProKeR.
