@@ -139,7 +139,7 @@ def sweep(args):
           f"{torch.get_num_threads()} threads)")
     print(f"{'method':7} {'shots':>5} {'seed':>4} {'views':>5} {'run s':>8} {'encode s':>9} {'acc %':>6}  note")
     totals = {m: 0.0 for m in VIEWS}
-    for shots in SHOTS:
+    for shots in args.shots:
         for seed in SEEDS:
             for method, views in VIEWS.items():
                 data = synthetic(args.classes, shots, views, seed)
@@ -165,7 +165,7 @@ def imagenet_one(method):
 
 
 def imagenet(args):
-    for method in ("GDA", "ProKeR"):
+    for method in args.imagenet_methods:
         proc = subprocess.run([sys.executable, __file__, "--imagenet-one", method, "--memory-limit-gib",
                                str(args.memory_limit_gib)], capture_output=True, text=True)
         line = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-2000:]
@@ -180,6 +180,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=("sweep", "imagenet", "all"), default="all")
     parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--shots", type=int, nargs="+", default=list(SHOTS))
+    parser.add_argument("--imagenet-methods", nargs="+", default=["GDA", "ProKeR"], choices=["GDA", "ProKeR"])
     parser.add_argument("--proker-full-max", type=int, default=4000,
                         help="ProKeR kernels with more support points are timed on one beta and scaled")
     parser.add_argument("--memory-limit-gib", type=float, default=24.0,
