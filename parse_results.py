@@ -169,8 +169,7 @@ def run_table(args, seeds):
     if args.cost:
         text += "\n# Cost\n\n" + tables.cost_markdown(found)
     if args.vs_published:
-        from experiments.published import PUBLISHED
-        text += "\n# Published vs reproduced\n\n" + tables.vs_published_markdown(found, PUBLISHED)
+        text += "\n# Published vs reproduced\n\n" + tables.vs_published_markdown(found)
     return text, tables.fewshot_csv(found, args.keyword)
 
 

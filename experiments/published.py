@@ -39,3 +39,34 @@ PUBLISHED = (
 def published_for(dataset):
     """The published series of one dataset stem (or "average")."""
     return [s for s in PUBLISHED if s.dataset == dataset]
+
+
+def declared_published(trainer):
+    """Published numbers a method file declares beside its trainer (`PUBLISHED` in the module:
+    {backbone: {DATASET.NAME: {shots: accuracy}}, "source": text}); {} when it declares none."""
+    import sys
+
+    import trainers  # noqa: F401  (registers every trainer)
+    from dassl.engine import TRAINER_REGISTRY
+    if trainer not in TRAINER_REGISTRY.registered_names():
+        return {}
+    module = sys.modules.get(TRAINER_REGISTRY.get(trainer).__module__)
+    return dict(getattr(module, "PUBLISHED", {}) or {})
+
+
+def series_of(trainer, label):
+    """Every published series of `trainer`: the ones above and those its method file declares
+    (`PUBLISHED`), the latter named `label` and keyed by dataset config stem."""
+    import os
+
+    from trainers.common.dataset_names import DATASET_CONFIG_DIR, dataset_name_of_stem
+    stems = {dataset_name_of_stem(f[:-5]): f[:-5] for f in os.listdir(DATASET_CONFIG_DIR) if f.endswith(".yaml")}
+    declared = declared_published(trainer)
+    series = [s for s in PUBLISHED if s.trainer == trainer]
+    for backbone, per_dataset in declared.items():
+        if backbone == "source" or not isinstance(per_dataset, dict):
+            continue
+        for name, points in per_dataset.items():
+            stem = "average" if name.lower() == "average" else stems.get(name, name)
+            series.append(PublishedSeries(label, trainer, stem, dict(points), declared.get("source", ""), backbone))
+    return series

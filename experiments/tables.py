@@ -156,17 +156,19 @@ def cost_markdown(tables):
     return "\n".join(out).lstrip("\n") + "\n"
 
 
-def vs_published_markdown(tables, series):
+def vs_published_markdown(tables):
     """Ours (mean ± std over seeds) beside each published number of the same method and
-    backbone (`series`: published.PublishedSeries), the difference, and whether the published
-    value lies inside our seed range (min to max)."""
+    backbone (experiments/published.py and the method files' `PUBLISHED`), the difference, and
+    whether the published value lies inside our seed range (min to max)."""
+    from .published import series_of
     rows = []
     runs = tables.runs[tables.runs.finished]
     for label in tables.labels:
         mine = runs[runs.label == label]
-        trainers, backbones = set(mine.trainer), {b for b in mine.backbone if isinstance(b, str)}
+        backbones = {b for b in mine.backbone if isinstance(b, str)}
+        series = [s for trainer in sorted(set(mine.trainer)) for s in series_of(trainer, label)]
         for s in series:
-            if s.trainer not in trainers or (backbones and s.backbone not in backbones):
+            if backbones and s.backbone not in backbones:
                 continue
             for shots, published in sorted(s.points.items()):
                 if s.dataset == "average":
@@ -290,6 +292,7 @@ def fewshot_markdown(tables, keyword, ci95=False, per_seed=False):
         extra = [display_name(d) for d in rows if d not in tables.averaged]
         if extra:
             out += ["", f"Not in the average: {', '.join(extra)}"]
+        out += published_beside(label, cells, tables.runs)
         out += _notes([(display_name(d), [(f", {shots_header(k)}", cell)
                                           for k, cell in cells.loc[d].iterrows()]) for d in rows])
         out += _flat_notes(label, cells, rows)
@@ -314,6 +317,34 @@ def _flat_notes(label, cells, rows):
         return []
     return ["", f"Did not learn: {label} scores exactly the same at every shot count on "
                 f"{', '.join(flat)} (it does not move from its initialisation at these settings)."]
+
+
+def published_beside(label, cells, runs):
+    """Lines of a table of the published numbers a method declares (trainer file `PUBLISHED`)
+    for the backbone its runs used, each with ours minus published; [] when there are none."""
+    from trainers.common.dataset_names import dataset_name_of_stem
+
+    from .published import declared_published
+    mine = runs[runs.label == label]
+    if mine.empty or mine.backbone.nunique() != 1:
+        return []
+    backbone = mine.backbone.iloc[0]
+    published = declared_published(mine.trainer.iloc[0])
+    numbers = published.get(backbone, {})
+    if not numbers:
+        return []
+    rows = list(dict.fromkeys(cells.index.get_level_values("dataset")))
+    grid = {}
+    for dataset in rows:
+        for shots, cell in cells.loc[dataset].iterrows():
+            value = numbers.get(dataset_name_of_stem(dataset), {}).get(int(shots))
+            text = DASH if value is None else f"{value:.2f}"
+            if value is not None and cell.n:
+                text += f" (ours {cell['mean'] - value:+.2f})"
+            grid.setdefault(shots_header(shots), {})[display_name(dataset)] = text
+    frame = pd.DataFrame(grid).reindex([display_name(d) for d in rows])
+    return ["", f"Published ({backbone}; {published.get('source', 'source not given')}), ours minus published:",
+            "", markdown(frame, "Dataset")]
 
 
 def _per_seed_table(cells):

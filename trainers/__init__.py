@@ -12,3 +12,7 @@ from . import tip_adapter  # noqa: F401
 from . import linear_probe  # noqa: F401
 from . import text_projection  # noqa: F401
 from . import taskres_ablations  # noqa: F401
+from . import lp_plus_plus  # noqa: F401
+from . import clap  # noqa: F401
+from . import gda  # noqa: F401
+from . import proker  # noqa: F401

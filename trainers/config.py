@@ -89,4 +89,7 @@ def extend_cfg(cfg):
     cfg.TRAINER.CLIP_ADAPTER = CN()
     cfg.TRAINER.CLIP_ADAPTER.RATIO = 0.2  # weight of the adapted feature in the residual mix
     cfg.TRAINER.CLIP_ADAPTER.REDUCTION = 4  # hidden width = D // REDUCTION
+
+    from trainers.common.cached_methods import extend_cached_cfg
+    extend_cached_cfg(cfg)  # LP++, CLAP, GDA, ProKeR (trainers/common/cached_methods.py)
     return cfg

@@ -6,6 +6,8 @@ import torch
 from dassl.data.data_manager import build_data_loader, name_split
 from dassl.utils.errors import UserError
 
+from trainers.common.feature_cache import CachedFeatureBatches, FeatureSet
+
 
 def ordered_loader(trainer, data_source, transform, exact=False):
     """Every item of `data_source` once, in order, with `transform` (no shuffling, no drop).
@@ -33,8 +35,36 @@ def loader_features(trainer, loader):
     return torch.cat(features), torch.cat(labels)
 
 
+def image_store(trainer, transform, views):
+    """The cache's per-image feature set for `transform` with `views` views, the same for every
+    run seed (views seeded per image): one encoder pass per image for all runs and methods
+    with the same backbone, transform and view count."""
+    cache = trainer.feature_cache
+    return FeatureSet(cache.root, cache.encoder, transform, views=views, run_seed=None)
+
+
+def stored_image_features(trainer, data_source, transform, views, desc):
+    """([N, V, D] features, labels [N]) of `data_source` from `image_store`, encoding only
+    the images no run has stored yet."""
+    cfg = trainer.cfg
+    features = image_store(trainer, transform, views).load(
+        [item.impath for item in data_source], lambda images: trainer.image_features(images.to(trainer.device)),
+        cfg.DATALOADER.TEST.BATCH_SIZE, cfg.DATALOADER.NUM_WORKERS, desc=desc)
+    labels = torch.tensor([item.label for item in data_source])
+    return features.to(trainer.device), labels.to(trainer.device)
+
+
 def test_transform_features(trainer, data_source, split):
-    """Features of `data_source` under the test transform (deterministic, one per image)."""
+    """Features of `data_source` under the test transform (deterministic, one per image).
+    In the fast pipeline the training and validation images come from the per-image store,
+    shared with every other run (the test split keeps its exact, per-batch cache)."""
+    cache = trainer.feature_cache
+    if cache is not None and cache.pipeline["name"] == "fast" and split in ("train", "val"):
+        loaded = getattr(trainer, "val_loader", None) if split == "val" else None
+        if isinstance(getattr(loaded, "dataset", None), CachedFeatureBatches):  # already read for best_val
+            return loader_features(trainer, loaded)
+        features, labels = stored_image_features(trainer, data_source, trainer.dm.tfm_test, 1, split)
+        return features[:, 0].float(), labels
     loader = ordered_loader(trainer, data_source, trainer.dm.tfm_test)
     if trainer.feature_cache is not None:
         loader = trainer.feature_cache.eval_loader(loader, split)
