@@ -27,6 +27,7 @@ setup(
         "pillow",
         "pandas>=1.3",  # results tables
         "scikit-learn>=1.0",  # the linear-probe baseline (logistic regression)
+        "filelock",  # the decoded-image store: processes building the same pack take turns
     ],
     extras_require={
         "plot": ["matplotlib"],  # parse_results.py --plot, the demo's figure
