@@ -28,7 +28,7 @@ setup(
         "pandas>=1.3",  # results tables
         "scikit-learn>=1.0",  # the linear-probe baseline (logistic regression)
         "safetensors",  # feature-cache shards (trainers/common/tensor_store.py)
-        "filelock",  # feature-cache builders take turns
+        "filelock",  # cache and decoded-image store builders take turns
     ],
     extras_require={
         "plot": ["matplotlib"],  # parse_results.py --plot, the demo's figure

@@ -121,7 +121,7 @@ def test_unreadable_image_names_the_file_and_its_split_entry(tmp_path):
     for mode in ("memory", "disk"):
         with pytest.raises(UserError) as error:
             store(paths, tmp_path / "store", mode)
-        assert f"Cannot read image {paths[2]}" in str(error.value) and "entry 2 of split.json" in str(error.value)
+        assert f'Cannot read image "{paths[2]}"' in str(error.value) and "entry 2 of split.json" in str(error.value)
 
 
 def test_pack_follows_the_umask(tmp_path):

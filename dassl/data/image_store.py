@@ -184,7 +184,7 @@ class DecodedImages:
 
     def _unreadable(self, i, err):
         reason = err.reason if isinstance(err, UnreadableImage) else err
-        return UserError(f"Cannot read image {self.paths[i]} ({reason}); it is {self.describe(i)}. Restore "
+        return UserError(f'Cannot read image "{self.paths[i]}" ({reason}); it is {self.describe(i)}. Restore '
                          f"the file, or remove that entry from the split file, then rerun.")
 
     def _decode(self, i):
