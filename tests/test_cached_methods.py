@@ -48,6 +48,7 @@ def test_method_trains_tests_and_is_deterministic_per_seed(world, tmp_path, meth
     assert any(not torch.equal(first[k], other[k]) for k in first)  # another seed, another support set
 
 
+@pytest.mark.timeout(1800)  # two train.py runs; slow on a loaded 2-core machine
 @pytest.mark.parametrize("method", list(CONFIGS))
 def test_the_saved_model_evaluates_to_the_same_accuracy(world, tmp_path, method):
     out = world["root"] / f"{method}-saved"
