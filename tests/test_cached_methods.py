@@ -8,6 +8,8 @@ import shutil
 import pytest
 import torch
 
+from dassl.utils.errors import TestSplitSealed
+
 from tests.clip_run_helpers import build_in_process, fixture_world, result, trainer_args
 from tests.engine_helpers import run_train
 from tests.test_user_errors import _check_message
@@ -67,7 +69,7 @@ def test_no_method_reads_the_test_split_before_its_final_evaluation(world, tmp_p
     def fit_that_tries_the_test_split(support, labels):
         for attempt in (lambda: next(iter(trainer.test_loader)), lambda: trainer.dm.dataset.test[0],
                         lambda: len(trainer.dm.dataset.test)):
-            with pytest.raises(RuntimeError, match="before the final evaluation"):
+            with pytest.raises(TestSplitSealed, match="tried to read the test split before the final evaluation"):
                 attempt()
             attempts.append(attempt)
         return fit(support, labels)

@@ -142,4 +142,5 @@ class GDA(CachedFeatureTrainer):
         return self.text_logits(features) + self.head.alpha * self.gda_logits(features)
 
 
-register_method(Method(name="gda", trainer="GDA", label="GDA", config=lambda dataset, shots: "rn50"))
+register_method(Method(name="gda", trainer="GDA", label="GDA", config=lambda dataset, shots: "rn50",
+                       protocols=("fsval", "fullval", "nov")))  # nov: TRAINER.GDA.ALPHA fixed

@@ -134,4 +134,5 @@ class LPPlusPlus(CachedFeatureTrainer):
         return features @ self.head.weight.T + self.head.bias + self.head.alpha * (features @ self.text_features.T)
 
 
-register_method(Method(name="lp_plus_plus", trainer="LPPlusPlus", label="LP++", config=lambda dataset, shots: "rn50"))
+register_method(Method(name="lp_plus_plus", trainer="LPPlusPlus", label="LP++", config=lambda dataset, shots: "rn50",
+                       protocols=("fsval", "fullval")))

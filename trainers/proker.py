@@ -204,4 +204,5 @@ class ProKeR(CachedFeatureTrainer):
         return features @ self.text_features.t() + kernel @ self.head.coefficients
 
 
-register_method(Method(name="proker", trainer="ProKeR", label="ProKeR", config=lambda dataset, shots: "rn50"))
+register_method(Method(name="proker", trainer="ProKeR", label="ProKeR", config=lambda dataset, shots: "rn50",
+                       protocols=("fsval", "fullval")))

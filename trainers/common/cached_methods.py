@@ -13,12 +13,11 @@ Where the features come from (`support_features`, `val_features`):
 - the few-shot validation split: test-transform features keyed per image (not per batch),
   so a sweep over shots and seeds encodes each validation image once.
 - the test split: the engine's test loader (exact cached features), read only by the final
-  evaluation: while a method fits, the test loader and the dataset's test list are closed
-  (`test_split_closed`), so an attempt to read them stops the run.
+  evaluation: while a method fits, the engine keeps the test split sealed, so an attempt to
+  read it stops the run.
 With TRAIN.FEATURE_CACHE.ENABLED False (pipeline reference) nothing is stored: the views are
 fresh augmented passes through the encoder drawn from the run's random stream.
 """
-import contextlib
 import math
 
 import torch
@@ -66,19 +65,6 @@ def tip_templates(dataset):
 
 def gib(n_bytes):
     return n_bytes / 2 ** 30
-
-
-class ClosedSplit:
-    """Stands in for the test split while a method fits: any read stops the run."""
-
-    def __init__(self, what):
-        self.what = what
-
-    def _refuse(self, *args, **kwargs):
-        raise RuntimeError(f"{self.what} was read before the final evaluation; a method may fit only on the "
-                           f"few-shot training and validation splits")
-
-    __iter__ = __len__ = __getitem__ = _refuse
 
 
 class CachedHead(SourceStampedModule):
@@ -201,22 +187,10 @@ class CachedFeatureTrainer(RunRecordMixin, FrozenCLIPTrainer):
                             f"TRAIN.FEATURE_CACHE.ROOT at a fresh folder, or delete that cache folder.")
 
     # ------------------------------------------------------------------ run
-    @contextlib.contextmanager
-    def test_split_closed(self):
-        """The test loader and the dataset's test list refuse every read while the method fits."""
-        loader, items = self.test_loader, self.dm.dataset._test
-        self.test_loader = ClosedSplit("the test loader")
-        self.dm.dataset._test = ClosedSplit("the test split")
-        try:
-            yield
-        finally:
-            self.test_loader, self.dm.dataset._test = loader, items
-
     def train(self):
         self.set_model_mode("eval")
-        with self.test_split_closed():
-            support, labels = self.support_features()
-            self.fit(support, labels)
+        support, labels = self.support_features()  # the test split stays sealed until final_test
+        self.fit(support, labels)
         self.head.source = self.source()
         self.save_model(0, self.output_dir, is_best=True)  # --eval-only finds it with or without --load-epoch
         print(f"Image encoder passes: {self.image_encoder_forwards:,}")
