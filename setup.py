@@ -27,6 +27,7 @@ setup(
         "pillow",
         "pandas>=1.3",  # results tables
         "scikit-learn>=1.0",  # the linear-probe baseline (logistic regression)
+        "open-clip-torch>=3.0,<4",  # open_clip:ARCH/TAG backbones (trainers/common/open_clip_loader.py)
     ],
     extras_require={
         "plot": ["matplotlib"],  # parse_results.py --plot, the demo's figure

@@ -193,3 +193,23 @@ def test_state_dict_of_another_architecture_names_file_architecture_and_keys(tmp
     with pytest.raises(WeightsFileError, match="does not hold weights of the open_clip architecture.*size mismatch"):
         load_backbone(_cfg(TINY["rn"], wrong))
     assert os.path.isfile(wrong)
+
+
+def test_openai_torchscript_archive_loads_into_the_quickgelu_architecture(tmp_path):
+    """OpenAI ships TorchScript archives; open_clip's *-quickgelu architectures take them."""
+    path = save_tiny_clip(tmp_path, "vit", seed=2)
+    params = torch.load(path)
+    module = torch.nn.Module()
+    for key, value in params.items():  # flat names as in the OpenAI archives
+        parent = module
+        *parts, leaf = key.split(".")
+        for part in parts:
+            if not hasattr(parent, part):
+                parent.add_module(part, torch.nn.Module())
+            parent = getattr(parent, part)
+        parent.register_buffer(leaf, value)
+    archive = str(tmp_path / "jit.pt")
+    torch.jit.save(torch.jit.script(module), archive)
+    from_archive = load_backbone(_cfg(TINY["vit"], archive))
+    from_state_dict = load_backbone(_cfg(TINY["vit"], path))
+    assert torch.equal(from_archive.text_projection, from_state_dict.text_projection)
