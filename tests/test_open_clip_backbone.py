@@ -259,3 +259,19 @@ def test_coop_prompt_injection_with_a_tokenizer_without_start_token(tmp_path, mo
         with torch.no_grad():
             torch.testing.assert_close(model.class_features(), backbone.encode_text(backbone.tokenize(texts)),
                                        rtol=1e-5, atol=1e-5)
+
+
+def test_train_py_offline_without_the_weights_is_one_message_and_exit_2(tmp_path):
+    from datasets.demo_shapes_generate import TASKS, generate
+    from tests.engine_helpers import run_train
+    root = str(tmp_path / "data")
+    generate(root, 32, 1, 1, 1, task=TASKS["demo_shapes"])
+    proc = run_train(["--root", root, "--trainer", "ZeroshotCLIP", "--eval-only", "--output-dir", str(tmp_path / "out"),
+                      "--dataset-config-file", "configs/datasets/demo_shapes.yaml",
+                      "--config-file", "configs/trainers/ZeroshotCLIP/rn50.yaml",
+                      "MODEL.BACKBONE.NAME", "open_clip:ViT-B-32/laion2b_s34b_b79k"], check=False,
+                     env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "open_clip weights for open_clip:ViT-B-32/laion2b_s34b_b79k" in error[0]
+    assert "huggingface-cli download laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in proc.stderr
