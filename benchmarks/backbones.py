@@ -77,6 +77,7 @@ def measure(arch, device, n_images, n_classes, repeats, batch_text, tmp):
         image_s, image_out = _best_time(lambda: backbone.encode_image(images), device, repeats)
         text_s, text_out = _best_time(text, device, repeats)
         results[backbone.library] = (n_images / image_s, text_s)
+        print(f"{arch:<10} {backbone.library:<10} {n_images / image_s:>10.1f} {text_s:>9.3f}", flush=True)
         features[backbone.library] = (image_out.float().cpu(), text_out.float().cpu())
         del backbone
     diffs = [(a - b).abs().max().item() for a, b in zip(features["clip"], features["open_clip"])]
@@ -101,8 +102,6 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs:
             results, diffs = measure(arch, device, n_images, args.classes, args.repeats, args.text_batch, tmp)
-            for library, (ips, text_s) in results.items():
-                print(f"{arch:<10} {library:<10} {ips:>10.1f} {text_s:>9.3f}")
             (c_ips, c_text), (o_ips, o_text) = results["clip"], results["open_clip"]
             print(f"{arch:<10} {'ratio':<10} {o_ips / c_ips:>10.2f} {o_text / c_text:>9.2f}   "
                   f"(max |feature difference|: image {diffs[0]:.2e}, text {diffs[1]:.2e})")
