@@ -29,6 +29,7 @@ setup(
         "scikit-learn>=1.0",  # the linear-probe baseline (logistic regression)
         "safetensors",  # feature-cache shards (trainers/common/tensor_store.py)
         "filelock",  # cache and decoded-image store builders take turns
+        "open-clip-torch>=3.0,<4",  # open_clip:ARCH/TAG backbones (trainers/common/open_clip_loader.py)
     ],
     extras_require={
         "plot": ["matplotlib"],  # parse_results.py --plot, the demo's figure

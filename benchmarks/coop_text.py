@@ -53,6 +53,7 @@ def _measure(spec):
     import torch.nn.functional as F
 
     from dassl.config import get_cfg_default
+    from trainers.common.backbone import backbone_from_clip_model
     from trainers.common.clip_loader import build_random_clip
     from trainers.config import extend_cfg
     from trainers.coop import PromptClassifier
@@ -62,7 +63,7 @@ def _measure(spec):
     cfg.TRAINER.COOP.TRUNCATE_TEXT = spec["path"] != "full"
     cfg.TRAINER.COOP.SHARED_CONTEXT = spec["path"] == "shared-context"
     cfg.TRAINER.COOP.GRAD_CHECKPOINT = spec["grad_checkpoint"] and spec["path"] != "shared-context"
-    clip_model = build_random_clip(spec["arch"])
+    clip_model = backbone_from_clip_model(build_random_clip(spec["arch"]), spec["arch"])
     if spec["precision"] == "fp32":
         clip_model.float()
     clip_model.requires_grad_(False)
@@ -70,7 +71,7 @@ def _measure(spec):
     torch.manual_seed(0)
     classifier = PromptClassifier(cfg, class_names(spec["classes"]), clip_model).to(device)
     optim = torch.optim.SGD(classifier.prompt_learner.parameters(), lr=0.002, momentum=0.9)
-    size = clip_model.visual.input_resolution
+    size = clip_model.preprocess.resolution
     generator = torch.Generator().manual_seed(1)
     images = torch.randn(spec["batch"], 3, size, size, generator=generator).to(device, clip_model.dtype)
     labels = torch.randint(spec["classes"], (spec["batch"],), generator=generator).to(device)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from dassl.utils.errors import UserError
-from trainers.common.experiment import load_methods
+from trainers.common.experiment import config_file_stem, load_methods
 
 from . import layout
 from .benchmarks import BENCHMARKS, SEEDS, SHOTS
@@ -175,7 +175,7 @@ def _prepare(name, datasets, shots, root, settings, extra, plugins):
     if method.config_dir is not None:  # alternative trainers share the method's configs
         folder = osp.join(REPO_ROOT, method.config_dir or osp.join("configs", "trainers",
                                                                    method.trainer))
-        cfg_file = osp.join(folder, f"{cfg}.yaml")
+        cfg_file = osp.join(folder, f"{config_file_stem(cfg)}.yaml")  # open_clip: <backbone>@<stem>
         if not osp.isfile(cfg_file):
             raise UserError(f"no config '{cfg}' for {method.trainer}: {_shown(cfg_file)} is "
                             f"missing. Configs: {', '.join(_config_stems(folder))}")

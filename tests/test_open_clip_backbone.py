@@ -193,3 +193,85 @@ def test_state_dict_of_another_architecture_names_file_architecture_and_keys(tmp
     with pytest.raises(WeightsFileError, match="does not hold weights of the open_clip architecture.*size mismatch"):
         load_backbone(_cfg(TINY["rn"], wrong))
     assert os.path.isfile(wrong)
+
+
+def test_openai_torchscript_archive_loads_into_the_quickgelu_architecture(tmp_path):
+    """OpenAI ships TorchScript archives; open_clip's *-quickgelu architectures take them."""
+    path = save_tiny_clip(tmp_path, "vit", seed=2)
+    params = torch.load(path)
+    module = torch.nn.Module()
+    for key, value in params.items():  # flat names as in the OpenAI archives
+        parent = module
+        *parts, leaf = key.split(".")
+        for part in parts:
+            if not hasattr(parent, part):
+                parent.add_module(part, torch.nn.Module())
+            parent = getattr(parent, part)
+        parent.register_buffer(leaf, value)
+    archive = str(tmp_path / "jit.pt")
+    torch.jit.save(torch.jit.script(module), archive)
+    from_archive = load_backbone(_cfg(TINY["vit"], archive))
+    from_state_dict = load_backbone(_cfg(TINY["vit"], path))
+    assert torch.equal(from_archive.text_projection, from_state_dict.text_projection)
+
+
+def _hf_tokenizer_model(tmp_path):
+    """A SigLIP-style tiny model whose tokenizer is a Hugging Face one made here (T5-like: no start
+    token, an end token, padding id 0), registered with open_clip as a custom config."""
+    import json
+
+    import open_clip
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = "a photo of dog golden retriever boeing 747 - 400 . x".split()
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()  # words and punctuation apart
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    folder = tmp_path / "tokenizer"
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(str(folder))
+    with open(os.path.join(os.path.dirname(__file__), "..", "configs", "open_clip", "fewshot-tiny-sigmoid.json")) as f:
+        config = json.load(f)
+    config["text_cfg"].update(hf_tokenizer_name=str(folder), vocab_size=len(vocab))
+    path = tmp_path / "fewshot-test-hf-tokenizer.json"
+    path.write_text(json.dumps(config))
+    open_clip.add_model_config(str(path))
+    return "open_clip:fewshot-test-hf-tokenizer"
+
+
+def test_coop_prompt_injection_with_a_tokenizer_without_start_token(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    name = _hf_tokenizer_model(tmp_path)
+    backbone = load_backbone(_cfg(name, pretrained=False))
+    tokens = backbone.tokenize(["a photo of a dog ."])
+    assert backbone.text_start == 0 and tokens[0, :6].tolist() == [3, 4, 5, 3, 6, 13] and tokens[0, 6] == 1
+    assert backbone.token_counts(["golden retriever", "boeing 747-400"]) == [2, 4]
+    classnames = ["dog", "golden_retriever", "boeing 747-400"]
+    names = ("dog", "golden retriever", "boeing 747-400")
+    for position, texts in (("end", [f"a photo of a {c}." for c in names]),
+                            ("middle", [f"a photo {c} of a." for c in names])):
+        cfg = _cfg(name, pretrained=False, CTX_INIT="a photo of a", CLASS_TOKEN_POSITION=position)
+        model = PromptClassifier(cfg, classnames, backbone)
+        assert model.prompt_learner.n_ctx == 4 and model.text_path == "full"
+        with torch.no_grad():
+            torch.testing.assert_close(model.class_features(), backbone.encode_text(backbone.tokenize(texts)),
+                                       rtol=1e-5, atol=1e-5)
+
+
+def test_train_py_offline_without_the_weights_is_one_message_and_exit_2(tmp_path):
+    from datasets.demo_shapes_generate import TASKS, generate
+    from tests.engine_helpers import run_train
+    root = str(tmp_path / "data")
+    generate(root, 32, 1, 1, 1, task=TASKS["demo_shapes"])
+    proc = run_train(["--root", root, "--trainer", "ZeroshotCLIP", "--eval-only", "--output-dir", str(tmp_path / "out"),
+                      "--dataset-config-file", "configs/datasets/demo_shapes.yaml",
+                      "--config-file", "configs/trainers/ZeroshotCLIP/rn50.yaml",
+                      "MODEL.BACKBONE.NAME", "open_clip:ViT-B-32/laion2b_s34b_b79k"], check=False,
+                     env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "open_clip weights for open_clip:ViT-B-32/laion2b_s34b_b79k" in error[0]
+    assert "huggingface-cli download laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in proc.stderr

@@ -38,8 +38,29 @@ def test_default_backbone_plans_as_before(tmp_path):
 
 
 def test_unknown_backbone_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="BACKBONE=RN18: choose one of RN50, RN101"):
+    with pytest.raises(UserError, match="BACKBONE=RN18: use one of RN50, RN101.*open_clip:ARCH/TAG"):
         plan.plan_runs("taskres", "imagenet", 16, root=str(tmp_path), settings={"BACKBONE": "RN18"})
     with pytest.raises(UserError, match="BACKBONE does not apply to tip_adapter"):
         plan.plan_runs("tip_adapter", "imagenet", 16, root=str(tmp_path),
                        settings={"BACKBONE": "RN101"})
+
+
+@pytest.mark.parametrize("method,dataset,shots,stem", [
+    ("coop", "imagenet", 16, "rn50_ep50"), ("taskres", "dtd", 16, "adam_lr2e-3_B256_ep200"),
+    ("zeroshot", "imagenet", 0, "rn50"), ("linear_probe", "dtd", 4, "rn50")])
+def test_open_clip_backbone_runs_the_rn50_config_in_a_folder_naming_architecture_and_tag(
+        tmp_path, method, dataset, shots, stem):
+    from experiments.collect import cfg_family, method_label
+    backbone = "open_clip:ViT-B-16/laion2b_s34b_b88k"
+    run = plan.plan_runs(method, dataset, shots, seeds=[1], root=str(tmp_path), settings={"BACKBONE": backbone})[0]
+    assert run.cfg == f"openclip-ViT-B-16-laion2b-s34b-b88k@{stem}"
+    assert f"/openclip-ViT-B-16-laion2b-s34b-b88k@{stem}_{shots}shots" in run.output_dir
+    assert run.args[run.args.index("--config-file") + 1].endswith(f"/{stem}.yaml")
+    assert run.args[run.args.index("MODEL.BACKBONE.NAME") + 1] == backbone
+    label = method_label(method, run.trainer, dataset, shots, run.variant, cfg_family(run.cfg))
+    assert "openclip-ViT-B-16-laion2b-s34b-b88k@" in label
+
+
+def test_malformed_open_clip_backbone_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="BACKBONE=open_clip:ViT B/x y: use one of .*open_clip:ARCH/TAG"):
+        plan.plan_runs("coop", "dtd", 16, root=str(tmp_path), settings={"BACKBONE": "open_clip:ViT B/x y"})

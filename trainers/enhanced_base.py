@@ -36,13 +36,17 @@ from dassl.config.merge import ConfigError  # noqa: E402
 from dassl.engine.trainer import RESULT_FILE  # noqa: E402
 from dassl.utils import load_checkpoint, save_checkpoint  # noqa: E402
 from dassl.utils.errors import UserError, run_cli  # noqa: E402
+from trainers.common.experiment import OPEN_CLIP, open_clip_slug  # noqa: E402
 
 DEFAULT_CONFIG = osp.join(REPO, "configs", "trainers", "TextProjectionTuning", "rn50.yaml")
 MODULE = "text_projection"  # the trainer's registered module (its checkpoint folder)
 
 
 def backbone_folder(backbone):
-    """RN50 -> rn50 (the reference folder name), ViT-B/16 -> vit_b16."""
+    """RN50 -> rn50 (the reference folder name), ViT-B/16 -> vit_b16, open_clip:ViT-B-16/laion2b_s34b_b88k
+    -> openclip-ViT-B-16-laion2b-s34b-b88k."""
+    if backbone.startswith(OPEN_CLIP):
+        return open_clip_slug(backbone)
     return backbone.lower().replace("/", "").replace("-", "_")
 
 

@@ -116,8 +116,9 @@ def _plain_blocks(blocks):
 
 
 class Backbone(nn.Module):
-    """A CLIP-like model behind the interface of the module docstring. Built by the loaders;
-    `parts` (a dict) says where each piece of the library model is."""
+    """A CLIP-like model behind the interface of the module docstring, built by the loaders
+    (`_clip_backbone` here, `open_clip_loader.backbone_from_open_clip_model`), which say where
+    each piece of the library's model is."""
 
     def __init__(self, model, *, name, architecture, library, weights, text_tower, vision_tower,
                  token_embedding, text_projection, pool, eos_id, tokenizer, preprocess, resize_mode="shortest",

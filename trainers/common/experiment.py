@@ -47,8 +47,11 @@ class Option:
 
 
 # The CLIP backbones of the papers' backbone comparisons; RN50 is the default everywhere.
+# Any open_clip model is accepted too: open_clip:ARCH/TAG (trainers/common/backbone.py).
 BACKBONES = ("RN50", "RN101", "ViT-B/32", "ViT-B/16")
 DEFAULT_BACKBONE = "RN50"
+OPEN_CLIP = "open_clip:"
+CONFIG_SEP = "@"  # <backbone>@<config stem>: an open_clip run with the RN50 method config
 
 
 def backbone_stem(backbone: str) -> str:
@@ -56,11 +59,39 @@ def backbone_stem(backbone: str) -> str:
     return backbone.lower().replace("/", "").replace("-", "_")
 
 
+def backbone_name(value: str) -> str:
+    """A backbone the sweeps accept: one of BACKBONES or open_clip:ARCH/TAG."""
+    if value in BACKBONES:
+        return value
+    arch, _, tag = value[len(OPEN_CLIP):].partition("/")
+    if value.startswith(OPEN_CLIP) and arch and all(c.isalnum() or c in "._-" for c in arch + tag):
+        return value
+    raise ValueError(f"use one of {', '.join(BACKBONES)} or open_clip:ARCH/TAG (e.g. "
+                     f"open_clip:ViT-B-16/laion2b_s34b_b88k)")
+
+
+def open_clip_slug(backbone: str) -> str:
+    """open_clip:ViT-B-16/laion2b_s34b_b88k -> openclip-ViT-B-16-laion2b-s34b-b88k: a folder-name
+    part without '/' (or '_', which separates config tokens); result.json keeps the exact name."""
+    return "openclip-" + backbone[len(OPEN_CLIP):].replace("/", "-").replace("_", "-")
+
+
+def config_file_stem(cfg: str) -> str:
+    """The config file of a (possibly backbone-prefixed) config stem."""
+    return cfg.split(CONFIG_SEP, 1)[-1]
+
+
 def backbone_option(config_stem: Callable[[str, str], str]) -> Option:
-    """The BACKBONE option: a non-default backbone picks its own config file (which names the
-    backbone), via `config_stem(backbone, the RN50 config stem)`."""
-    return Option("MODEL.BACKBONE.NAME", DEFAULT_BACKBONE, "CLIP backbone", choices=BACKBONES,
-                  unset=(DEFAULT_BACKBONE,), config_stem=config_stem)
+    """The BACKBONE option: a non-default `clip` backbone picks its own config file (which names
+    the backbone), via `config_stem(backbone, the RN50 config stem)`; an open_clip backbone runs
+    the RN50 config (its own preprocessing replaces INPUT.*) in a folder named after it
+    (`<slug>@<stem>_<K>shots`)."""
+    def stem(backbone: str, rn50_stem: str) -> str:
+        if backbone.startswith(OPEN_CLIP):
+            return f"{open_clip_slug(backbone)}{CONFIG_SEP}{rn50_stem}"
+        return config_stem(backbone, rn50_stem)
+    return Option("MODEL.BACKBONE.NAME", DEFAULT_BACKBONE, f"backbone: {', '.join(BACKBONES)} or open_clip:ARCH/TAG",
+                  normalize=backbone_name, unset=(DEFAULT_BACKBONE,), config_stem=stem)
 
 
 def rn50_prefix_replaced(backbone: str, stem: str) -> str:

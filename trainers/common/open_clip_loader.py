@@ -25,6 +25,7 @@ tests, demos and CPU benchmarks.
 import difflib
 import logging
 import os
+import tempfile
 import warnings
 
 import torch
@@ -171,13 +172,36 @@ def load_weights(model, path, arch):
     """Load a state dict file into `model`; wrong keys or shapes: one message naming the file,
     the architecture and the first keys."""
     from open_clip.factory import load_checkpoint, load_state_dict
+    with tempfile.TemporaryDirectory() as tmp:
+        result = _load_checkpoint(model, _plain_file(path, tmp), path, arch, load_checkpoint, load_state_dict)
+    missing, unexpected = getattr(result, "missing_keys", []), getattr(result, "unexpected_keys", [])
+    if missing or unexpected:
+        _key_error(path, arch, missing, unexpected)
+
+
+def _plain_file(path, tmp):
+    """An OpenAI TorchScript archive (.pt) as a plain state dict file; other files as they are."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = load_checkpoint(model, path, strict=False)
+            state_dict = torch.jit.load(path, map_location="cpu").state_dict()
+    except (RuntimeError, ValueError):  # not a TorchScript archive
+        return path
+    for key in ("input_resolution", "context_length", "vocab_size"):
+        state_dict.pop(key, None)
+    plain = os.path.join(tmp, "state_dict.pt")
+    torch.save(state_dict, plain)
+    return plain
+
+
+def _load_checkpoint(model, file, path, arch, load_checkpoint, load_state_dict):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load_checkpoint(model, file, strict=False)
     except (RuntimeError, AssertionError) as err:  # shape mismatches (load_state_dict, open_clip's resizing)
         try:  # other keys say more than the first shape that differs
-            keys = set(load_state_dict(path))
+            keys = set(load_state_dict(file))
         except Exception:
             keys = None
         if keys is not None:
@@ -194,9 +218,6 @@ def load_weights(model, path, arch):
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise WeightsFileError(f"open_clip weights file {path} cannot be read ({reason}); it is truncated or not "
                                f"a state dict. Download it again or fix MODEL.BACKBONE.PATH.") from None
-    missing, unexpected = getattr(result, "missing_keys", []), getattr(result, "unexpected_keys", [])
-    if missing or unexpected:
-        _key_error(path, arch, missing, unexpected)
 
 
 def _key_error(path, arch, missing, unexpected):

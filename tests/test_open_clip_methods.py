@@ -1,0 +1,43 @@
+"""Every registered method trains one epoch and tests on the demo data with an open_clip
+OpenAI-style model and a SigLIP-style one (the toolkit's tiny open_clip configs, random weights),
+planned as the sweeps plan them and run through train.py's main in this process.
+
+The SigLIP-style model (`fewshot-tiny-sigmoid`: no causal mask, last-token pooling, logit bias)
+uses CLIP's BPE tokenizer: SigLIP's own tokenizers are hub files that cannot be fetched here.
+"""
+import pytest
+
+import train
+from dassl.utils import read_json
+from datasets.demo_shapes_generate import TASKS, generate
+from experiments.plan import plan_runs
+from trainers.common.experiment import load_methods
+
+BACKBONES = ("open_clip:fewshot-tiny-rn-quickgelu", "open_clip:fewshot-tiny-sigmoid")
+SHOTS = 2
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("demo"))
+    generate(root, 32, 2, 2, 2, task=TASKS["demo_shapes"])
+    return root
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_every_method_trains_and_tests_on_an_open_clip_backbone(backbone, data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("FEWSHOT_FEATURE_CACHE", str(tmp_path / "features"))
+    extra = ("MODEL.BACKBONE.NAME", backbone, "MODEL.BACKBONE.PRETRAINED", "False", "OPTIM.MAX_EPOCH", "1",
+             "DATALOADER.NUM_WORKERS", "0")
+    done = []
+    for name, method in sorted(load_methods().items()):
+        shots = SHOTS if method.trains else 0
+        for run in plan_runs(name, "demo_shapes", shots, (1,), str(tmp_path / "runs"), data_root, extra=extra):
+            train.main(train.build_parser().parse_args(run.args))
+            result = read_json(f"{run.output_dir}/result.json")
+            assert result["backbone_loaded"] == backbone, name
+            assert result["preprocess"]["resolution"] == 32, name  # the model's, not the config's 224
+            assert 0.0 <= result["accuracy"] <= 100.0, name
+            done.append(name)
+    assert {"coop", "taskres", "clip_adapter", "zeroshot", "tip_adapter", "tip_adapter_f", "linear_probe"} <= set(done)
