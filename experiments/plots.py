@@ -40,10 +40,10 @@ def chance_level(runs, dataset):
 
 
 def average_chance(runs, datasets):
-    """The mean chance level of the averaged datasets (None unless every one is known), so the
-    Average panel shows where guessing would land too."""
-    levels = [chance_level(runs, d) for d in datasets]
-    return sum(levels) / len(levels) if levels and None not in levels else None
+    """The mean chance level of the averaged datasets that have runs (those an average can
+    hold), so the Average panel shows where guessing would land too; None without any."""
+    levels = [level for level in (chance_level(runs, d) for d in datasets) if level is not None]
+    return sum(levels) / len(levels) if levels else None
 
 
 def seeds_behind(runs):

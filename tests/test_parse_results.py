@@ -206,7 +206,7 @@ def test_full_grid_table_and_csv(tmp_path):
     for col, k in enumerate((1, 16), 1):
         mean = statistics.fmean(statistics.fmean(values[(d, k, s)] for s in (1, 2, 3))
                                 for d in BENCHMARKS)
-        assert avg_row[col] == f"{mean:.2f} ± {statistics.pstdev(per_seed_avg[k]):.2f} (11)"
+        assert avg_row[col] == f"{mean:.2f} ± {statistics.pstdev(per_seed_avg[k]):.2f} (11 datasets)"
     assert "Incomplete" not in out
 
     rows = read_csv(csv_path)
@@ -335,7 +335,7 @@ def test_dg_table(tmp_path):
     assert row[2] == cell_text(list(src.values()))
     assert row[3] == cell_text([50.1, 50.2, 50.3])
     target_mean = statistics.fmean(acc + 0.2 for acc in targets.values())
-    assert row[7].startswith(f"{target_mean:.2f} ± ") and row[7].endswith("(4)")
+    assert row[7].startswith(f"{target_mean:.2f} ± ") and row[7].endswith("(4 datasets)")
 
 
 def test_runs_frame_one_row_per_run(tmp_path):
