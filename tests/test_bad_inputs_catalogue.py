@@ -206,8 +206,8 @@ def _no_run_folder(output):
 
 def test_paper_grid_without_its_dataset_stops_once_before_any_run(setup, tmp_path):
     proc, output = _script(setup, tmp_path, "paper", "table4")
-    _check_message(proc.returncode, proc.stderr, ["table4", "45 runs", "none was started", "ImageNet: folder",
-                                                   "imagenet", "45 of 45 runs"])
+    _check_message(proc.returncode, proc.stderr, ["table4", "(15 runs)", "none was started", "ImageNet: folder",
+                                                   "imagenet", "15 of 15 runs"])  # SEEDS=1
     assert _no_run_folder(output)
 
 
