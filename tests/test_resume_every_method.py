@@ -19,6 +19,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.utils import read_json
 from tests.clip_run_helpers import write_fixture_and_clip
 from tests.engine_helpers import REPO, run_train
+from tests.machine_speed import scaled_timeout
 from trainers.common.experiment import load_methods
 
 pytestmark = pytest.mark.slow
@@ -82,6 +83,7 @@ def _args(world, trainer, config, overrides, out):
 
 
 def _kill_when_logged(args, out, pattern, timeout=600):
+    timeout = scaled_timeout(timeout)
     """Start train.py and SIGKILL it once its log.txt matches `pattern`; returns the exit code
     and whether the pattern was seen (False: the run ended first)."""
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=REPO,
