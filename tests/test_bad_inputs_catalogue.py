@@ -118,12 +118,12 @@ def _cases(s):
         # unreadable training images, wherever they are read
         "truncated_train_jpeg": (args("trunc", *two, "OPTIM.MAX_EPOCH", "1", root=truncated, **coop),
                                  ["cannot read image", os.path.join(truncated, "dtd", "images"),
-                                  f'"train" split of {truncated_split}', "Restore the file"]),
+                                  f'listed in {truncated_split} ("train" split)', "Restore the file"]),
         "truncated_train_jpeg_in_worker": (
             args("trunc_w", *two, "OPTIM.MAX_EPOCH", "1", "DATALOADER.NUM_WORKERS", "2", root=truncated, **coop),
-            ["cannot read image", f'"train" split of {truncated_split}']),
+            ["cannot read image", f'listed in {truncated_split} ("train" split)']),
         "truncated_train_jpeg_in_tip_cache": (args("trunc_tip", *two, *SMALL_TIP, root=truncated, **tip),
-                                              ["cannot read image", f'"train" split of {truncated_split}']),
+                                              ["cannot read image", f'listed in {truncated_split} ("train" split)']),
         # weights files that do not fit their architecture
         "weights_missing_keys": (args("w_missing", weights=weights["missing_keys"]),
                                  [f"CLIP weights file {weights['missing_keys']} does not fit the tiny-rn architecture",
