@@ -118,12 +118,12 @@ def _cases(s):
         # unreadable training images, wherever they are read
         "truncated_train_jpeg": (args("trunc", *two, "OPTIM.MAX_EPOCH", "1", root=truncated, **coop),
                                  ["cannot read image", os.path.join(truncated, "dtd", "images"),
-                                  f'"train" split of {truncated_split}', "Restore the file"]),
+                                  f'listed in {truncated_split} ("train" split)', "Restore the file"]),
         "truncated_train_jpeg_in_worker": (
             args("trunc_w", *two, "OPTIM.MAX_EPOCH", "1", "DATALOADER.NUM_WORKERS", "2", root=truncated, **coop),
-            ["cannot read image", f'"train" split of {truncated_split}']),
+            ["cannot read image", f'listed in {truncated_split} ("train" split)']),
         "truncated_train_jpeg_in_tip_cache": (args("trunc_tip", *two, *SMALL_TIP, root=truncated, **tip),
-                                              ["cannot read image", f'"train" split of {truncated_split}']),
+                                              ["cannot read image", f'listed in {truncated_split} ("train" split)']),
         # weights files that do not fit their architecture
         "weights_missing_keys": (args("w_missing", weights=weights["missing_keys"]),
                                  [f"CLIP weights file {weights['missing_keys']} does not fit the tiny-rn architecture",
@@ -206,8 +206,8 @@ def _no_run_folder(output):
 
 def test_paper_grid_without_its_dataset_stops_once_before_any_run(setup, tmp_path):
     proc, output = _script(setup, tmp_path, "paper", "table4")
-    _check_message(proc.returncode, proc.stderr, ["table4", "45 runs", "none was started", "ImageNet: folder",
-                                                   "imagenet", "45 of 45 runs"])
+    _check_message(proc.returncode, proc.stderr, ["table4", "(15 runs)", "none was started", "ImageNet: folder",
+                                                   "imagenet", "15 of 15 runs"])  # SEEDS=1
     assert _no_run_folder(output)
 
 

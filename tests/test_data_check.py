@@ -10,6 +10,7 @@ import pytest
 from dassl.config.merge import ConfigError
 from datasets import check
 from tests.dataset_fixtures import DATASET_NAMES, fixture_counts, write_fixture
+from tests.machine_speed import scaled_timeout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_ONLY = {"ImageNetV2", "ImageNetSketch", "ImageNetA", "ImageNetR"}
@@ -40,7 +41,7 @@ def test_complete_tree_passes_with_size_notes(tmp_path):
         write_fixture(tmp_path, name)
     before = tree_snapshot(tmp_path)
     p = subprocess.run([sys.executable, "-m", "datasets.check", "--root", str(tmp_path)], cwd=REPO,
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=scaled_timeout(300))
     assert p.returncode == 0, p.stdout + p.stderr
     for name in DATASET_NAMES:
         text = block(p.stdout, name)
@@ -95,7 +96,7 @@ def test_empty_or_missing_root_fails(tmp_path, capsys):
     assert check.main(["--root", str(tmp_path)]) == 1
     assert "0 usable" in capsys.readouterr().out
     p = subprocess.run([sys.executable, "-m", "datasets.check", "--root", str(tmp_path / "nope")], cwd=REPO,
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=scaled_timeout(120))
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip() == (f"error: --root {tmp_path / 'nope'} does not exist or is not a folder: pass the "
                                 "folder that holds the dataset folders (see DATASETS.md).")

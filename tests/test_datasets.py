@@ -17,6 +17,7 @@ from dassl.utils import set_random_seed
 from datasets.split_files import DatasetError, DatasetNotFound
 from tests.dataset_fixtures import (DATASET_NAMES, dataset_cfg, expected_classnames, fixture_counts,
                                     split_file_name, write_fixture)
+from tests.machine_speed import scaled_timeout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -191,7 +192,7 @@ def test_fewshot_same_across_processes_and_cache_reuse_different_across_seeds(tm
               "print('RESULT' + json.dumps([[x.impath for x in ds.train_x], [x.impath for x in ds.val]]))\n")
 
     p = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO,
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=scaled_timeout(120))
     assert p.returncode == 0, p.stderr
     assert "Saving preprocessed few-shot data" in p.stdout  # sampled there, then cached
     line = [x for x in p.stdout.splitlines() if x.startswith("RESULT")][0]

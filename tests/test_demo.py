@@ -11,6 +11,7 @@ import pytest
 
 from datasets.demo_shapes_generate import generate
 from tests.engine_helpers import REPO
+from tests.machine_speed import scaled_timeout
 
 QUICK_RUNS = 7  # zero-shot + 3 methods x 2 shot counts x 1 seed
 TRAINERS = ("ZeroshotCLIP", "TaskRes", "CLIP_Adapter", "CoOp")
@@ -31,7 +32,7 @@ def _record(path):
 
 def _run_demo(output, env):
     return subprocess.run(["bash", "scripts/demo.sh", "--quick", "--jobs", "2", "--output", str(output)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=scaled_timeout(600))
 
 
 @pytest.fixture

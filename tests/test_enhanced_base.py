@@ -10,6 +10,7 @@ import train
 from dassl.utils import load_checkpoint, save_checkpoint
 from tests.clip_run_helpers import build_in_process, result, trainer_args, write_fixture_and_clip
 from tests.engine_helpers import REPO, run_train
+from tests.machine_speed import scaled_timeout
 from dassl.utils.errors import UserError
 from trainers.taskres import check_enhanced_base_source
 from trainers.text_projection import TextProjectionTuning
@@ -27,7 +28,7 @@ def make_enhanced_base(setup, *extra, check=True):
                "--root", setup["data_root"], "--shots", str(SHOTS), "--seed", "1", "--epochs", "2",
                "--output", str(setup["root"] / "strong_base"), *extra,
                "MODEL.BACKBONE.PATH", setup["clip_path"], *TINY]
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=scaled_timeout(300))
     if check:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc

@@ -13,6 +13,7 @@ from experiments.tables import fewshot_tables
 from experiments.plots import chance_level, weights_used
 from tests.dataset_fixtures import write_fixture
 from tests.tiny_clip import TINY_CONFIGS, save_tiny_clip
+from tests.machine_speed import scaled_timeout
 from trainers.common.experiment import load_methods
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +33,7 @@ def start(argv, env):
 
 def finish(proc, check=True):
     """Wait for a started command; its CompletedProcess (stdout, stderr, returncode)."""
-    stdout, stderr = proc.communicate(timeout=600)
+    stdout, stderr = proc.communicate(timeout=scaled_timeout(600))
     done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     if check and proc.returncode != 0:
         raise AssertionError(f"{proc.args} failed ({proc.returncode}):\n{stdout[-3000:]}\n"

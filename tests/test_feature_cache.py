@@ -19,6 +19,7 @@ from dassl.data.datasets import Datum
 from dassl.data.transforms import build_transform
 from tests.engine_helpers import REPO
 from tests.tiny_clip import build_tiny_clip
+from tests.machine_speed import scaled_timeout
 from trainers.common import feature_cache as fc
 from trainers.common.classifier import class_features, cosine_logits
 from trainers.config import extend_cfg
@@ -267,7 +268,7 @@ def test_two_processes_building_the_same_cache_both_finish_with_a_valid_cache(tm
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for k in range(2)]
     open(go_file, "w").close()  # both start loading at the same moment
-    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    outputs = [p.communicate(timeout=scaled_timeout(120))[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     results = [torch.load(tmp_path / f"out{k}.pt") for k in range(2)]
     torch.testing.assert_close(results[0]["features"], results[1]["features"], rtol=0, atol=0)

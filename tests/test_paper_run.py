@@ -15,6 +15,7 @@ import torch
 from experiments.paper_render import render_item
 from tests.dataset_fixtures import write_fixture
 from tests.tiny_clip import save_tiny_clip
+from tests.machine_speed import scaled_timeout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,7 +30,7 @@ def test_fig4_command_runs_and_renders_on_fixture_data(tmp_path):
             "DATALOADER.NUM_WORKERS", "0"]
 
     def call(argv):
-        proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=scaled_timeout(600))
         assert proc.returncode == 0, f"{argv}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         return proc.stdout
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from tests.machine_speed import scaled_timeout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers",
@@ -51,7 +52,7 @@ def write(path, text, name="log.txt"):
 
 def run_parse(*args, check=True):
     proc = subprocess.run([sys.executable, "parse_results.py", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=scaled_timeout(120))
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc

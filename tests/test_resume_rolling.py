@@ -14,6 +14,7 @@ import torch
 from dassl.engine.trainer import RESUME_FILE
 from tests.clip_run_helpers import result, trainer_args, write_fixture_and_clip
 from tests.engine_helpers import REPO, run_train
+from tests.machine_speed import scaled_timeout
 
 CONFIG = "TaskRes/adam_lr2e-3_B256_ep200.yaml"  # official: 200 epochs, TRAIN.CHECKPOINT_FREQ 0
 KILL_AT = 190  # of 200
@@ -27,6 +28,7 @@ def _args(data_root, clip, out, *opts):
 
 
 def _kill_when_logged(args, out, line, timeout=240):
+    timeout = scaled_timeout(timeout)
     """Start train.py and SIGKILL it as soon as its log.txt shows `line`."""
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -15,6 +15,7 @@ import pytest
 
 from tests.clip_run_helpers import result, trainer_args, write_fixture_and_clip
 from tests.engine_helpers import REPO
+from tests.machine_speed import scaled_timeout
 
 DATASET = "DescribableTextures"
 TASKRES = "TaskRes/adam_lr2e-3_B256_ep100.yaml"
@@ -37,7 +38,7 @@ def _start(argv, preexec_fn=None):
 
 
 def _finish(proc):
-    out, err = proc.communicate(timeout=600)
+    out, err = proc.communicate(timeout=scaled_timeout(600))
     return proc.returncode, out, err
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from tests.dataset_fixtures import write_fixture
 from tests.tiny_clip import save_tiny_clip
+from tests.machine_speed import scaled_timeout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKRES_1SHOT = "dtd/TaskRes/adam_lr2e-3_B256_ep100_1shots"
@@ -37,7 +38,7 @@ def script_env(data, output, **extra):
 
 def run_script(script, *args, env, cwd=REPO, check=True):
     proc = subprocess.run(["bash", script, *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=scaled_timeout(300))
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
                              f"{proc.stderr[-4000:]}")

@@ -19,6 +19,7 @@ import torch
 
 from tests.dataset_fixtures import write_fixture
 from tests.tiny_clip import save_tiny_clip
+from tests.machine_speed import scaled_timeout
 from trainers.common import feature_cache
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,7 +48,7 @@ def clean_env(base, **extra):
 
 def run_sweep(*args, env, check=True):
     proc = subprocess.run([sys.executable, "-m", "experiments", *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=scaled_timeout(600))
     if check and proc.returncode != 0:
         raise AssertionError(f"sweep failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
                              f"{proc.stderr[-4000:]}")
@@ -97,7 +98,7 @@ def world(tmp_path_factory):
     for dataset in DATASETS:
         for shots in SHOTS:
             subprocess.run(["bash", "scripts/taskres/main.sh", dataset, shots, *overrides],
-                           cwd=REPO, check=True, capture_output=True, timeout=600,
+                           cwd=REPO, check=True, capture_output=True, timeout=scaled_timeout(600),
                            env=dict(env, DATA=str(data), OUTPUT=str(reference),
                                     SEEDS=" ".join(SEEDS),
                                     FEWSHOT_FEATURE_CACHE=str(base / "cache_main_sh")))
@@ -252,7 +253,7 @@ def test_sweep_sh_hands_the_grid_to_the_launcher(tmp_path):
                DATASETS="dtd", SHOTS="1 2", SEEDS="2", NCTX="4", LAUNCHER="local",
                SWEEP_OPTS="--dry-run --gpus none")
     proc = subprocess.run(["bash", "scripts/sweep.sh", "coop", "OPTIM.MAX_EPOCH", "1"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=scaled_timeout(120))
     assert proc.returncode == 0, proc.stderr
     assert "2 runs: 2 new; to submit: 2" in proc.stdout
     for setting in ("rn50_ep50_1shots", "rn50_ep100_2shots"):

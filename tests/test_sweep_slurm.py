@@ -17,6 +17,7 @@ import pytest
 from tests.dataset_fixtures import write_fixture
 from tests.test_sweep import clean_env, markers, run_sweep, tiny_overrides
 from tests.tiny_clip import save_tiny_clip
+from tests.machine_speed import scaled_timeout
 
 FAKE_SBATCH = """#!/usr/bin/env bash
 # Keep the batch file (the last argument) and answer like sbatch, with ids 4242, 4243, ...
@@ -82,7 +83,7 @@ def run_array_task(c, batch_file, array_id, task_id):
                SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", SLURM_NODEID="0", SLURM_PROCID="0",
                SLURM_LOCALID="0", SLURM_JOB_NODELIST="node1")
     return subprocess.run(["bash", str(batch_file)], cwd=c["tmp"], env=env, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=scaled_timeout(600))
 
 
 def test_slurm_submission_parameters_queue_and_resubmission(cluster):

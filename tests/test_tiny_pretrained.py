@@ -12,6 +12,7 @@ from clip.model import build_model
 from datasets.demo_captions import SCENE_SEED_BASE, image_caption_pair, scene_rng
 from datasets.demo_shapes_generate import TASKS, _image_rng, draw_image
 from tests.engine_helpers import REPO
+from tests.machine_speed import scaled_timeout
 from trainers.common import tiny_pretrained
 from trainers.common.clip_loader import read_state_dict
 
@@ -34,7 +35,7 @@ def test_parallel_builds_train_once_and_the_file_loads_as_clip(tmp_path):
             f"p = t.ensure_weights(t.{SMALL!r}); assert torch.get_num_threads() == 1; print('PATH', p)")
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    outputs = [p.communicate(timeout=scaled_timeout(300))[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert sum(out.count("tiny CLIP: pretraining") for out in outputs) == 1  # the other waited, then reused
     paths = {line.split(" ", 1)[1] for out in outputs for line in out.splitlines() if line.startswith("PATH ")}

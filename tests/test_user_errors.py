@@ -17,6 +17,7 @@ from clip.model import CLIP
 
 from tests.clip_run_helpers import trainer_args, write_fixture_and_clip
 from tests.engine_helpers import REPO, run_train
+from tests.machine_speed import scaled_timeout
 from trainers.common.clip_loader import CLIP_ARCHITECTURES
 
 DATASET = "DescribableTextures"
@@ -222,8 +223,8 @@ def outcomes(setup):
     singles = {name: subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *cases[name][0]], cwd=REPO,
                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                for name in SUBPROCESS_CASES}
-    singles = {name: (proc.wait(timeout=600), proc.stderr.read()) for name, proc in singles.items()}
-    assert driver.wait(timeout=600) == 0
+    singles = {name: (proc.wait(timeout=scaled_timeout(600)), proc.stderr.read()) for name, proc in singles.items()}
+    assert driver.wait(timeout=scaled_timeout(600)) == 0
     results = json.load(open(results_file))
     return dict(cases=cases, results=results, singles=singles, before=before, after=_snapshot(setup["trained"]),
                 setup=setup)
@@ -279,7 +280,7 @@ def test_debug_variable_shows_the_traceback(setup):
     argv = trainer_args("TaskRes", TASKRES, setup["data"], setup["clip"], os.path.join(setup["tmp"], "dbg"), DATASET,
                         "OPTIM.MAX_EPOCH", "0")
     proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *argv], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "FEWSHOT_DEBUG": "1"})
+                          text=True, timeout=scaled_timeout(300), env={**os.environ, "FEWSHOT_DEBUG": "1"})
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "ConfigError: OPTIM.MAX_EPOCH is 0" in proc.stderr
 
 

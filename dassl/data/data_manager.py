@@ -185,7 +185,7 @@ class DatasetWrapper(TorchDataset):
         try:
             img0 = self.store.image(idx) if self.store is not None else read_image(item.impath)
         except UnreadableImage as err:
-            where = (f'it is listed in the "{self.split}" split of {self.listed_in}' if self.split else
+            where = (f'it is listed in {self.listed_in} ("{self.split}" split)' if self.split else
                      "it is listed in the dataset's split")
             raise ImageReadError(f"cannot read image {item.impath} ({err.reason}); {where} (label {item.label}, "
                                  f"item {idx} of the loader). Restore the file, or remove its entry from that "
