@@ -20,9 +20,9 @@ import statistics
 import sys
 
 from dassl.utils.errors import run_cli
-from fewshot_grid import layout, tables
-from fewshot_grid.benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SEEDS
-from fewshot_grid.collect import (END_OF_TRAINING, RESULT_BLOCK, ResultsError, collect_runs,
+from experiments import layout, tables
+from experiments.benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SEEDS
+from experiments.collect import (END_OF_TRAINING, RESULT_BLOCK, ResultsError, collect_runs,
                                   read_run_result)
 from trainers.common.experiment import load_methods
 
@@ -158,7 +158,7 @@ def run_table(args, seeds):
                                   args.test_log, args.allow_partial, args.ci95)
     _require_runs(len(found.cells), args.directory)
     if args.plot:
-        from fewshot_grid.plots import plot_fewshot  # matplotlib only when a plot is asked for
+        from experiments.plots import plot_fewshot  # matplotlib only when a plot is asked for
         plot_fewshot(found, args.plot, args.keyword, args.published)
         print(f"[parse_results] wrote {args.plot}", file=sys.stderr)
     return (tables.fewshot_markdown(found, args.keyword, args.ci95, args.per_seed),
@@ -218,7 +218,7 @@ def emit(args, text, csv_frame):
 
 
 def run_paper(args):
-    from fewshot_grid.paper_render import render_item
+    from experiments.paper_render import render_item
     text, written = render_item(args.directory, args.paper, args.datasets, args.shots,
                                 args.seeds, args.backbones, args.targets, args.allow_partial,
                                 args.markdown, args.csv, args.plot)

@@ -31,7 +31,7 @@ setup(
     extras_require={
         "plot": ["matplotlib"],  # parse_results.py --plot, the demo's figure
         "tensorboard": ["tensorboard"],
-        "slurm": ["submitit"],  # python -m sweep --launcher slurm (the local launcher needs none)
+        "slurm": ["submitit"],  # python -m experiments --launcher slurm (the local launcher needs none)
         "matlab-splits": ["scipy"],  # Stanford Cars' original .mat annotations
         "test": ["pytest", "pytest-timeout", "pytest-xdist", "matplotlib", "submitit"],
     },

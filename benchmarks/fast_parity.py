@@ -81,7 +81,7 @@ def redraw_seeds(seeds, redraws):
 
 def plan(args):
     """[(dataset, method, shots, column, Run, draw)] of the whole check."""
-    from fewshot_grid.plan import plan_runs
+    from experiments.plan import plan_runs
 
     backbone = []
     if args.backbone_name:

@@ -2,7 +2,7 @@
 
     python -m benchmarks.paper_time [--reference-s-per-image 0.0053] [--cached-s-per-image 0.00625]
 
-Every run of an item (its declaration, fewshot_grid.paper) is counted in image-encoder passes:
+Every run of an item (its declaration, experiments.paper) is counted in image-encoder passes:
 training epochs x K x classes (the config's OPTIM.MAX_EPOCH, as planned) plus one pass per test
 image; Tip-Adapter adds its 10 augmented cache passes, each enhanced base 50 epochs, each DG
 test the target's test set. With the feature cache (TRAIN.FEATURE_CACHE.ENABLED True, V=10
@@ -21,8 +21,8 @@ import tempfile
 import yaml
 from tabulate import tabulate
 
-from fewshot_grid import paper
-from fewshot_grid.benchmarks import display_name
+from experiments import paper
+from experiments.benchmarks import display_name
 
 REFERENCE_S_PER_PASS = 171.0 / 32240
 CACHED_S_PER_PASS = 11.5 / 1840
@@ -82,8 +82,8 @@ def passes(item):
 
 def taskres_sweep(reference_s, cached_s):
     """Rows (dataset, runs, hours reference / exact default / fast) of the full TaskRes table."""
-    from fewshot_grid.benchmarks import BENCHMARKS, SEEDS, SHOTS
-    from fewshot_grid.plan import plan_runs
+    from experiments.benchmarks import BENCHMARKS, SEEDS, SHOTS
+    from experiments.plan import plan_runs
     rows, totals = [], [0, 0, 0]
     with tempfile.TemporaryDirectory() as output:
         for dataset in BENCHMARKS:

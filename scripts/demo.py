@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)  # datasets/, trainers/ and fewshot_grid/ live in the repository root
+sys.path.insert(0, REPO)  # datasets/, trainers/ and experiments/ live in the repository root
 warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)  # clip's import
 
 import torch  # noqa: E402
@@ -23,11 +23,11 @@ from clip.model import CLIP  # noqa: E402
 
 from datasets.demo_shapes_generate import TASKS, generate  # noqa: E402
 from dassl.utils.errors import UserError  # noqa: E402
-from fewshot_grid.collect import read_run_result  # noqa: E402
-from fewshot_grid.plan import get_method, plan_runs  # noqa: E402
-from fewshot_grid.plots import plot_fewshot  # noqa: E402
-from fewshot_grid.tables import fewshot_markdown, fewshot_tables  # noqa: E402
-from sweep.execute import available_cpus, cpu_slots, run_parallel, triage  # noqa: E402
+from experiments.collect import read_run_result  # noqa: E402
+from experiments.plan import get_method, plan_runs  # noqa: E402
+from experiments.plots import plot_fewshot  # noqa: E402
+from experiments.tables import fewshot_markdown, fewshot_tables  # noqa: E402
+from experiments.execute import available_cpus, cpu_slots, run_parallel, triage  # noqa: E402
 from trainers.common import tiny_pretrained  # noqa: E402
 from trainers.common.clip_loader import (OFFLINE_ENV, TOY_ARCHITECTURES, cache_dir,  # noqa: E402
                                          resolve_weights_file)

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced by the experiment scripts: finds the interpreter and hands the work to the one entry
-# point, python -m sweep.script (planning, the skip/resume/FORCE logic and the runs are there).
+# point, python -m experiments.script (planning, the skip/resume/FORCE logic and the runs are there).
 #
 # Environment:
 #   DATA     dataset root (required): the folder holding imagenet/, dtd/, ...
@@ -20,7 +20,7 @@ if [ -z "${PYTHON:-}" ]; then
     [ -x "$PYTHON" ] || PYTHON=python3
 fi
 
-# experiment COMMAND ARGS...: run python -m sweep.script from any folder.
+# experiment COMMAND ARGS...: run python -m experiments.script from any folder.
 experiment() {
-    PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m sweep.script "$@"
+    PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m experiments.script "$@"
 }

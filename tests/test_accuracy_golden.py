@@ -24,8 +24,8 @@ import pytest
 import torch
 
 from datasets.demo_shapes_generate import TASKS, generate
-from fewshot_grid.plan import plan_runs
-from fewshot_grid.collect import read_run_result
+from experiments.plan import plan_runs
+from experiments.collect import read_run_result
 from tests.engine_helpers import REPO
 from trainers.common import tiny_pretrained
 from trainers.common.clip_loader import read_state_dict

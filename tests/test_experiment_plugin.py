@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from fewshot_grid.tables import fewshot_tables
-from fewshot_grid.plots import chance_level, weights_used
+from experiments.tables import fewshot_tables
+from experiments.plots import chance_level, weights_used
 from tests.dataset_fixtures import write_fixture
 from tests.tiny_clip import TINY_CONFIGS, save_tiny_clip
 from trainers.common.experiment import load_methods
@@ -60,7 +60,7 @@ def world(tmp_path_factory):
                   "--jobs", "1", "--output", str(base / "demo")],
                  dict(env, CLIP_CACHE_DIR=str(base / "clip"), CLIP_OFFLINE="1"))
     main = start(["bash", "scripts/main.sh", "linear_head", "dtd", "1", *tiny(clip_path)], env)
-    sweep = start([sys.executable, "-m", "sweep", "--methods", "linear_head", "--datasets",
+    sweep = start([sys.executable, "-m", "experiments", "--methods", "linear_head", "--datasets",
                    "dtd", "--shots", "2", "--seeds", "1", "--gpus", "none", "--output",
                    str(base / "output"), "--data", str(base / "data"), "--", *tiny(clip_path)],
                   env)
@@ -125,7 +125,7 @@ def test_a_finished_run_is_reused_only_with_its_recorded_settings(world):
                  world["env"])
     other = start(["bash", "scripts/main.sh", "linear_head", "dtd", "1",
                    *tiny(world["clip"], epochs=2)], world["env"])
-    sweep = start([sys.executable, "-m", "sweep", "--methods", "linear_head", "--datasets",
+    sweep = start([sys.executable, "-m", "experiments", "--methods", "linear_head", "--datasets",
                    "dtd", "--shots", "1", "--seeds", "1", "--gpus", "none", "--output",
                    str(world["base"] / "output"), "--", *tiny(world["clip"], epochs=2)],
                   world["env"])

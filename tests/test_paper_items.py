@@ -11,8 +11,8 @@ import torch
 import parse_results
 from dassl.utils import save_checkpoint
 from dassl.utils.errors import UserError
-from fewshot_grid import paper
-from fewshot_grid.paper_render import render_item
+from experiments import paper
+from experiments.paper_render import render_item
 from trainers.common.experiment import load_methods
 
 load_methods()

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fewshot_grid.paper_render import render_item
+from experiments.paper_render import render_item
 from tests.dataset_fixtures import write_fixture
 from tests.tiny_clip import save_tiny_clip
 
@@ -68,7 +68,7 @@ def test_fig4_command_runs_and_renders_on_fixture_data(tmp_path):
 
 def test_paper_command_refuses_a_launcher_it_cannot_use(monkeypatch):
     from dassl.utils.errors import UserError
-    from sweep.paper import run_all
+    from experiments.paper_run import run_all
     monkeypatch.setenv("LAUNCHER", "slurm")
     with pytest.raises(UserError, match="LAUNCHER=slurm: a paper command runs its grid here"):
         run_all([])
@@ -76,7 +76,7 @@ def test_paper_command_refuses_a_launcher_it_cannot_use(monkeypatch):
 
 def test_paper_command_names_a_bad_setting(tmp_path, monkeypatch, capsys):
     from dassl.utils.errors import run_cli
-    from sweep.script import main
+    from experiments.script import main
     monkeypatch.setenv("DATA", str(tmp_path))
     monkeypatch.setenv("SHOTS", "x")
     with pytest.raises(SystemExit) as exit_:

@@ -339,7 +339,7 @@ def test_dg_table(tmp_path):
 
 
 def test_runs_frame_one_row_per_run(tmp_path):
-    from fewshot_grid.collect import runs_frame
+    from experiments.collect import runs_frame
     from trainers.common.experiment import load_methods
     load_methods([])
     values = make_full_grid(tmp_path, datasets=["dtd", "eurosat"], shots=(1,), seeds=(1, 2))

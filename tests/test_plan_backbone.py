@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from dassl.utils.errors import UserError
-from fewshot_grid import plan
+from experiments import plan
 
 CASES = [  # method, dataset, shots, backbone, config stem
     ("taskres", "imagenet", 16, "ViT-B/16", "adam_lr2e-4_B256_ep200_vit_b16"),

@@ -6,7 +6,7 @@ train.py arguments, eval-only)."""
 import json
 import os
 
-from fewshot_grid import plan
+from experiments import plan
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "planned_runs.json")

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 import train
-from fewshot_grid import plan as planner
-from fewshot_grid.plan import PlanError, plan_eval_runs, plan_runs
+from experiments import plan as planner
+from experiments.plan import PlanError, plan_eval_runs, plan_runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers",

@@ -1,4 +1,4 @@
-"""The sweep launcher on one machine (`python -m sweep --launcher local`), end to end: real
+"""The sweep launcher on one machine (`python -m experiments --launcher local`), end to end: real
 run-executor jobs running real train.py processes of the tiny CLIP on fixture datasets.
 
 The reference is `scripts/taskres/main.sh` run sequentially on the same grid: the sweep must
@@ -46,7 +46,7 @@ def clean_env(base, **extra):
 
 
 def run_sweep(*args, env, check=True):
-    proc = subprocess.run([sys.executable, "-m", "sweep", *map(str, args)], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "experiments", *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"sweep failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"

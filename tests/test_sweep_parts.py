@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from dassl.utils.errors import UserError
-from fewshot_grid import plan
-from sweep import cli, execute, job
+from experiments import plan
+from experiments import cli, execute, job
 
 
 @pytest.fixture

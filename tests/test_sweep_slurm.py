@@ -1,4 +1,4 @@
-"""The SLURM launcher (`python -m sweep --launcher slurm`) through submitit's real SlurmExecutor.
+"""The SLURM launcher (`python -m experiments --launcher slurm`) through submitit's real SlurmExecutor.
 
 There is no cluster here, so the three SLURM commands submitit and the launcher call are
 stand-ins on PATH: `sbatch` keeps the batch file submitit wrote and answers with a job id,

@@ -1,6 +1,6 @@
 """Run exactly the grid of one TaskRes paper item (`bash scripts/paper/<item>.sh`):
 
-    python -m sweep.script paper ITEM [KEY VALUE ...]
+    python -m experiments.script paper ITEM [KEY VALUE ...]
 
 Enhanced bases first (TaskRes* rows; `python -m trainers.enhanced_base`, existing files are
 kept), then every run of the item through the one run executor (finished runs are skipped,
@@ -16,9 +16,10 @@ import subprocess
 import sys
 
 from dassl.utils.errors import UserError
-from fewshot_grid import layout, paper, plan
-from fewshot_grid.benchmarks import SEEDS
-from fewshot_grid.paper_render import narrowing_flags
+
+from . import layout, paper, plan
+from .benchmarks import SEEDS
+from .paper_render import narrowing_flags
 
 from .execute import make_slots, run_with_progress, triage
 from .script import forced, numbers, report_failures, run_one_by_one
@@ -90,7 +91,7 @@ def run_all(runs):
     if launcher != "local":
         raise UserError(f"LAUNCHER={launcher}: a paper command runs its grid here, one run at a "
                         f"time (no LAUNCHER) or in parallel (LAUNCHER=local); on SLURM, submit "
-                        f"each method's grid with python -m sweep --launcher slurm")
+                        f"each method's grid with python -m experiments --launcher slurm")
     workers = numbers("WORKERS")
     slots = make_slots(os.environ.get("GPUS", "") or "auto", workers[0] if workers else None)
     todo = triage(runs, force=forced())

@@ -1,7 +1,7 @@
 """Render one TaskRes paper item from an output tree, in the paper's layout (pandas):
-Markdown and CSV, and a PNG for the figures (`fewshot_grid.paper_plots`).
+Markdown and CSV, and a PNG for the figures (`experiments.paper_plots`).
 
-The runs an item needs come from its declaration (`fewshot_grid.paper.cells`), so every cell
+The runs an item needs come from its declaration (`experiments.paper.cells`), so every cell
 is read from exactly the folder its run writes; a missing run is reported with the command
 that makes it. Values are means over seeds (and over datasets for averaged tables).
 """

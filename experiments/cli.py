@@ -1,4 +1,4 @@
-"""Command line of the sweep launcher (`python -m sweep`): plan the grid, tell what state each
+"""Command line of the sweep launcher (`python -m experiments`): plan the grid, tell what state each
 run is in, submit what is missing (or show where the sweep stands)."""
 import argparse
 import functools
@@ -14,9 +14,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from dassl.utils.errors import UserError, run_cli
-from fewshot_grid import layout, plan
-from fewshot_grid.benchmarks import BENCHMARKS, SEEDS, SHOTS
-from fewshot_grid.tables import fewshot_markdown, fewshot_tables
+
+from . import layout, plan
+from .benchmarks import BENCHMARKS, SEEDS, SHOTS
+from .tables import fewshot_markdown, fewshot_tables
 
 from . import slurm
 from .execute import check_finished, job_spec, make_slots, run_with_progress
@@ -38,7 +39,7 @@ STATES = (DONE, RUNNING, FAILED, LOST, UNFINISHED, NEW)
 
 def build_parser():
     p = argparse.ArgumentParser(
-        prog="python -m sweep", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m experiments", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a grid of few-shot runs (methods x datasets x shots x seeds) in "
                     "parallel on this machine or on a SLURM cluster.",
         epilog="Examples: README.md, \"Running on a cluster or several GPUs\".\nThe same command "
@@ -278,7 +279,7 @@ def sweep(args, extra):
         return 0
     for state in states:
         if state.state == DONE:
-            check_finished(state.run, "move it aside (python -m sweep.script archive DIR) or "
+            check_finished(state.run, "move it aside (python -m experiments.script archive DIR) or "
                                       "sweep into another --output")
     submit_states = TO_SUBMIT + ((RUNNING,) if args.resubmit_running else ())
     todo = [s for s in states if s.state in submit_states]
@@ -295,6 +296,6 @@ def sweep(args, extra):
 
 
 def run():
-    """Entry point of `python -m sweep` (run from the repository root, like train.py)."""
+    """Entry point of `python -m experiments` (run from the repository root, like train.py)."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(run_cli(lambda: sweep(*parse(sys.argv[1:]))))

@@ -1,5 +1,5 @@
 """The entry point behind the shell scripts, which are thin calls into it:
-`python -m sweep.script COMMAND ARGS` with a command of COMMANDS below (`paper`: sweep/paper.py).
+`python -m experiments.script COMMAND ARGS` with a command of COMMANDS below (`paper`: experiments/paper_run.py).
 Settings come from the environment, as scripts/lib.sh and the scripts document them.
 """
 import os
@@ -7,8 +7,9 @@ import shlex
 import sys
 
 from dassl.utils.errors import UserError, run_cli
-from fewshot_grid import plan
-from fewshot_grid.benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SHOTS
+
+from . import plan
+from .benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SHOTS
 
 from . import cli as sweep_cli
 from .execute import run_in_console
@@ -80,7 +81,7 @@ def dg_runs(usage, method, *rest):
 
 
 def sweep_runs(usage, method, *extra):
-    """Every dataset x shot count, one main run after another (LAUNCHER: python -m sweep)."""
+    """Every dataset x shot count, one main run after another (LAUNCHER: python -m experiments)."""
     datasets = os.environ.get("DATASETS", "").split() or list(BENCHMARKS)
     shots = numbers("SHOTS", SHOTS)
     request = _request(method, extra)
@@ -88,7 +89,7 @@ def sweep_runs(usage, method, *extra):
     if launcher:
         if forced():
             raise UserError("FORCE=1 does not go with LAUNCHER: move the finished runs aside "
-                            "(python -m sweep.script archive RUN_DIR), then sweep again")
+                            "(python -m experiments.script archive RUN_DIR), then sweep again")
         argv = ["--launcher", launcher, "--methods", method, "--datasets", *datasets,
                 "--shots", *map(str, shots), "--seeds", *map(str, request["seeds"]),
                 "--output", request["output"],
@@ -115,7 +116,7 @@ def sweep_runs(usage, method, *extra):
 
 
 def paper_runs(usage, item, *extra):
-    from .paper import run_item
+    from .paper_run import run_item
     return run_item(item, *extra)
 
 
@@ -137,7 +138,7 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     name = argv[0] if argv else ""
     if name not in COMMANDS:
-        raise UserError(f"usage: python -m sweep.script {{{','.join(COMMANDS)}}} ARGS "
+        raise UserError(f"usage: python -m experiments.script {{{','.join(COMMANDS)}}} ARGS "
                         f"(see the module's help)")
     function, words = COMMANDS[name]
     usage = f"usage: {os.environ.get('SCRIPT_USAGE', f'{name} {words}')}"

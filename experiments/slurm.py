@@ -1,7 +1,8 @@
 """`--launcher slurm`: the sweep as one SLURM job array through submitit, one array task per run
 (or per group of runs), at most `--array-parallelism` at a time."""
 from dassl.utils.errors import UserError
-from fewshot_grid.plan import settings_from_pairs
+
+from .plan import settings_from_pairs
 
 from . import job
 from .execute import job_spec, write_request

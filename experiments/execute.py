@@ -14,8 +14,9 @@ from queue import Queue
 from tqdm import tqdm
 
 from dassl.utils.errors import UserError
-from fewshot_grid import layout
-from fewshot_grid.plan import REPO_ROOT, archive
+
+from . import layout
+from .plan import REPO_ROOT, archive
 
 from .job import LOG_NAME, run_one
 

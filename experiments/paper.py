@@ -4,8 +4,8 @@ Each `PaperItem` says which rows the paper shows (a declared method plus option 
 the paper's label), which datasets, shot counts, backbones and domain-generalisation targets
 it covers, and how it is laid out. `cells()` turns an item into the runs it needs (seeds 1 2 3,
 the settings each method declares), each with its run folder, so the same plan drives the run
-command (`bash scripts/paper/<item>.sh`, see `sweep.paper`) and the render
-(`python parse_results.py OUTPUT --paper <item>`, see `fewshot_grid.paper_render`).
+command (`bash scripts/paper/<item>.sh`, see `experiments.paper_run`) and the render
+(`python parse_results.py OUTPUT --paper <item>`, see `experiments.paper_render`).
 
 Every grid can be narrowed (`narrowed`): DATASETS, SHOTS, SEEDS, BACKBONES and TARGETS in the
 scripts, the same flags in parse_results.py, so every item also runs on the demo data.

@@ -1,0 +1,4 @@
+"""`python -m experiments`: see experiments/cli.py."""
+from .cli import run
+
+run()

@@ -1,4 +1,0 @@
-"""`python -m sweep`: see sweep/cli.py."""
-from .cli import run
-
-run()
