@@ -117,4 +117,4 @@ class LinearProbeCLIP(RunRecordMixin, FrozenCLIPTrainer):
 
 register_method(Method(name="linear_probe", trainer="LinearProbeCLIP", label="Linear-probe CLIP",
                        config=lambda dataset, shots: "rn50",
-                       options={"BACKBONE": backbone_option(rn50_prefix_replaced)}))
+                       options={"BACKBONE": backbone_option(rn50_prefix_replaced)}, new_classes=False))

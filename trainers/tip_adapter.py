@@ -260,6 +260,6 @@ def _tip_f_overrides(dataset, shots):
     return ["OPTIM.MAX_EPOCH", str(settings.epochs)]
 
 
-register_method(Method(name="tip_adapter", trainer="TipAdapter", label="Tip-Adapter", config=_tip_config))
+register_method(Method(name="tip_adapter", trainer="TipAdapter", label="Tip-Adapter", config=_tip_config, new_classes=False))
 register_method(Method(name="tip_adapter_f", trainer="TipAdapterF", label="Tip-Adapter-F", config=_tip_config,
-                       overrides=_tip_f_overrides))
+                       overrides=_tip_f_overrides, new_classes=False))
