@@ -135,7 +135,7 @@ def _run_child(spec):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(report=print, classes=(100, 1000), arch="small", steps=3, eval_batch=8, device=None, atol=1e-4):
+def run(report=print, classes=(100, 1000), arch="small", steps=3, eval_batch=4, device=None, atol=1e-4):
     """Measure both implementations at every class count; assert equal logits; return the rows."""
     import torch
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -175,7 +175,7 @@ def main(argv=None):
     parser.add_argument("--classes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--arch", default="small", help="small (default) or a CLIP name (ViT-B/16, RN50, ...)")
     parser.add_argument("--steps", type=int, default=3, help="training steps per configuration")
-    parser.add_argument("--eval-batch", type=int, default=8, help="images of the no-grad test batch")
+    parser.add_argument("--eval-batch", type=int, default=4, help="images of the no-grad test batch")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
