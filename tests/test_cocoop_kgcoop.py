@@ -15,6 +15,10 @@ from tests.tiny_clip import build_tiny_clip
 from trainers.config import extend_cfg
 from trainers.kgcoop import hand_crafted_template
 
+# Whole train.py runs: minutes on a loaded 2-core machine, beyond the suite's 600 s default.
+pytestmark = pytest.mark.timeout(1800)
+
+
 NAMES = ["red panda", "golden retriever dog", "cat", "space shuttle", "x"]
 CONFIGS = {"CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml", "KgCoOp": "KgCoOp/vit_b16_ep100_ctxv1.yaml"}
 EPOCHS = 3

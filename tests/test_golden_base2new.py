@@ -19,6 +19,10 @@ from tests.test_accuracy_golden import (NAMED, PARALLEL_RUNS, PER_CLASS, UNNAMED
                                         _train, tiny_clip_weights, weights_digest)
 from trainers.common import tiny_pretrained
 
+# Whole train.py runs: minutes on a loaded 2-core machine, beyond the suite's 600 s default.
+pytestmark = pytest.mark.timeout(2400)
+
+
 GOLDEN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_base2new.json")
 SEEDS = (1,)
 METHODS = ("zeroshot", "cocoop", "kgcoop")  # official settings, nothing shortened
