@@ -10,7 +10,7 @@ import pytest
 
 from datasets.demo_shapes_generate import TASKS, generate
 from tests.engine_helpers import REPO
-from tests.test_scripts import run_script, script_env
+from tests.test_scripts import script_env
 from trainers.common import tiny_pretrained
 
 # Whole train.py runs: minutes on a loaded 2-core machine, beyond the suite's 600 s default.
@@ -18,6 +18,15 @@ pytestmark = pytest.mark.timeout(1800)
 
 
 TINY = ("MODEL.BACKBONE.NAME", tiny_pretrained.NAME, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0")
+
+
+def run_script(script, *args, env, check=True):
+    """bash SCRIPT ARGS from the repository root (a generous limit: the machine may be shared)."""
+    proc = subprocess.run(["bash", script, *map(str, args)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=1500)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
 
 
 def _refused(proc, *phrases):

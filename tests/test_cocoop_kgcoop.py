@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dassl.config import get_cfg_default
-from tests.clip_run_helpers import result, run, trainer_args, write_fixture_and_clip
+from tests.clip_run_helpers import result, trainer_args, write_fixture_and_clip
+from tests.engine_helpers import run_train
 from tests.test_resume_rolling import _kill_when_logged
 from trainers.cocoop import ConditionalPromptClassifier
 from tests.tiny_clip import build_tiny_clip
@@ -77,6 +78,11 @@ def _args(world, trainer, out, *extra, flags=()):
     return trainer_args(trainer, CONFIGS[trainer], data_root, clip_path, out, "Caltech101",
                         "DATASET.NUM_SHOTS", "2", "OPTIM.MAX_EPOCH", str(EPOCHS), "DATALOADER.TRAIN_X.BATCH_SIZE",
                         batch, "DATASET.SUBSAMPLE_CLASSES", "base", "USE_CUDA", "False", *extra, flags=flags)
+
+
+def run(args):
+    """train.py as a subprocess (a generous limit: the machine may be shared); its stdout."""
+    return run_train(args, timeout=1500).stdout
 
 
 def _weights(out):
