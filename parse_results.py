@@ -12,6 +12,7 @@ Table modes over a whole output tree (unfinished runs are reported, never counte
            [--markdown results.md] [--csv results.csv] [--plot fewshot.png [--published]]
     python parse_results.py output/base2new --base2new
     python parse_results.py output --dg
+    python parse_results.py output --xd
     python parse_results.py output --paper table2   a TaskRes paper item, under output/paper/
 """
 import argparse
@@ -22,6 +23,8 @@ import sys
 from dassl.utils.errors import run_cli
 from experiments import layout, tables
 from experiments.benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SEEDS
+
+XD_TARGETS = tuple(d for d in BENCHMARKS if d != DG_SOURCE)  # cross-dataset: ImageNet -> the other 10
 from experiments.collect import (END_OF_TRAINING, RESULT_BLOCK, ResultsError, collect_runs,
                                   read_run_result)
 from trainers.common.experiment import load_methods
@@ -52,6 +55,8 @@ def build_parser():
                       help="base/new/HM of DIR/train_base, DIR/test_new (DIR: output[/base2new])")
     mode.add_argument("--dg", action="store_true",
                       help="domain generalisation: DIR/imagenet and DIR/dg/<target>/...")
+    mode.add_argument("--xd", action="store_true",
+                      help="cross-dataset: DIR/imagenet and DIR/xd/<target>/..., published numbers beside")
     mode.add_argument("--paper", metavar="ITEM", default=None,
                       help="a TaskRes paper item (fig1 ... table6) run by scripts/paper/ITEM.sh")
 
@@ -85,7 +90,7 @@ def build_parser():
 
 
 def check_args(parser, args):
-    table_mode = args.table or args.base2new or args.dg or args.paper
+    table_mode = args.table or args.base2new or args.dg or args.xd or args.paper
     if (args.backbones or args.targets) and not args.paper:
         parser.error("--backbones and --targets go with --paper")
     if args.paper and (args.per_seed or args.published or args.ci95):
@@ -154,7 +159,8 @@ def _require_runs(count, where):
 
 def run_table(args, seeds):
     """(Markdown, tidy CSV frame) of the few-shot tables; also the plot when asked for."""
-    for name, flags in (("eval", "--table --test-log"), ("dg", "--dg"), ("base2new", "--base2new")):
+    for name, flags in (("eval", "--table --test-log"), ("dg", "--dg"), ("xd", "--xd"),
+                        ("base2new", "--base2new")):
         if osp.isdir(osp.join(args.directory, name)):
             print(f"[parse_results] {osp.join(args.directory, name)} is not part of this table "
                   f"(read it with {flags})", file=sys.stderr)
@@ -174,24 +180,51 @@ def run_table(args, seeds):
 
 
 def run_base2new(args, seeds):
+    """Base/new/HM per dataset with the published numbers; then the cross-dataset table when
+    the output root beside base2new/ holds xd/."""
     root = args.directory
     if not osp.isdir(osp.join(root, layout.TRAIN_BASE_DIR)) and \
             osp.isdir(osp.join(root, layout.BASE2NEW_DIR)):
         root = osp.join(root, layout.BASE2NEW_DIR)
-    base_root = osp.join(root, layout.TRAIN_BASE_DIR)
-    new_root = osp.join(root, layout.TEST_NEW_DIR)
-    for path in (base_root, new_root):
+    for path in (osp.join(root, layout.TRAIN_BASE_DIR), osp.join(root, layout.TEST_NEW_DIR)):
         if not osp.isdir(path):
-            raise ResultsError(f"{path} is missing: --base2new reads "
-                               f"<DIR>/{layout.TRAIN_BASE_DIR} and <DIR>/{layout.TEST_NEW_DIR}")
-    base = collect_runs(base_root, args.keyword, False, args.datasets)
-    new = collect_runs(new_root, args.keyword, True, args.datasets)
-    _require_runs(len(base) + len(new), root)
+            raise ResultsError(f"{path} is missing: --base2new reads <DIR>/{layout.TRAIN_BASE_DIR} and "
+                               f"<DIR>/{layout.TEST_NEW_DIR} (written by scripts/base2new.sh)")
+    try:
+        text, frame = tables.base2new_report(root, args.datasets, seeds, args.keyword, args.allow_partial,
+                                             args.ci95, args.shots)
+    except ValueError:
+        _require_runs(0, root)
+    parent = osp.dirname(osp.abspath(root))
+    if osp.isdir(osp.join(parent, layout.XD_DIR)):
+        xd_text, xd_frame = _xd_table(parent, seeds, args)
+        text, frame = text + "\n" + xd_text, tables.pd.concat([frame, xd_frame])
+    return text, frame
+
+
+def _xd_table(root, seeds, args):
+    """(Markdown, CSV) of the ImageNet models tested on the other 10 benchmarks, <root>/xd/..."""
+    targets = XD_TARGETS
+    target_root = osp.join(root, layout.XD_DIR)
+    if not osp.isdir(target_root):
+        raise ResultsError(f"{target_root} is missing: --xd reads the tests of the ImageNet models from "
+                           f"<DIR>/{layout.XD_DIR}/<target>/... (written by scripts/xd.sh METHOD)")
+    source = collect_runs(root, args.keyword, False, [DG_SOURCE])
+    target = collect_runs(target_root, args.keyword, True, targets)
+    _require_runs(len(target), target_root)
     if args.shots:
-        base, new = base[base.shots.isin(args.shots)], new[new.shots.isin(args.shots)]
-    b2n = tables.base2new_cells(base, new, args.datasets or BENCHMARKS, seeds, args.keyword,
-                                args.allow_partial, args.ci95)
-    return tables.base2new_markdown(b2n, args.keyword), tables.base2new_csv(b2n)
+        source = source[source.shots.isin(args.shots)]
+        target = target[target.shots.isin(args.shots)]
+    cells = tables.dg_cells(source, target, DG_SOURCE, targets, seeds, args.keyword,
+                            args.allow_partial, args.ci95)
+    trainers = dict(zip(*[tables.add_labels(tables.pd.concat([source, target], ignore_index=True))[c]
+                          for c in ("label", "trainer")]))
+    return (tables.xd_markdown(cells, DG_SOURCE, targets, args.keyword, trainers),
+            tables.dg_csv(cells, args.keyword).assign(table="xd"))
+
+
+def run_xd(args, seeds):
+    return _xd_table(args.directory, seeds, args)
 
 
 def run_dg(args, seeds):
@@ -199,7 +232,7 @@ def run_dg(args, seeds):
     dg_root = osp.join(args.directory, layout.DG_DIR)
     if not osp.isdir(dg_root):
         raise ResultsError(f"{dg_root} is missing: --dg reads the DG evaluations from "
-                           f"<DIR>/{layout.DG_DIR}/<target>/... (written by scripts/taskres/dg.sh)")
+                           f"<DIR>/{layout.DG_DIR}/<target>/... (written by scripts/dg.sh METHOD)")
     source = collect_runs(args.directory, args.keyword, False, [DG_SOURCE])
     target = collect_runs(dg_root, args.keyword, True, targets)
     _require_runs(len(target), dg_root)
@@ -211,7 +244,7 @@ def run_dg(args, seeds):
     return tables.dg_markdown(dg, DG_SOURCE, targets, args.keyword), tables.dg_csv(dg, args.keyword)
 
 
-TABLE_MODES = {"table": run_table, "base2new": run_base2new, "dg": run_dg}
+TABLE_MODES = {"table": run_table, "base2new": run_base2new, "dg": run_dg, "xd": run_xd}
 
 
 def emit(args, text, csv_frame):
@@ -239,7 +272,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
-    if args.table or args.base2new or args.dg or args.paper:  # TABLE_MODES or --paper
+    if args.table or args.base2new or args.dg or args.xd or args.paper:  # TABLE_MODES or --paper
         load_methods(args.plugin)  # table labels; slow (imports torch), so only for tables
     seeds = tuple(args.seeds or SEEDS)
     if args.paper:  # a missing run is a user error (exit 2) naming the command that makes it

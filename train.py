@@ -126,10 +126,36 @@ def check_folders(cfg, args):
     if args.model_dir and osp.realpath(out) == osp.realpath(args.model_dir):
         raise OutputDirError(f'--output-dir "{out}" is the training run\'s folder (--model-dir): the evaluation '
                              f"would replace its {RESULT_FILE}. Pass another --output-dir, e.g. {osp.join(out, 'eval')}.")
+    if args.model_dir:
+        check_class_split(cfg, args.model_dir)
     existing = osp.join(out, RESULT_FILE)
     if osp.isfile(existing) and not _is_eval_record(existing):
         raise OutputDirError(f'--output-dir "{out}" holds the {RESULT_FILE} of a training run, which the evaluation '
                              "would replace. Pass another --output-dir.")
+
+
+def check_class_split(cfg, model_dir):
+    """A model tested on its own dataset must be tested on the classes the base-to-new protocol
+    allows: a model trained on all classes has no new classes (its "new" half was trained on),
+    and a model trained on one half is tested on a half, not on all classes."""
+    try:
+        record = read_json(osp.join(model_dir, RESULT_FILE))
+        trained = record.get("subsample_classes")
+    except (OSError, ValueError, AttributeError):
+        return  # unfinished or older runs: nothing recorded to check against
+    testing = cfg.DATASET.SUBSAMPLE_CLASSES
+    if trained is None or record.get("dataset") != cfg.DATASET.NAME or (trained == "all") == (testing == "all"):
+        return
+    if trained == "all":
+        raise ConfigError(
+            f'--model-dir "{model_dir}" was trained on all classes of {cfg.DATASET.NAME} (DATASET.SUBSAMPLE_CLASSES '
+            f"all), so its {testing} classes were seen in training and DATASET.SUBSAMPLE_CLASSES {testing} would "
+            f"not test generalisation. For base-to-new, train on the base classes (bash scripts/base2new.sh METHOD "
+            f"DATASET), or test this model with DATASET.SUBSAMPLE_CLASSES all.")
+    raise ConfigError(
+        f'--model-dir "{model_dir}" was trained on the {trained} classes of {cfg.DATASET.NAME} only '
+        f"(DATASET.SUBSAMPLE_CLASSES {trained}); testing it on all classes mixes seen and unseen ones. Test it "
+        f"with DATASET.SUBSAMPLE_CLASSES base or new.")
 
 
 def _is_eval_record(path):
@@ -178,6 +204,7 @@ def main(args):
         print(warning)
 
     trainer = build_trainer(cfg)
+    trainer.run_record["subsample_classes"] = cfg.DATASET.SUBSAMPLE_CLASSES  # checked when a test loads it
     if args.eval_only:
         if not args.model_dir and trainer.get_model_names():
             print(f"WARNING: --eval-only without --model-dir: evaluating the untrained "

@@ -50,8 +50,12 @@ def build_parser():
                       help="taskres, coop, clip_adapter, zeroshot, or a --plugin file's methods")
     grid.add_argument("--datasets", nargs="+", default=list(BENCHMARKS),
                       help="dataset config stems (default: the 11 benchmarks)")
-    grid.add_argument("--shots", type=int, nargs="+", default=list(SHOTS),
-                      help="shot counts (default: 1 2 4 8 16; zeroshot has none)")
+    grid.add_argument("--shots", type=int, nargs="+", default=None,
+                      help="shot counts (default: 1 2 4 8 16, base2new 16; zeroshot has none)")
+    grid.add_argument("--protocol", choices=("fewshot", "base2new"), default="fewshot",
+                      help="base2new: train on the base classes (<output>/base2new/train_base), then "
+                           "test each finished model on the new ones (test_new); locally both rounds "
+                           "run, on SLURM the same command again submits the tests")
     grid.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
                       help="seeds (default: 1 2 3)")
     grid.add_argument("--data", default="", help="dataset root (default: $DATA)")
@@ -101,6 +105,8 @@ def parse(argv):
         parser.error(f"overrides after -- come in KEY VALUE pairs; got {len(extra)} words")
     if any(o.startswith("CFG=") for o in args.option) and len(args.methods) > 1:
         parser.error("--option CFG=... names one method's config file; sweep one method with it")
+    if args.shots is None:
+        args.shots = [plan.BASE2NEW_SHOTS] if args.protocol == "base2new" else list(SHOTS)
     if args.group_size is not None and args.group_size < 1:
         parser.error(f"--group-size {args.group_size}: need at least 1 run per job")
     wrong = LOCAL_ONLY if args.launcher == "slurm" else SLURM_ONLY
@@ -111,8 +117,10 @@ def parse(argv):
     return args, extra
 
 
-def expand(methods, datasets, shots, seeds, output, root, settings=None, extra=(), plugins=()):
-    """Every run of methods x datasets x shots x seeds, in that order, each folder once."""
+def expand(methods, datasets, shots, seeds, output, root, settings=None, extra=(), plugins=(),
+           protocol="fewshot"):
+    """Every run of methods x datasets x shots x seeds, in that order, each folder once.
+    base2new: the base-class training runs, and the new-class tests of those finished."""
     settings = settings or {}
     declared = [plan.get_method(m, plugins) for m in methods]
     unused = [k for k in settings if not any(plan.method_settings(m, {k: "x"}) for m in declared)]
@@ -121,8 +129,13 @@ def expand(methods, datasets, shots, seeds, output, root, settings=None, extra=(
     runs = []
     for method in declared:
         for dataset, k in plan.grid(method.name, datasets, shots, plugins):
-            runs += plan.plan_runs(method.name, dataset, k, seeds, output, root,
-                                   plan.method_settings(method, settings), extra, plugins)
+            own = plan.method_settings(method, settings)
+            if protocol == "base2new":
+                for stage in ("train", "test"):
+                    runs += plan.plan_base2new_runs(method.name, dataset, stage, k, seeds, output, root, own,
+                                                    extra, plugins, finished_only=True)
+            else:
+                runs += plan.plan_runs(method.name, dataset, k, seeds, output, root, own, extra, plugins)
     # A name given twice (--datasets dtd dtd) must not give two jobs writing one folder.
     return list({run.output_dir: run for run in runs}.values())
 
@@ -213,8 +226,23 @@ def print_failures(failures):
         print(f"  {folder}: {why}\n    log: {log}")
 
 
+def print_base2new_table(output, runs):
+    from .tables import base2new_report
+    root = osp.join(output, layout.BASE2NEW_DIR)
+    datasets = list(dict.fromkeys(r.dataset for r in runs))
+    seeds = sorted({r.seed for r in runs if r.seed is not None}) or [1, 2, 3]
+    print(f"\n[sweep] results (python parse_results.py {root} --base2new --datasets {' '.join(datasets)} "
+          f"--seeds {' '.join(map(str, seeds))}):")
+    try:
+        print(base2new_report(root, datasets, seeds)[0], end="", flush=True)
+    except ValueError as error:  # nothing finished yet
+        print(f"  {error}")
+
+
 def print_table(output, runs):
     """The results table of the sweep's grid, as `parse_results.py --table` prints it."""
+    if any(layout.BASE2NEW_DIR in osp.relpath(r.output_dir, output).split(os.sep)[:1] for r in runs):
+        return print_base2new_table(output, runs)
     datasets = list(dict.fromkeys(r.dataset for r in runs))  # in the sweep's order
     shots = sorted({r.shots for r in runs})
     seeds = sorted({r.seed for r in runs if r.seed is not None}) or [1, 2, 3]
@@ -264,10 +292,20 @@ def submit(args, runs, todo, params):
 
 
 def sweep(args, extra):
-    """Plan the grid, then submit what is missing (or show where it stands)."""
+    """Plan the grid, then submit what is missing (or show where it stands). base2new, run
+    here: a second round submits the new-class tests of the models the first round trained."""
+    code = _sweep_round(args, extra)
+    if args.protocol == "base2new" and args.launcher == "local" and not (args.status or args.dry_run):
+        print("[sweep] base2new: the new-class tests of the finished base-class runs")
+        code = _sweep_round(args, extra) or code
+    return code
+
+
+def _sweep_round(args, extra):
     runs = expand(args.methods, args.datasets, args.shots, args.seeds, args.output,
                   args.data, plan.settings_from_pairs(args.option),
-                  tuple(extra) + tuple(plan.FAST_OVERRIDES if args.fast else ()), args.plugin)
+                  tuple(extra) + tuple(plan.FAST_OVERRIDES if args.fast else ()), args.plugin,
+                  args.protocol)
     params = slurm.executor_parameters(args) if args.launcher == "slurm" else None
     states = classify(runs)
     if args.status:

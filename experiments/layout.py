@@ -2,7 +2,7 @@
 
     <root>/<dataset>/<Trainer>/<cfg>_<K>shots/[<variant>/]seed<S>/   training runs; zero-shot
                                                                      runs have no seed folder
-    <root>/eval/..., <root>/dg/<target>/...                          retests, DG tests
+    <root>/eval/..., <root>/dg/<target>/..., <root>/xd/<target>/...  retests, DG, cross-dataset
     <root>/base2new/train_base/..., <root>/base2new/test_new/...     base-to-new
 
 Each subtree below a prefix has the same shape, so one walker reads them all. A run folder
@@ -17,10 +17,11 @@ RESULT_FILE = "result.json"  # written by the engine when a run finished and was
 
 EVAL_DIR = "eval"
 DG_DIR = "dg"
+XD_DIR = "xd"
 BASE2NEW_DIR = "base2new"
 TRAIN_BASE_DIR = "train_base"
 TEST_NEW_DIR = "test_new"
-SPECIAL_TOP_DIRS = (EVAL_DIR, DG_DIR, BASE2NEW_DIR)  # folders of <root> that are not datasets
+SPECIAL_TOP_DIRS = (EVAL_DIR, DG_DIR, XD_DIR, BASE2NEW_DIR)  # folders of <root> that are not datasets
 
 ZEROSHOT_SHOTS = 0
 ARCHIVE_MARK = ".replaced-"

@@ -12,7 +12,7 @@ from dassl.utils.errors import UserError
 from trainers.common.experiment import config_file_stem, load_methods
 
 from . import layout
-from .benchmarks import BENCHMARKS, SEEDS, SHOTS
+from .benchmarks import BENCHMARKS, DG_TARGETS, SEEDS, SHOTS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 COMMON_SETTINGS = ("CFG", "TRAINER", "PROTOCOL")
@@ -205,20 +205,25 @@ def plan_runs(method, dataset, shots, seeds=SEEDS, output="output", root=None,
 
 
 def plan_eval_runs(method, source, shots, targets, tree, seeds=SEEDS, output="output",
-                   root=None, settings=None, extra=(), plugins=()):
-    """Tests of the finished `source` runs on each target, into `<output>/<tree>/<target>/...`
-    (tree: eval or dg), with their training settings; only the dataset config changes."""
+                   root=None, settings=None, extra=(), plugins=(), source_output=None,
+                   train_first="scripts/<method>/main.sh", finished_only=False):
+    """Tests of the finished `source` runs (below `source_output`, default `output`) on each
+    target, into `<output>/<tree>/<target>/...` (tree: eval, dg or xd), with their training
+    settings; only the dataset config changes. A seed not trained yet is an error naming
+    `train_first`, or left out with `finished_only`."""
     if not get_method(method, plugins).trains:
         raise UserError(f"{method} trains nothing to evaluate; run it directly")
     method, trainer, cfg, variant, train_py_args = _prepare(method, [source, *targets], shots,
                                                             root, settings, extra, plugins)
     runs = []
     for seed in dict.fromkeys(seeds):
-        model_dir = layout.run_dir(output, source, trainer, cfg, shots, seed, variant)
+        model_dir = layout.run_dir(source_output or output, source, trainer, cfg, shots, seed, variant)
         record = osp.join(model_dir, layout.RESULT_FILE)
+        if not osp.isfile(record) and finished_only:
+            continue
         if not osp.isfile(record):
             raise UserError(f"{model_dir} has not finished training (no {layout.RESULT_FILE}); "
-                            f"train it first (scripts/<method>/main.sh)")
+                            f"train it first ({train_first})")
         with open(record) as f:
             epochs = json.load(f).get("epochs")  # the final checkpoint's epoch
         if not isinstance(epochs, int) or epochs < 1:
@@ -229,6 +234,56 @@ def plan_eval_runs(method, source, shots, targets, tree, seeds=SEEDS, output="ou
             runs.append(Run(method.name, trainer, target, shots, seed, cfg, variant, out,
                             train_py_args(seed, target, out, load), True))
     return runs
+
+
+SPLIT_KEY = "DATASET.SUBSAMPLE_CLASSES"
+BASE2NEW_SHOTS = 16
+
+
+def _check_base2new(method, dataset, extra):
+    """Refuse what base-to-new cannot run, before anything runs."""
+    if not method.new_classes:
+        able = ", ".join(m.name for m in load_methods().values() if m.new_classes)
+        raise UserError(f"{method.name} learns weights for each training class, so a model trained on the base "
+                        f"classes cannot classify the new ones; base-to-new runs: {able}")
+    if dataset in DG_TARGETS:
+        raise UserError(f"{dataset} is a test-only dataset (one of ImageNet's shifted test sets): it has no "
+                        f"training images to split into base and new classes. Base-to-new runs on the 11 "
+                        f"benchmarks ({', '.join(BENCHMARKS)}); test ImageNet models on it with scripts/dg.sh")
+    if SPLIT_KEY in extra[::2]:
+        raise UserError(f"{SPLIT_KEY} is set by base-to-new itself (base for training, new for the test); "
+                        f"drop it from the overrides")
+
+
+def plan_base2new_runs(method, dataset, stage, shots=BASE2NEW_SHOTS, seeds=SEEDS, output="output",
+                       root=None, settings=None, extra=(), plugins=(), finished_only=False):
+    """Base-to-new, into `<output>/base2new/`: stage "train" trains one run per seed on the base
+    classes (its own test is on the base classes) into train_base/; stage "test" tests each of
+    those models on the new classes into test_new/. An evaluation-only method runs on each
+    half directly. `finished_only`: leave out the tests of seeds not trained yet."""
+    declared = get_method(method, plugins)
+    _check_base2new(declared, dataset, tuple(extra))
+    tree = osp.join(output, layout.BASE2NEW_DIR)
+    train_root = osp.join(tree, layout.TRAIN_BASE_DIR)
+    if stage == "train" or not declared.trains:
+        half, where = ("base", train_root) if stage == "train" else ("new", osp.join(tree, layout.TEST_NEW_DIR))
+        return plan_runs(method, dataset, shots if declared.trains else layout.ZEROSHOT_SHOTS, seeds, where,
+                         root, settings, (*extra, SPLIT_KEY, half), plugins)
+    return plan_eval_runs(method, dataset, shots, [dataset], layout.TEST_NEW_DIR, seeds, tree, root, settings,
+                          (*extra, SPLIT_KEY, "new"), plugins, source_output=train_root,
+                          train_first=f"bash scripts/base2new.sh {method} {dataset}",
+                          finished_only=finished_only)
+
+
+def plan_transfer_runs(method, source, targets, tree, shots, seeds=SEEDS, output="output", root=None,
+                       settings=None, extra=(), plugins=()):
+    """The finished `source` models tested on `targets` into `<output>/<tree>/` (dg, xd); an
+    evaluation-only method runs on each target directly."""
+    if get_method(method, plugins).trains:
+        return plan_eval_runs(method, source, shots, list(targets), tree, seeds, output, root, settings,
+                              extra, plugins)
+    return [run for target in targets for run in plan_runs(
+        method, target, layout.ZEROSHOT_SHOTS, seeds, osp.join(output, tree), root, settings, extra, plugins)]
 
 
 def grid(method, datasets=BENCHMARKS, shots=SHOTS, plugins=()):

@@ -8,7 +8,7 @@ import sys
 
 from dassl.utils.errors import UserError, run_cli
 
-from . import plan
+from . import layout, plan
 from .benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SHOTS
 
 from . import cli as sweep_cli
@@ -47,13 +47,57 @@ def eval_runs(usage, method, dataset, *rest):
                                               **_request(method, extra)))
 
 
-def dg_runs(usage, method, *rest):
-    """Train on ImageNet (finished runs are reused), then test on its four shifts."""
-    shots, extra = _shots_then_overrides(usage, rest, 16)
+def _transfer(usage, method, rest, targets, tree, table):
+    """Train on ImageNet, all classes (finished runs are reused), then test on `targets`."""
+    trains = plan.get_method(method).trains
+    shots, extra = _shots_then_overrides(usage, rest, 16 if trains else layout.ZEROSHOT_SHOTS)
     request = _request(method, extra)
     code = run_one_by_one(plan.plan_runs(method, DG_SOURCE, shots, **request))
-    return code or run_one_by_one(
-        plan.plan_eval_runs(method, DG_SOURCE, shots, list(DG_TARGETS), "dg", **request))
+    code = code or run_one_by_one(plan.plan_transfer_runs(method, DG_SOURCE, targets, tree, shots, **request))
+    if not code:
+        print(f"=== {method}: done. Table: python parse_results.py {request['output']} {table}")
+    return code
+
+
+def dg_runs(usage, method, *rest):
+    """Domain generalisation: ImageNet models tested on its four shifts (OUTPUT/dg/...)."""
+    return _transfer(usage, method, rest, DG_TARGETS, layout.DG_DIR, "--dg")
+
+
+def xd_runs(usage, method, *rest):
+    """Cross-dataset transfer: ImageNet models tested on the other 10 benchmarks (OUTPUT/xd/...)."""
+    return _transfer(usage, method, rest, [d for d in BENCHMARKS if d != DG_SOURCE], layout.XD_DIR, "--xd")
+
+
+def base2new_runs(usage, method, dataset, *rest):
+    """Train on the base classes (one run per seed), then test each model on the new classes.
+    STAGE=train or STAGE=test runs one half (test: the trained models must exist)."""
+    stage = os.environ.get("STAGE", "") or "both"
+    if stage not in ("both", "train", "test"):
+        raise UserError(f"STAGE={stage}: give train, test or both (the default)")
+    shots, extra = _shots_then_overrides(usage, rest, plan.BASE2NEW_SHOTS)
+    request = _request(method, extra)
+    code = 0
+    if stage in ("both", "train"):
+        code = run_one_by_one(plan.plan_base2new_runs(method, dataset, "train", shots, **request))
+    if not code and stage in ("both", "test"):
+        code = run_one_by_one(plan.plan_base2new_runs(method, dataset, "test", shots, **request))
+    if not code:
+        print(f"=== {method}: {dataset} done. Table: python parse_results.py "
+              f"{os.path.join(request['output'], layout.BASE2NEW_DIR)} --base2new --datasets {dataset}")
+    return code
+
+
+def base2new_sweep(usage, *methods):
+    """The whole protocol (DATASETS, default the 11 benchmarks) for each method, through the
+    sweep launcher (LAUNCHER: local or slurm; SWEEP_OPTS: its options); run again to resume."""
+    datasets = os.environ.get("DATASETS", "").split() or list(BENCHMARKS)
+    seeds = numbers("SEEDS", (1, 2, 3))
+    argv = ["--protocol", "base2new", "--launcher", os.environ.get("LAUNCHER", "") or "local",
+            "--methods", *methods, "--datasets", *datasets, "--seeds", *map(str, seeds),
+            "--output", os.environ.get("OUTPUT", "") or "output",
+            *shlex.split(os.environ.get("SWEEP_OPTS", ""))]
+    return sweep_cli.sweep(*sweep_cli.parse(argv))
 
 
 def sweep_runs(usage, method, *extra):
@@ -107,6 +151,9 @@ def archive_run(usage, run_dir):
 COMMANDS = {"main": (main_runs, "METHOD DATASET [SHOTS] [KEY VALUE ...]"),
             "eval": (eval_runs, "METHOD DATASET SHOTS [KEY VALUE ...]"),
             "dg": (dg_runs, "METHOD [SHOTS] [KEY VALUE ...]"),
+            "xd": (xd_runs, "METHOD [SHOTS] [KEY VALUE ...]"),
+            "base2new": (base2new_runs, "METHOD DATASET [SHOTS] [KEY VALUE ...]"),
+            "base2new-sweep": (base2new_sweep, "METHOD [METHOD ...]"),
             "sweep": (sweep_runs, "METHOD [KEY VALUE ...]"),
             "paper": (paper_runs, "ITEM [KEY VALUE ...]"),
             "archive": (archive_run, "RUN_DIR")}
@@ -125,7 +172,7 @@ def main(argv=None):
     fast = os.environ.get("FAST", "0")
     if fast not in ("0", "1", ""):
         raise UserError(f"FAST={fast}: give FAST=1 (the fast pipeline) or FAST=0")
-    if fast == "1" and name in ("main", "eval", "dg", "sweep"):  # recorded in each run's request
+    if fast == "1" and name in ("main", "eval", "dg", "xd", "base2new", "sweep"):  # recorded in each run's request
         argv += plan.FAST_OVERRIDES
     return function(usage, *argv[1:])
 

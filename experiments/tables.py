@@ -362,27 +362,147 @@ def _per_seed_table(cells):
     return markdown(table, "Dataset")
 
 
-def base2new_markdown(b2n, keyword):
+PUBLISHED_ORDER = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "MaPLe", "PromptSRC")  # the papers' row order
+
+
+def _published():
+    """Published numbers by our trainer name (trainers.common.published; the method files
+    register them), in the papers' row order."""
+    from trainers.common.published import PUBLISHED
+    order = [t for t in PUBLISHED_ORDER if t in PUBLISHED] + sorted(set(PUBLISHED) - set(PUBLISHED_ORDER))
+    return {t: PUBLISHED[t] for t in order}
+
+
+def _trainer_of(runs):
+    return dict(zip(runs.label, runs.trainer))
+
+
+def _hm_seed_spread(base, new, ci95=False):
+    """Spread over seeds of the per-seed HM (seeds with both a base and a new result)."""
+    seeds = [c for c in base.index if isinstance(c, str) and c.startswith("seed_") and c in new.index
+             and pd.notna(base[c]) and pd.notna(new[c])]
+    if len(seeds) < 2:
+        return float("nan")
+    values = pd.Series([harmonic_mean(base[c], new[c]) for c in seeds])
+    return spread_of(values.std(ddof=0), len(values), ci95)
+
+
+def _signed(value):
+    return DASH if pd.isna(value) else f"{value:+.2f}"
+
+
+def base2new_markdown(b2n, keyword, trainers=None, ci95=False):
+    """Per method and shots: Base, New, HM (mean ± spread over seeds; HM of the means, its
+    spread that of the per-seed HMs), the average row's HM from the averaged Base and New, and
+    the published numbers of the method (by trainer) beside each row with our difference."""
     base_cells, new_cells, base_avg, new_avg = b2n
+    published = _published()
+    trainers = trainers or {}
     out = []
     for (label, shots), base in base_cells.groupby(level=["label", "shots"], sort=False):
         new = new_cells.loc[base.index]
-        grid = pd.DataFrame({"Base": base.apply(format_cell, axis=1).values,
-                             "New": new.apply(format_cell, axis=1).values,
-                             "HM": [f"{harmonic_mean(b, n):.2f}" if nb and nn else DASH for
-                                    b, n, nb, nn in zip(base["mean"], new["mean"], base.n, new.n)]},
-                            index=[display_name(d) for d in base.index.get_level_values(1)])
+        paper = published.get(trainers.get(label))
+        rows, ours = [], []
+        for key in base.index:
+            b, n = base.loc[key], new.loc[key]
+            hm = harmonic_mean(b["mean"], n["mean"]) if b.n and n.n else float("nan")
+            spread = _hm_seed_spread(b, n, ci95) if b.n and n.n else float("nan")
+            text = DASH if pd.isna(hm) else f"{hm:.2f}" + ("" if pd.isna(spread) else f" ± {spread:.2f}")
+            rows.append([format_cell(b), format_cell(n), text])
+            ours.append((key[1], b["mean"] if b.n else float("nan"), n["mean"] if n.n else float("nan"), hm))
         b, n = base_avg.loc[(label, shots)], new_avg.loc[(label, shots)]
-        grid.loc[f"Average ({len(base)} datasets)"] = [
-            format_average(b), format_average(n),
-            "incomplete" if pd.isna(b["mean"]) or pd.isna(n["mean"])
-            else f"{harmonic_mean(b['mean'], n['mean']):.2f}"]
-        out += ["", f"## {label}, {shots_header(shots)}: base-to-new {keyword} (%)", "",
-                markdown(grid, "Dataset"), "", "HM = 2·base·new/(base+new) of the means; the "
-                "average row's HM is the HM of the two averages."]
+        hm = float("nan") if pd.isna(b["mean"]) or pd.isna(n["mean"]) else harmonic_mean(b["mean"], n["mean"])
+        rows.append([format_average(b), format_average(n), "incomplete" if pd.isna(hm) else f"{hm:.2f}"])
+        ours.append(("average", b["mean"], n["mean"], hm))
+        names = [display_name(d) for d in base.index.get_level_values(1)] + [f"Average ({len(base)} datasets)"]
+        grid = pd.DataFrame(rows, columns=["Base", "New", "HM"], index=names)
+        if paper is not None:
+            # The paper's average is over the 11 benchmarks: compared only with ours over the same.
+            comparable = set(base.index.get_level_values(1)) == set(BENCHMARKS)
+            for i, column in enumerate(("Base", "New", "HM")):
+                values = [paper.base2new.get(d, (float("nan"),) * 3)[i] if d != "average" or comparable
+                          else float("nan") for d, *_ in ours]
+                grid[f"Paper {column}"] = [DASH if pd.isna(v) else f"{v:.2f}" for v in values]
+                grid[f"Δ {column}"] = [_signed(o[1 + i] - v) for o, v in zip(ours, values)]
+        out += ["", f"## {label}, {shots_header(shots)}: base-to-new {keyword} (%)", "", markdown(grid, "Dataset"),
+                "", "HM = 2·base·new/(base+new) of the means (± the spread of the per-seed HMs); the average "
+                "row's HM is the HM of the two averages."]
+        if paper is not None:
+            out += [f"Paper: {paper.label}, ViT-B/16, 16 shots ({paper.source}); Δ = ours − paper."]
         out += _notes([(display_name(d), [(", base", base.loc[key]), (", new", new.loc[key])])
                        for key in base.index for d in [key[1]]])
+    out += published_base2new_markdown(b2n, trainers)
     return "\n".join(out).lstrip("\n") + "\n"
+
+
+def published_base2new_markdown(b2n, trainers):
+    """One comparison table: HM per dataset and the average Base/New/HM, published rows (CLIP,
+    CoOp, CoCoOp, KgCoOp, MaPLe, PromptSRC, ...) then ours."""
+    base_cells, new_cells, base_avg, new_avg = b2n
+    datasets = list(dict.fromkeys(base_cells.index.get_level_values("dataset")))
+    columns = [display_name(d) for d in datasets] + ["Avg Base", "Avg New", "Avg HM"]
+    rows = {}
+    for paper in _published().values():
+        values = [paper.base2new[d][2] if d in paper.base2new else float("nan") for d in datasets]
+        average = paper.base2new.get("average", (float("nan"),) * 3)
+        rows[f"{paper.label} (paper)"] = values + list(average)
+    for (label, shots), base in base_cells.groupby(level=["label", "shots"], sort=False):
+        new = new_cells.loc[base.index]
+        values = [harmonic_mean(b, n) if nb and nn else float("nan")
+                  for b, n, nb, nn in zip(base["mean"], new["mean"], base.n, new.n)]
+        b, n = base_avg.loc[(label, shots)]["mean"], new_avg.loc[(label, shots)]["mean"]
+        hm = float("nan") if pd.isna(b) or pd.isna(n) else harmonic_mean(b, n)
+        rows[f"{label}, {shots_header(shots)} (ours)"] = values + [b, n, hm]
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+    frame = frame.apply(lambda col: col.map(lambda v: DASH if pd.isna(v) else f"{v:.2f}"))
+    return ["", "## Base-to-new HM per dataset, published (ViT-B/16, 16 shots) and ours", "",
+            markdown(frame, "Method"), "", "Sources: " + "; ".join(
+                f"{p.label}: {p.source}" for p in _published().values()) + "."]
+
+
+def base2new_report(root, datasets=None, seeds=(1, 2, 3), keyword="accuracy", allow_partial=False, ci95=False,
+                    shots=None):
+    """(Markdown, tidy CSV) of the base-to-new tree `root` (holding train_base/ and test_new/).
+    Raises ValueError when it holds no run."""
+    import os.path as osp
+    from . import layout
+    from .collect import collect_runs
+    base = collect_runs(osp.join(root, layout.TRAIN_BASE_DIR), keyword, False, datasets)
+    new = collect_runs(osp.join(root, layout.TEST_NEW_DIR), keyword, True, datasets)
+    if not len(base) + len(new):
+        raise ValueError(f"no finished base-to-new runs below {root} yet")
+    if shots:
+        base, new = base[base.shots.isin(shots)], new[new.shots.isin(shots)]
+    b2n = base2new_cells(base, new, datasets or BENCHMARKS, seeds, keyword, allow_partial, ci95)
+    trainers = _trainer_of(add_labels(pd.concat([base, new], ignore_index=True)))
+    return base2new_markdown(b2n, keyword, trainers, ci95), base2new_csv(b2n)
+
+
+def xd_markdown(dg, source, targets, keyword, trainers=None):
+    """The cross-dataset table (dg_markdown's layout), then the published rows with our difference."""
+    cells, averages = dg
+    text = dg_markdown(dg, source, targets, keyword).replace(
+        "## Domain generalisation", "## Cross-dataset transfer", 1)
+    trainers = trainers or {}
+    datasets = [source] + list(targets)
+    rows = {}
+    for label, shots in averages.index:
+        paper = _published().get(trainers.get(label))
+        if paper is None or not paper.xd:
+            continue
+        ours = [cells.loc[(label, d, shots)]["mean"] if (label, d, shots) in cells.index else float("nan")
+                for d in datasets] + [averages.loc[(label, shots)]["mean"]]
+        theirs = [paper.xd.get(d, float("nan")) for d in datasets]
+        theirs.append(sum(theirs[1:]) / len(theirs[1:]) if all(not pd.isna(v) for v in theirs[1:]) else float("nan"))
+        rows[f"{paper.label} (paper)"] = [DASH if pd.isna(v) else f"{v:.2f}" for v in theirs]
+        rows[f"Δ {label}, {shots_header(shots)}"] = [_signed(o - t) for o, t in zip(ours, theirs)]
+    if not rows:
+        return text
+    columns = [display_name(d) for d in datasets] + ["Target average"]
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+    sources = "; ".join(sorted({f"{p.label}: {p.source}" for p in _published().values() if p.xd}))
+    return text + "\n".join(["", "Published (ViT-B/16, 16 shots) and ours − paper:", "",
+                             markdown(frame, "Method"), "", f"Sources: {sources}.", ""])
 
 
 def dg_markdown(dg, source, targets, keyword):

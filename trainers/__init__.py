@@ -16,3 +16,5 @@ from . import lp_plus_plus  # noqa: F401
 from . import clap  # noqa: F401
 from . import gda  # noqa: F401
 from . import proker  # noqa: F401
+from . import cocoop  # noqa: F401
+from . import kgcoop  # noqa: F401

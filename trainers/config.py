@@ -53,6 +53,18 @@ def extend_cfg(cfg):
     # CSC False, class name at the end: SOS + context through the text tower once per step, then
     # each class over its own tokens only (exact up to float rounding, much faster and smaller).
     cfg.TRAINER.COOP.SHARED_CONTEXT = True
+    cfg.TRAINER.COOP.W = 1.0  # KgCoOp: weight of the knowledge-guided loss (its official key)
+
+    # CoCoOp (trainers/cocoop.py): the official keys, plus the text-path switches of CoOp.
+    cfg.TRAINER.COCOOP = CN()
+    cfg.TRAINER.COCOOP.N_CTX = 16
+    cfg.TRAINER.COCOOP.CTX_INIT = ""
+    cfg.TRAINER.COCOOP.PREC = "fp16"  # fp16, fp32 or amp
+    cfg.TRAINER.COCOOP.TRUNCATE_TEXT = True  # False: all 77 positions, per image (the official loop)
+    # Each image's SOS + context once, then every class over its own tokens, images batched.
+    cfg.TRAINER.COCOOP.SHARED_CONTEXT = True
+    # Test/val: images whose class prompts run together = max(1, this // classes) (memory bound).
+    cfg.TRAINER.COCOOP.EVAL_SEQUENCES = 8192
 
     cfg.TRAINER.TaskRes = CN()
     cfg.TRAINER.TaskRes.N_CTX = 16  # vestigial CoOp keys, kept so reference configs load

@@ -19,6 +19,8 @@ from trainers.common.clip_trainer import FrozenCLIPTrainer
 from trainers.common.experiment import Method, Option, backbone_option, register_method, rn50_prefix_replaced
 from trainers.common.backbone import PromptTooLong
 from trainers.common.precision import PRECISIONS, effective_precision
+from trainers.common.published import Published, register_published, xd_rows
+from trainers.common.published import rows as published_rows
 from trainers.common.text_encoder import TextEncoder
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
@@ -66,9 +68,9 @@ class PromptLearner(nn.Module):
     small SGD updates to fp16 rounding. The text encoder still runs in CLIP's dtype.
     """
 
-    def __init__(self, cfg, classnames, clip_model):
+    def __init__(self, cfg, classnames, clip_model, coop=None):
         super().__init__()
-        coop = cfg.TRAINER.COOP
+        coop = coop or cfg.TRAINER.COOP  # another method's keys of the same names (CoCoOp)
         _check_class_token_position(coop.CLASS_TOKEN_POSITION)
         n_cls = len(classnames)
         dtype = clip_model.dtype
@@ -148,12 +150,13 @@ def text_path(coop, tower=None):
 class PromptClassifier(nn.Module):
     """Learned prompts through CLIP's frozen text tower -> class features -> logits."""
 
-    def __init__(self, cfg, classnames, clip_model):
+    def __init__(self, cfg, classnames, clip_model, coop=None):
         super().__init__()
-        self.prompt_learner = PromptLearner(cfg, classnames, clip_model)
-        self.text_path = text_path(cfg.TRAINER.COOP, clip_model.text_tower)
+        coop = coop or cfg.TRAINER.COOP
+        self.prompt_learner = PromptLearner(cfg, classnames, clip_model, coop)
+        self.text_path = text_path(coop, clip_model.text_tower)
         self.text_encoder = TextEncoder(clip_model, truncate=self.text_path != "full",
-                                        grad_checkpoint=cfg.TRAINER.COOP.GRAD_CHECKPOINT)
+                                        grad_checkpoint=coop.GRAD_CHECKPOINT)
         self.logit_scale = clip_model.logit_scale
         self.length_groups = []
         if self.text_path == "shared-context":
@@ -199,22 +202,28 @@ class PromptClassifier(nn.Module):
 @TRAINER_REGISTRY.register()
 class CoOp(FrozenCLIPTrainer):
     """Context Optimization (Zhou et al., IJCV 2022)."""
+    KEYS = "COOP"  # the TRAINER.<KEYS> node holding PREC (subclasses: their own node)
 
     def check_cfg(self, cfg):
         # Fail before data and CLIP are loaded. (The device is not known yet; the CPU
         # fallback is decided in build_model.)
-        if cfg.TRAINER.COOP.PREC not in PRECISIONS:
-            raise ConfigError(f"TRAINER.COOP.PREC = {cfg.TRAINER.COOP.PREC!r}; use one of {PRECISIONS}")
+        prec = cfg.TRAINER[self.KEYS].PREC
+        if prec not in PRECISIONS:
+            raise ConfigError(f"TRAINER.{self.KEYS}.PREC = {prec!r}; use one of {PRECISIONS}")
         _check_class_token_position(cfg.TRAINER.COOP.CLASS_TOKEN_POSITION)
+
+    def build_classifier(self, classnames):
+        return PromptClassifier(self.cfg, classnames, self.clip_model)
 
     def build_model(self):
         cfg = self.cfg
-        self.precision = effective_precision(cfg.TRAINER.COOP.PREC, self.device, key="TRAINER.COOP.PREC")
+        self.precision = effective_precision(cfg.TRAINER[self.KEYS].PREC, self.device,
+                                             key=f"TRAINER.{self.KEYS}.PREC")
         # fp32/amp: CLIP is cast to float before the learner copies its embeddings.
         self.clip_model = self.freeze_on_device(self.load_clip(), self.precision)
 
         print("Building custom CLIP")
-        self.classifier = PromptClassifier(cfg, self.dm.dataset.classnames, self.clip_model).to(self.device)
+        self.classifier = self.build_classifier(self.dm.dataset.classnames).to(self.device)
         prompt_learner = self.classifier.prompt_learner
         print("Turning off gradients in both the image and the text encoder (only the context trains)")
         if cfg.MODEL.INIT_WEIGHTS:
@@ -280,3 +289,12 @@ register_method(Method(
     },
     variant=lambda v: f"nctx{v['NCTX']}_csc{v['CSC']}_ctp{v['CTP']}",
 ))
+
+# Base-to-new and cross-dataset results of CoOp (ViT-B/16, 16 shots) as CoCoOp's paper reports them.
+register_published("CoOp", Published(
+    "CoOp", "Zhou et al., Conditional Prompt Learning (CoCoOp), CVPR 2022, Tables 1 and 2",
+    base2new=published_rows([
+        (82.69, 63.22, 71.66), (76.47, 67.88, 71.92), (98.00, 89.81, 93.73), (93.67, 95.29, 94.47),
+        (78.12, 60.40, 68.13), (97.60, 59.67, 74.06), (88.33, 82.26, 85.19), (40.44, 22.30, 28.75),
+        (80.60, 65.89, 72.51), (79.44, 41.18, 54.24), (92.19, 54.74, 68.69), (84.69, 56.05, 67.46)]),
+    xd=xd_rows([71.51, 93.70, 89.14, 64.51, 68.71, 85.30, 18.47, 64.15, 41.92, 46.39, 66.55])))

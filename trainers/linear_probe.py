@@ -127,4 +127,4 @@ class LinearProbeCLIP(RunRecordMixin, FrozenCLIPTrainer):
 register_method(Method(name="linear_probe", trainer="LinearProbeCLIP", label="Linear-probe CLIP",
                        config=lambda dataset, shots: "rn50",
                        options={"BACKBONE": backbone_option(rn50_prefix_replaced)},
-                       protocols=("fsval", "fullval")))
+                       protocols=("fsval", "fullval"), new_classes=False))

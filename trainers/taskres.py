@@ -260,4 +260,5 @@ register_method(Method(
     options={"ENHANCED_BASE": ENHANCED_BASE_OPTION,
              "BACKBONE": backbone_option(taskres_backbone_config)},
     variant=lambda v: "" if v["ENHANCED_BASE"] in NO_ENHANCED_BASE else "enhanced_base",
+    new_classes=False,
 ))

@@ -21,7 +21,8 @@ def ablation(name, label, keys, variant, trains=True, options=None, alpha_option
         alpha = [] if alpha_option else ["TRAINER.TaskRes.RESIDUAL_SCALE", taskres_alpha(dataset)]
         return alpha + [f"TRAINER.TaskRes.{key}" if i % 2 == 0 else key for i, key in enumerate(keys)]
     return register_method(Method(name=name, trainer="TaskRes", label=label, config=taskres_config,
-                                  overrides=overrides, options=options or {}, variant=variant, trains=trains))
+                                  overrides=overrides, options=options or {}, variant=variant, trains=trains,
+                                  new_classes=not trains))
 
 
 # Table 2 (ImageNet): t' = t, phi(t), t + alpha * phi(t); t + alpha * x is TaskRes itself.

@@ -287,6 +287,6 @@ def _tip_f_overrides(dataset, shots):
 
 _TIP_PROTOCOLS = ("fsval", "nov", "fullval", "oracle")
 register_method(Method(name="tip_adapter", trainer="TipAdapter", label="Tip-Adapter", config=_tip_config,
-                       protocols=_TIP_PROTOCOLS))
+                       protocols=_TIP_PROTOCOLS, new_classes=False))
 register_method(Method(name="tip_adapter_f", trainer="TipAdapterF", label="Tip-Adapter-F", config=_tip_config,
-                       overrides=_tip_f_overrides, protocols=_TIP_PROTOCOLS))
+                       overrides=_tip_f_overrides, protocols=_TIP_PROTOCOLS, new_classes=False))

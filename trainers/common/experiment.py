@@ -112,6 +112,9 @@ class Method:
     options: Mapping[str, Option] = field(default_factory=dict)  # e.g. {"NCTX": Option(...)}
     variant: Optional[Callable[[Dict[str, str]], str]] = None  # variant folder from option values
     trains: bool = True  # False: evaluation only, one seedless run at 0 shots
+    # False: it learns something per training class (a residual, a cache, a linear head), so a
+    # model trained on the base classes cannot classify new ones (base-to-new refuses it).
+    new_classes: bool = True
     # Other trainers the user may pick instead (TRAINER=...); they share this method's configs.
     alternatives: Tuple[str, ...] = ()
     # Folder of its config files (a relative path: in the repository); "" for

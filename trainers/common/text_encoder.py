@@ -29,9 +29,18 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 
+def _spread(past, n):
+    """Earlier positions' keys or values (P, B, D) for n = B * G sequences, prefix-major:
+    sequence b * G + g follows prefix b (B = 1: one prefix shared by all, as a view)."""
+    if past.shape[1] == 1:
+        return past.expand(-1, n, -1)
+    return past.repeat_interleave(n // past.shape[1], dim=1)
+
+
 def _run_block_after(block, x, past=None):
     """One plain block (`text_tower.plain_blocks`) on the positions x (L, N, D) that follow `past` = (keys, values) of the
-    earlier positions ((P, 1, D), shared by the N sequences; None: no earlier positions).
+    earlier positions ((P, 1, D), shared by the N sequences, or (P, B, D), one prefix per
+    N / B consecutive sequences; None: no earlier positions).
 
     Causal attention: position i sees every earlier position and itself. Returns the new x and
     this call's (keys, values), which later positions attend to.
@@ -43,8 +52,8 @@ def _run_block_after(block, x, past=None):
     q, k, v = F.linear(y, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
     keys, values = k, v
     if past is not None:
-        keys = torch.cat([past[0].expand(-1, n, -1), k])
-        values = torch.cat([past[1].expand(-1, n, -1), v])
+        keys = torch.cat([_spread(past[0], n), k])
+        values = torch.cat([_spread(past[1], n), v])
     n_past = keys.shape[0] - length
 
     def split_heads(t):  # (T, N, D) -> (N, heads, T, D / heads)
@@ -108,7 +117,8 @@ class TextEncoder(nn.Module):
         return backbone.project_text(x[torch.arange(x.shape[0], device=x.device), pool])
 
     def encode_shared_prefix(self, prefix, groups, n_prompts):
-        """Features of `n_prompts` prompts that all start with `prefix` (P, width).
+        """Features of `n_prompts` prompts that all start with `prefix` (P, width) -> (n_prompts, D);
+        or, given B prefixes (B, P, width), of every prompt after each -> (B, n_prompts, D).
 
         `groups`: (indices, tails, eot) triples; tails (G, S, width) are the embeddings of
         prompts `indices` (a list of ints) after the prefix and eot (G,) each one's EOT position in its tail
@@ -123,9 +133,14 @@ class TextEncoder(nn.Module):
             raise ValueError("encode_shared_prefix runs the attention of CLIP-style blocks by parts; this text "
                              "tower's blocks are of another kind (run whole prompts instead)")
         backbone, tower = self.backbone[0], self.tower
-        n_prefix = prefix.shape[0]
+        batched = prefix.dim() == 3  # (B, P, width): B prefixes, each followed by every prompt
+        n_prefix = prefix.shape[-2]
         positions = tower.positional_embedding.type(self.dtype)
-        x = (prefix + positions[:n_prefix]).unsqueeze(1)  # (P, 1, width)
+        if batched:
+            x = (prefix + positions[:n_prefix]).permute(1, 0, 2)  # (P, B, width)
+        else:
+            x = (prefix + positions[:n_prefix]).unsqueeze(1)  # (P, 1, width)
+        n_batch = x.shape[1]
         past = []
         blocks = list(tower.blocks)
         for i, block in enumerate(blocks):
@@ -140,13 +155,18 @@ class TextEncoder(nn.Module):
         for indices, tails, eot in groups:
             length = tails.shape[1]
             x = (tails + positions[n_prefix:n_prefix + length]).permute(1, 0, 2)  # (S, G, width)
+            if batched:  # (S, B * G, width), prefix-major
+                x = x.repeat(1, n_batch, 1)
+                eot = None if eot is None else eot.repeat(n_batch)
             for block, kv in zip(blocks, past):
                 x, _ = _run_block_after(block, x, kv)
             x = x[-1] if eot is None else x[eot, torch.arange(x.shape[1], device=x.device)]
-            features.append(backbone.project_text(tower.ln_final(x).type(self.dtype)))
+            x = backbone.project_text(tower.ln_final(x).type(self.dtype))
+            features.append(x.view(n_batch, len(indices), -1) if batched else x)
             order.extend(indices)
         # Checked on the host, from the indices as given: no wait on the device at every step.
         if sorted(order) != list(range(n_prompts)):
             raise ValueError(f"groups must cover prompts 0..{n_prompts - 1} once each")
-        features = torch.cat(features)
-        return features[torch.argsort(torch.as_tensor(order)).to(features.device)]
+        features = torch.cat(features, dim=1 if batched else 0)
+        inverse = torch.argsort(torch.as_tensor(order)).to(features.device)
+        return features[:, inverse] if batched else features[inverse]
