@@ -7,6 +7,9 @@ of MaPLe and PromptSRC, whose method files live on another branch, are registere
 later registration under the same trainer replaces them. Datasets are config stems; every
 series also has "average" (the papers' 11-dataset mean, whose HM is the HM of the averaged
 base and new accuracies).
+
+Caution: these numbers were typed in from the papers' tables as remembered, not checked against
+the PDFs here; check a row against its source before relying on a difference.
 """
 from dataclasses import dataclass, field
 from typing import Dict, Tuple
