@@ -12,3 +12,6 @@ from . import tip_adapter  # noqa: F401
 from . import linear_probe  # noqa: F401
 from . import text_projection  # noqa: F401
 from . import taskres_ablations  # noqa: F401
+from . import clip_lora  # noqa: F401
+from . import clip_svd  # noqa: F401
+from . import two_stage  # noqa: F401
