@@ -119,6 +119,11 @@ def _saved(out, model="adapter"):
     return os.path.join(folder, name)
 
 
+def _eval_flags(out):
+    epoch = _saved(out).rsplit("-", 1)[1]
+    return ("--eval-only", "--model-dir", str(out), "--load-epoch", epoch)
+
+
 def _state(out, model="adapter"):
     return torch.load(_saved(out, model), map_location="cpu", weights_only=False)["state_dict"]
 
@@ -138,7 +143,7 @@ def test_trains_deterministically_saves_small_and_reloads_for_eval_only(world, t
     # only the trained parameters (plus the signature): kilobytes, no CLIP weight
     n_params = sum(v.numel() for v in state.values() if torch.is_tensor(v) and v.is_floating_point())
     assert n_params < 5_000 and not any("in_proj" in k or "c_fc.weight" in k for k in state)
-    run_train(_args(world, trainer, evaluated, flags=("--eval-only", "--model-dir", str(first))))
+    run_train(_args(world, trainer, evaluated, flags=_eval_flags(first)))
     assert _accuracy(evaluated) == _accuracy(first)
 
 
@@ -212,6 +217,6 @@ def test_a_checkpoint_of_another_rank_is_refused_by_name(world, tmp_path):
     trained = tmp_path / "r2"
     run_train(_args(world, "CLIPLoRA", trained, iters=3))
     args = _args(world, "CLIPLoRA", tmp_path / "eval", "TRAINER.CLIP_LORA.RANK", "4",
-                 flags=("--eval-only", "--model-dir", str(trained)))
+                 flags=_eval_flags(trained))
     message = _error(run_train(args, check=False))
     assert "rank 2 (this run: 4)" in message
