@@ -25,7 +25,7 @@ Published ViT-B/16 averages over the 11 datasets (% top-1, as quoted in CLIP-SVD
 from dassl.config.merge import ConfigError
 from dassl.engine import TRAINER_REGISTRY
 
-from trainers.common.encoder_surgery import add_lora, check_projections
+from trainers.common.encoder_surgery import add_lora, check_projections, text_tower, vision_tower
 from trainers.common.encoder_trainer import EncoderTuningTrainer, check_encoders
 from trainers.common.experiment import Method, Option, backbone_stem, register_method
 
@@ -82,7 +82,7 @@ class CLIPLoRA(EncoderTuningTrainer):
     def adapt(self, clip_model):
         import torch
         node = self.settings
-        width = max(clip_model.transformer.width, clip_model.visual.transformer.width)
+        width = max(text_tower(clip_model).width, vision_tower(clip_model).width)
         if node.RANK > width:
             raise ConfigError(f"TRAINER.CLIP_LORA.RANK = {node.RANK} exceeds the attention width ({width}); "
                               "use a rank well below it (official: 2)")

@@ -33,7 +33,7 @@ from dassl.config.merge import ConfigError
 from dassl.engine import TRAINER_REGISTRY
 
 from trainers.clip_lora import vit_option
-from trainers.common.encoder_surgery import block_layernorm_parameters
+from trainers.common.encoder_surgery import block_layernorm_parameters, embed_dim
 from trainers.common.encoder_trainer import EncoderTuningTrainer, check_encoders
 from trainers.common.experiment import Method, register_method
 
@@ -96,7 +96,7 @@ class TwoStage(EncoderTuningTrainer):
         (_, first), (_, second) = self.stage_budgets()
         optim, sched = self.make_optimizer(self.adapter.parameters(), first)
         self.register_model("adapter", self.adapter, optim, sched)
-        dim = self.clip_model.text_projection.shape[1]
+        dim = embed_dim(self.clip_model)
         self.classifier = SelectiveClassifier(self.classnames, dim).to(self.device)
         optim, sched = self.make_optimizer(self.classifier.parameters(), second)
         self.register_model("classifier", self.classifier, optim, sched)

@@ -51,6 +51,10 @@ def vision_tower(model):
                            causal=False, ln_pre=model.visual.ln_pre)
 
 
+def embed_dim(model):
+    return model.embed_dim if hasattr(model, "text_tower") else model.text_projection.shape[1]
+
+
 def is_vit(model):
     return vision_tower(model).blocks is not None
 

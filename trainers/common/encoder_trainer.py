@@ -198,7 +198,8 @@ class EncoderTuningTrainer(TrainerX):
     def tokens(self, classnames):
         import clip
         template = self.template()
-        return clip.tokenize([template.format(name.replace("_", " ")) for name in classnames]).to(self.device)
+        tokenize = getattr(self.clip_model, "tokenize", clip.tokenize)  # the backbone interface's, if any
+        return tokenize([template.format(name.replace("_", " ")) for name in classnames]).to(self.device)
 
     def template(self):
         from trainers.common.templates import dataset_template
