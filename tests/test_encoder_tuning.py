@@ -85,6 +85,15 @@ def test_rn50_text_tower_takes_lora_and_its_image_tower_has_no_blocks():
     assert torch.allclose(before, after, rtol=1e-5, atol=1e-5)
 
 
+def test_two_stage_classifier_loads_for_other_classes_with_their_names():
+    from trainers.two_stage import SelectiveClassifier
+    trained = SelectiveClassifier(["cat", "dog", "owl"], 4)
+    trained.weight.data.normal_()
+    on_new = SelectiveClassifier(["car", "bus"], 4)
+    on_new.load_state_dict(trained.state_dict())
+    assert on_new.classnames == ["cat", "dog", "owl"] and torch.equal(on_new.weight, trained.weight)
+
+
 def test_encoder_tuning_never_uses_the_frozen_feature_cache():
     assert not issubclass(EncoderTuningTrainer, FrozenCLIPTrainer)
 

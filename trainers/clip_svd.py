@@ -43,13 +43,17 @@ class CLIPSVD(EncoderTuningTrainer):
     LABEL = "CLIP-SVD"
     LOSS_SCALER = False  # the official loop calls loss.backward() on the unscaled fp16 loss
 
-    def check_cfg(self, cfg):
+    def check_budget(self, cfg):
         node = cfg.TRAINER.CLIP_SVD
         if node.EPOCHS < 0 or node.COSINE_T_MAX < 0:
             raise ConfigError(f"TRAINER.CLIP_SVD.EPOCHS = {node.EPOCHS}, COSINE_T_MAX = {node.COSINE_T_MAX}; "
                               "both must be >= 0 (0: the iteration budget)")
         if node.EPOCHS == 0:
-            super().check_cfg(cfg)
+            super().check_budget(cfg)
+
+    def check_cfg(self, cfg):
+        super().check_cfg(cfg)
+        node = cfg.TRAINER.CLIP_SVD
         check_projections(node.PARAMS, "TRAINER.CLIP_SVD.PARAMS")
         check_encoders(node.ENCODERS, "TRAINER.CLIP_SVD.ENCODERS")
 

@@ -74,14 +74,19 @@ class EncoderTuningTrainer(TrainerX):
         name = cfg.MODEL.BACKBONE.NAME
         if name.startswith("RN") or name == "tiny-pretrained":
             raise self.resnet_error(name)
+        self.check_budget(cfg)
+        if cfg.OPTIM.LR <= 0:
+            raise ConfigError(f"OPTIM.LR = {cfg.OPTIM.LR}; must be positive")
+
+    def check_budget(self, cfg):
+        node = cfg.TRAINER[self.CFG_NODE]
+        key = f"TRAINER.{self.CFG_NODE}"
         if node.ITERS < 0 or node.ITERS_PER_SHOT < 0 or (node.ITERS == 0 and node.ITERS_PER_SHOT == 0):
             raise ConfigError(f"{key}.ITERS = {node.ITERS}, {key}.ITERS_PER_SHOT = {node.ITERS_PER_SHOT}: the budget "
                               f"must be a positive number of iterations (ITERS), or ITERS 0 and ITERS_PER_SHOT > 0")
         if node.ITERS == 0 and cfg.DATASET.NUM_SHOTS < 1:
             raise ConfigError(f"DATASET.NUM_SHOTS = {cfg.DATASET.NUM_SHOTS}: {self.LABEL} trains for "
                               f"{key}.ITERS_PER_SHOT x shots iterations; give a shot count, or set {key}.ITERS")
-        if cfg.OPTIM.LR <= 0:
-            raise ConfigError(f"OPTIM.LR = {cfg.OPTIM.LR}; must be positive")
 
     def resnet_error(self, name):
         return ConfigError(
