@@ -165,6 +165,7 @@ def test_lora_training_changes_the_adapters_and_seeds_differ(world, tmp_path):
     assert not torch.equal(one[b[0]], two[b[0]])
 
 
+@pytest.mark.timeout(1800)  # three runs of 20 passes each
 @pytest.mark.parametrize("trainer", ["CLIPLoRA", "TwoStage"])
 def test_resume_after_a_kill_ends_identical(world, trainer, tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"

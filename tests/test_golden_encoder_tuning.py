@@ -32,6 +32,7 @@ GOLDEN_METHODS = {
 }
 SEED = 1
 SIDE = 32
+pytestmark = pytest.mark.timeout(2400)  # 8 train.py runs; minutes on a loaded 2-core machine
 
 
 def _read_golden():
