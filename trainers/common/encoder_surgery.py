@@ -56,7 +56,7 @@ def embed_dim(model):
 
 
 def is_vit(model):
-    return vision_tower(model).blocks is not None
+    return vision_tower(model).blocks is not None  # (Backbone.is_vit says the same)
 
 
 def selected_blocks(model, encoders):
@@ -165,8 +165,10 @@ class AdaptedAttention(nn.Module):
 
     def _is_causal(self, mask):
         """True if `mask` is the additive upper-triangular -inf mask (checked once per mask)."""
-        key = (mask.data_ptr(), tuple(mask.shape), mask.device)
+        key = (mask.data_ptr(), tuple(mask.shape), mask.dtype, mask.device)
         if key not in self._causal_masks:
+            if len(self._causal_masks) > 64:  # masks made per call (sliced, cast) would pile up
+                self._causal_masks.clear()
             n = mask.shape[-1]
             causal = torch.full((n, n), float("-inf"), device=mask.device).triu_(1)
             self._causal_masks[key] = mask.dim() == 2 and mask.shape[0] == n and bool(

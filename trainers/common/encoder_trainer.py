@@ -21,7 +21,8 @@ from dassl.config.merge import ConfigError
 from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 
-from trainers.common.clip_loader import check_input_size, load_clip_to_cpu, weights_description
+from trainers.common.backbone import apply_model_preprocess, load_backbone
+from trainers.common.backbone import check_input
 from trainers.common.encoder_surgery import VIT_BACKBONES, TrainedParameters, is_vit
 
 PRECISIONS = ("amp", "bf16", "fp32")
@@ -60,6 +61,10 @@ class EncoderTuningTrainer(TrainerX):
     LOSS_SCALER = True  # the official code scales fp16 losses
     STORE_FP16 = False  # frozen weights kept in fp16 on a GPU under amp (the official code's choice)
     LOGIT_SCALE = 100.0  # fixed in CLIP-LoRA and CLIP-SVD; None: CLIP's own exp(logit_scale)
+
+    def __init__(self, cfg):
+        apply_model_preprocess(cfg)  # open_clip models: their own INPUT.* before any transform is built
+        super().__init__(cfg)
 
     # ---- configuration ------------------------------------------------------------------------
     @property
@@ -114,10 +119,10 @@ class EncoderTuningTrainer(TrainerX):
         if self.precision != node.PREC:
             print(f"TRAINER.{self.CFG_NODE}.PREC = {node.PREC} needs a CUDA device; running in fp32 on {self.device.type}")
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip_to_cpu(cfg)
+        clip_model = load_backbone(cfg)  # trainers.common.backbone.Backbone
         self.backbone_loaded = self.run_record["backbone_loaded"] = clip_model.architecture
-        self.run_record["weights"] = weights_description(cfg)
-        check_input_size(cfg, clip_model)
+        self.run_record["weights"] = clip_model.weights
+        check_input(cfg, clip_model)
         if not is_vit(clip_model):
             raise self.resnet_error(clip_model.architecture)
         clip_model.float().requires_grad_(False).eval()
