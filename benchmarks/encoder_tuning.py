@@ -130,6 +130,8 @@ def main(argv=None):
     print(f"ViT-B/16 (random weights), batch {args.batch}, {args.classes} classes, median of {args.steps} steps "
           f"after 1 warm-up; each method in its own process")
     rows = []
+    header = f"{'method':<18} {'trainable params':>17} {'step (ms)':>10} {'peak memory (MiB)':>18}"
+    print(header, flush=True)
     for method in args.methods:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.encoder_tuning", "--one", method, "--batch",
                                str(args.batch), "--steps", str(args.steps), "--classes", str(args.classes)],
@@ -138,13 +140,11 @@ def main(argv=None):
         if proc.returncode or not line:
             print(f"{LABELS[method]}: failed\n{proc.stderr[-2000:]}")
             continue
-        rows.append((method, json.loads(line[0][len("RESULT "):])))
-    if not rows:
-        return
-    print(f"device: {rows[0][1]['device']}")
-    print(f"{'method':<18} {'trainable params':>17} {'step (ms)':>10} {'peak memory (MiB)':>18}")
-    for method, r in rows:
-        print(f"{LABELS[method]:<18} {r['params']:>17,} {r['ms']:>10.0f} {r['peak_mb']:>18.0f}")
+        r = json.loads(line[0][len("RESULT "):])
+        rows.append((method, r))
+        print(f"{LABELS[method]:<18} {r['params']:>17,} {r['ms']:>10.0f} {r['peak_mb']:>18.0f}", flush=True)
+    if rows:
+        print(f"device: {rows[0][1]['device']}")
 
 
 if __name__ == "__main__":
