@@ -45,7 +45,7 @@ def official_draws(seed, architecture):
     arch = {**CLIP_ARCHITECTURES, **TOY_ARCHITECTURES}.get(architecture)
     if arch is None or seed < 0:
         return None
-    torch.manual_seed(seed)
+    torch.random.default_generator.manual_seed(seed)  # the CPU generator only: CUDA's stream stays the run's
     CLIP(**arch)  # clip.load builds (and randomly initialises) the model after seeding
     for _ in range(2):  # the val and test loaders' iterators each draw a base seed
         torch.empty((), dtype=torch.int64).random_()
