@@ -165,17 +165,19 @@ def test_lora_training_changes_the_adapters_and_seeds_differ(world, tmp_path):
     assert not torch.equal(one[b[0]], two[b[0]])
 
 
-@pytest.mark.timeout(1800)  # three runs of 20 passes each
+@pytest.mark.timeout(2400)  # three runs of 10 passes each, slow on a loaded machine
 @pytest.mark.parametrize("trainer", ["CLIPLoRA", "TwoStage"])
 def test_resume_after_a_kill_ends_identical(world, trainer, tmp_path):
+    # 30 iterations = 10 passes of 3 batches (2SFS: stage 1 in passes 1-6, stage 2 in 7-10)
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     opts = ("TRAIN.RESUME_EVERY_MINUTES", "0", "TRAIN.PRINT_FREQ", "1")
-    run_train(_args(world, trainer, reference, *opts, iters=60))
-    code = _kill_when_logged(_args(world, trainer, killed, *opts, iters=60), str(killed), "epoch [12/20]")
+    run_train(_args(world, trainer, reference, *opts, iters=30), timeout=1200)
+    code = _kill_when_logged(_args(world, trainer, killed, *opts, iters=30), str(killed), "epoch [7/10]",
+                             timeout=1200)
     assert code == -signal.SIGKILL
-    resumed = run_train(_args(world, trainer, killed, *opts, iters=60)).stdout
+    resumed = run_train(_args(world, trainer, killed, *opts, iters=30), timeout=1200).stdout
     start = int(re.search(r"resuming after epoch (\d+)", resumed).group(1))
-    assert 10 <= start < 20
+    assert 5 <= start < 10
     assert _accuracy(killed) == _accuracy(reference)
     models = ["adapter"] + (["classifier"] if trainer == "TwoStage" else [])
     for model in models:
