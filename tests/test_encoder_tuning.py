@@ -196,14 +196,15 @@ def _error(proc):
 @pytest.mark.parametrize("trainer", list(METHODS))
 def test_a_resnet_backbone_is_refused_with_the_vits_that_work(world, trainer, tmp_path):
     args = _args(world, trainer, tmp_path / "rn", "MODEL.BACKBONE.NAME", "RN50")
-    message = _error(run_train(args, check=False))
+    message = _error(run_train(args, check=False, timeout=900))
     assert "MODEL.BACKBONE.NAME = RN50" in message and "ViT-B/16" in message
 
 
 def test_a_resnet_weights_file_is_refused_too(world, tmp_path):
     rn = save_tiny_clip(str(tmp_path), arch="rn")
     args = _args(world, "CLIPLoRA", tmp_path / "rn", "MODEL.BACKBONE.PATH", rn)
-    assert "ViT backbone" in _error(run_train(args, check=False))
+    message = _error(run_train(args, check=False, timeout=900))
+    assert "MODEL.BACKBONE.PATH" in message and "tiny-rn (a ResNet)" in message and "ViT backbone" in message
 
 
 @pytest.mark.parametrize("opts, fragment", [
@@ -213,7 +214,7 @@ def test_a_resnet_weights_file_is_refused_too(world, tmp_path):
     (("TRAINER.CLIP_LORA.ITERS", "0", "TRAINER.CLIP_LORA.ITERS_PER_SHOT", "0"), "budget"),
 ])
 def test_bad_lora_settings_get_one_message(world, tmp_path, opts, fragment):
-    assert fragment in _error(run_train(_args(world, "CLIPLoRA", tmp_path / "bad", *opts), check=False))
+    assert fragment in _error(run_train(_args(world, "CLIPLoRA", tmp_path / "bad", *opts), check=False, timeout=900))
 
 
 @pytest.mark.parametrize("iters, opts, fragment", [
@@ -222,13 +223,13 @@ def test_bad_lora_settings_get_one_message(world, tmp_path, opts, fragment):
 ])
 def test_bad_two_stage_budget_gets_one_message(world, tmp_path, iters, opts, fragment):
     args = _args(world, "TwoStage", tmp_path / "bad", *opts, iters=iters)
-    assert fragment in _error(run_train(args, check=False))
+    assert fragment in _error(run_train(args, check=False, timeout=900))
 
 
 def test_a_checkpoint_of_another_rank_is_refused_by_name(world, tmp_path):
     trained = tmp_path / "r2"
-    run_train(_args(world, "CLIPLoRA", trained, iters=3))
+    run_train(_args(world, "CLIPLoRA", trained, iters=3), timeout=900)
     args = _args(world, "CLIPLoRA", tmp_path / "eval", "TRAINER.CLIP_LORA.RANK", "4",
                  flags=_eval_flags(trained))
-    message = _error(run_train(args, check=False))
+    message = _error(run_train(args, check=False, timeout=900))
     assert "rank 2 (this run: 4)" in message

@@ -93,9 +93,9 @@ class EncoderTuningTrainer(TrainerX):
             raise ConfigError(f"DATASET.NUM_SHOTS = {cfg.DATASET.NUM_SHOTS}: {self.LABEL} trains for "
                               f"{key}.ITERS_PER_SHOT x shots iterations; give a shot count, or set {key}.ITERS")
 
-    def resnet_error(self, name):
+    def resnet_error(self, name, where="MODEL.BACKBONE.NAME ="):
         return ConfigError(
-            f"MODEL.BACKBONE.NAME = {name}: {self.LABEL} adapts the transformer blocks of both CLIP encoders, and a "
+            f"{where} {name}: {self.LABEL} adapts the transformer blocks of both CLIP encoders, and a "
             f"ResNet image encoder has none. Use a ViT backbone ({', '.join(VIT_BACKBONES)}, or the small "
             f"tiny-vit-pretrained), e.g. --backbone ViT-B/16")
 
@@ -124,7 +124,9 @@ class EncoderTuningTrainer(TrainerX):
         self.run_record["weights"] = clip_model.weights
         check_input(cfg, clip_model)
         if not is_vit(clip_model):
-            raise self.resnet_error(clip_model.architecture)
+            where = (f"MODEL.BACKBONE.PATH {cfg.MODEL.BACKBONE.PATH} holds" if cfg.MODEL.BACKBONE.PATH
+                     else "MODEL.BACKBONE.NAME =")
+            raise self.resnet_error(f"{clip_model.architecture} (a ResNet)", where)
         clip_model.float().requires_grad_(False).eval()
         total = sum(p.numel() for p in clip_model.parameters())
         trained = self.adapt(clip_model)
