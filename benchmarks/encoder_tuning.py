@@ -50,10 +50,11 @@ def _build(method, model, classnames, device):
         params = list(model.parameters())
     else:
         from dassl.config import get_cfg_default
+        from trainers.common.backbone import backbone_from_clip_model
         from trainers.coop import PromptClassifier
         from trainers.config import extend_cfg
         cfg = extend_cfg(get_cfg_default())
-        coop = PromptClassifier(cfg, classnames, model.to(device))
+        coop = PromptClassifier(cfg, classnames, backbone_from_clip_model(model.to(device), "ViT-B/16"))
         params = [coop.prompt_learner.ctx]
     for p in params:
         p.requires_grad_(True)
