@@ -18,3 +18,6 @@ from . import gda  # noqa: F401
 from . import proker  # noqa: F401
 from . import cocoop  # noqa: F401
 from . import kgcoop  # noqa: F401
+from . import clip_lora  # noqa: F401
+from . import clip_svd  # noqa: F401
+from . import two_stage  # noqa: F401

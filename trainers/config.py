@@ -104,4 +104,36 @@ def extend_cfg(cfg):
 
     from trainers.common.cached_methods import extend_cached_cfg
     extend_cached_cfg(cfg)  # LP++, CLAP, GDA, ProKeR (trainers/common/cached_methods.py)
+
+    # Encoder tuning (trainers/clip_lora.py, clip_svd.py, two_stage.py); budget in iterations:
+    # ITERS, or (ITERS 0) ITERS_PER_SHOT x DATASET.NUM_SHOTS. PREC: amp, bf16 or fp32 (CPU: fp32).
+    # TEMPLATE "": the dataset's own template.
+    cfg.TRAINER.CLIP_LORA = CN()
+    cfg.TRAINER.CLIP_LORA.RANK = 2
+    cfg.TRAINER.CLIP_LORA.ALPHA = 1.0  # scaling = ALPHA / sqrt(RANK)
+    cfg.TRAINER.CLIP_LORA.DROPOUT = 0.25  # on the input of each LoRA branch
+    cfg.TRAINER.CLIP_LORA.PARAMS = ("q", "k", "v")  # attention projections adapted (q, k, v, o)
+    cfg.TRAINER.CLIP_LORA.ENCODERS = "both"  # both, text or vision
+    cfg.TRAINER.CLIP_LORA.ITERS_PER_SHOT = 500
+    cfg.TRAINER.CLIP_LORA.ITERS = 0
+    cfg.TRAINER.CLIP_LORA.PREC = "amp"
+    cfg.TRAINER.CLIP_LORA.TEMPLATE = "a photo of a {}."
+    cfg.TRAINER.CLIP_LORA.OFFICIAL_INIT = True  # LoRA A drawn as the official script draws it for SEED
+    cfg.TRAINER.CLIP_SVD = CN()
+    cfg.TRAINER.CLIP_SVD.PARAMS = ("q", "k", "v", "o")
+    cfg.TRAINER.CLIP_SVD.MLP = True  # the MLP's two linear layers too
+    cfg.TRAINER.CLIP_SVD.ENCODERS = "both"
+    cfg.TRAINER.CLIP_SVD.ITERS_PER_SHOT = 200
+    cfg.TRAINER.CLIP_SVD.ITERS = 0
+    cfg.TRAINER.CLIP_SVD.EPOCHS = 0  # > 0: train EPOCHS passes instead (the official base-to-new runs)
+    cfg.TRAINER.CLIP_SVD.COSINE_T_MAX = 0  # 0: the budget; else the cosine's period in iterations
+    cfg.TRAINER.CLIP_SVD.PREC = "amp"
+    cfg.TRAINER.CLIP_SVD.TEMPLATE = ""
+    cfg.TRAINER.TWO_STAGE = CN()
+    cfg.TRAINER.TWO_STAGE.ENCODERS = "both"  # block LayerNorms of these encoders in stage 1
+    cfg.TRAINER.TWO_STAGE.ITERS_PER_SHOT = 300  # M in the paper
+    cfg.TRAINER.TWO_STAGE.ITERS = 0
+    cfg.TRAINER.TWO_STAGE.STAGE1_FRACTION = 0.6  # alpha in the paper: share of the budget for stage 1
+    cfg.TRAINER.TWO_STAGE.PREC = "amp"
+    cfg.TRAINER.TWO_STAGE.TEMPLATE = "a photo of a {}."
     return cfg
