@@ -12,3 +12,5 @@ from . import tip_adapter  # noqa: F401
 from . import linear_probe  # noqa: F401
 from . import text_projection  # noqa: F401
 from . import taskres_ablations  # noqa: F401
+from . import maple  # noqa: F401
+from . import promptsrc  # noqa: F401

@@ -84,4 +84,24 @@ def extend_cfg(cfg):
     cfg.TRAINER.CLIP_ADAPTER = CN()
     cfg.TRAINER.CLIP_ADAPTER.RATIO = 0.2  # weight of the adapted feature in the residual mix
     cfg.TRAINER.CLIP_ADAPTER.REDUCTION = 4  # hidden width = D // REDUCTION
+
+    # MaPLe (trainers/maple.py): defaults of the official repository
+    cfg.TRAINER.MAPLE = CN()
+    cfg.TRAINER.MAPLE.N_CTX = 2  # context tokens per layer, text and image
+    cfg.TRAINER.MAPLE.CTX_INIT = "a photo of a"
+    cfg.TRAINER.MAPLE.PREC = "fp16"  # fp16, fp32 or amp
+    cfg.TRAINER.MAPLE.PROMPT_DEPTH = 9  # J: layers 0..J-1 of both encoders get prompts
+
+    # PromptSRC (trainers/promptsrc.py): defaults of the official repository
+    cfg.TRAINER.PROMPTSRC = CN()
+    cfg.TRAINER.PROMPTSRC.N_CTX_VISION = 4
+    cfg.TRAINER.PROMPTSRC.N_CTX_TEXT = 4
+    cfg.TRAINER.PROMPTSRC.CTX_INIT = "a photo of a"
+    cfg.TRAINER.PROMPTSRC.PREC = "fp16"
+    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION = 9
+    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT = 9
+    cfg.TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT = 25
+    cfg.TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT = 10
+    cfg.TRAINER.PROMPTSRC.GPA_MEAN = 15  # Gaussian prompt aggregation over epochs 1..MAX_EPOCH
+    cfg.TRAINER.PROMPTSRC.GPA_STD = 1
     return cfg

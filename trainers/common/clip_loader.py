@@ -15,8 +15,9 @@ Where the weights come from, in order:
 2. the cache `$CLIP_CACHE_DIR` (default `~/.cache/clip`), file name as in the official URL,
    checked against the sha256 the URL carries;
 3. a download into that cache (sha256-checked), unless `CLIP_OFFLINE=1`.
-`MODEL.BACKBONE.NAME tiny-pretrained` is the small CLIP pretrained on this machine
-(`trainers.common.tiny_pretrained`): read from its cache, pretrained there first if missing.
+`MODEL.BACKBONE.NAME tiny-pretrained` (ResNet) and `tiny-vit-pretrained` (ViT) are the small CLIPs
+pretrained on this machine (`trainers.common.tiny_pretrained`): read from the cache, pretrained
+there first if missing.
 With `MODEL.BACKBONE.PRETRAINED False` no file is read: the architecture gets random weights.
 """
 import os
@@ -35,6 +36,10 @@ from dassl.utils.errors import CheckpointError
 
 TINY_PRETRAINED = "tiny-pretrained"  # trainers.common.tiny_pretrained.NAME, imported only when used
 TINY_PRETRAINED_ARCHITECTURE = "tiny-rn"  # its entry in TOY_ARCHITECTURES
+TINY_VIT_PRETRAINED = "tiny-vit-pretrained"  # trainers.common.tiny_pretrained.VIT_NAME
+TINY_VIT_PRETRAINED_ARCHITECTURE = "small-vit"
+TINY_ARCHITECTURE_OF = {TINY_PRETRAINED: TINY_PRETRAINED_ARCHITECTURE,
+                        TINY_VIT_PRETRAINED: TINY_VIT_PRETRAINED_ARCHITECTURE}
 
 CACHE_ENV = "CLIP_CACHE_DIR"
 OFFLINE_ENV = "CLIP_OFFLINE"
@@ -78,6 +83,10 @@ TOY_ARCHITECTURES = {
     # VisionTransformer: 2 layers, width 64 (1 head), 32 px with 16 px patches -> 2x2 grid.
     "tiny-vit": dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64,
                      vision_patch_size=16, **_TINY_TEXT),
+    # VisionTransformer: 4 layers, width 64, 32 px with 8 px patches -> 4x4 grid; text 4 layers.
+    "small-vit": dict(embed_dim=64, image_resolution=32, vision_layers=4, vision_width=64, vision_patch_size=8,
+                      context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
+                      transformer_layers=4),
     "small-rn": dict(embed_dim=256, image_resolution=64, vision_layers=(2, 2, 2, 2), vision_width=32,
                      vision_patch_size=None, context_length=77, vocab_size=49408, transformer_width=256,
                      transformer_heads=4, transformer_layers=4),
@@ -103,15 +112,15 @@ def weights_description(cfg):
         return "random"
     if backbone.PATH:
         return backbone.PATH
-    if backbone.NAME == TINY_PRETRAINED:
-        return "tiny-pretrained (a tiny CLIP trained here on procedural captions, not OpenAI's)"
+    if backbone.NAME in TINY_ARCHITECTURE_OF:
+        return f"{backbone.NAME} (a tiny CLIP trained here on procedural captions, not OpenAI's)"
     return f"{backbone.NAME} (OpenAI's released weights)"
 
 
 def _check_name(name):
-    if name not in _MODELS and name != TINY_PRETRAINED:
+    if name not in _MODELS and name not in TINY_ARCHITECTURE_OF:
         raise ConfigError(f"MODEL.BACKBONE.NAME = {name!r} is not a CLIP model; use one of "
-                          f"{[*_MODELS, TINY_PRETRAINED]} (or set MODEL.BACKBONE.PATH to a weights file)")
+                          f"{[*_MODELS, *TINY_ARCHITECTURE_OF]} (or set MODEL.BACKBONE.PATH to a weights file)")
 
 
 def cache_dir():
@@ -152,9 +161,9 @@ def resolve_weights_file(name, path=""):
                                     f"CLIP weights file (.pt) or set it to \"\" to load by name")
         return path
     _check_name(name)
-    if name == TINY_PRETRAINED:
-        from .tiny_pretrained import ensure_weights
-        return ensure_weights()
+    if name in TINY_ARCHITECTURE_OF:
+        from .tiny_pretrained import SETTINGS, ensure_weights
+        return ensure_weights(SETTINGS[name])
     url = _MODELS[name]
     expected_sha256 = url.split("/")[-2]
     target = os.path.join(cache_dir(), os.path.basename(url))
@@ -234,7 +243,7 @@ def check_architecture(state_dict, name, path):
     RN101 run on ViT weights would be recorded as RN101); a toy/custom one is accepted and
     reported, since no official name describes it."""
     found = architecture_of(state_dict)
-    if found == name or (name == TINY_PRETRAINED and found == TINY_PRETRAINED_ARCHITECTURE):
+    if found == name or (name in TINY_ARCHITECTURE_OF and found == TINY_ARCHITECTURE_OF[name]):
         return name
     if found in CLIP_ARCHITECTURES:
         raise WeightsFileError(f"{path} holds CLIP {found} weights, but MODEL.BACKBONE.NAME is {name}. Set "
@@ -246,11 +255,6 @@ def check_architecture(state_dict, name, path):
     return loaded
 
 
-def _tiny_architecture():
-    from .tiny_pretrained import ARCHITECTURE
-    return ARCHITECTURE
-
-
 def build_random_clip(name, seed=0):
     """The `name` architecture with random weights, fp16 and eval mode like `build_model`.
 
@@ -259,7 +263,8 @@ def build_random_clip(name, seed=0):
     _check_name(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = CLIP(**(_tiny_architecture() if name == TINY_PRETRAINED else CLIP_ARCHITECTURES[name]))
+        model = CLIP(**(TOY_ARCHITECTURES[TINY_ARCHITECTURE_OF[name]] if name in TINY_ARCHITECTURE_OF
+                        else CLIP_ARCHITECTURES[name]))
     convert_weights(model)
     return model.eval()
 

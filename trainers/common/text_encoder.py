@@ -101,14 +101,18 @@ class TextEncoder(nn.Module):
         if truncate:
             _check_causal(self.transformer)
 
-    def forward(self, prompts, tokenized_prompts):
+    def forward(self, prompts, tokenized_prompts, before_block=None):
+        """`before_block(k, x)`: what enters block k (x: (L, N, width)); deep prompts use it
+        (trainers/common/deep_prompts.py)."""
         eot = tokenized_prompts.argmax(dim=-1)
         length = int(eot.max()) + 1 if self.truncate else prompts.shape[1]
 
         x = prompts[:, :length] + self.positional_embedding[:length].type(self.dtype)
         x = x.permute(1, 0, 2)  # NLD -> LND, as CLIP's transformer expects
         use_checkpoint = self.grad_checkpoint and torch.is_grad_enabled()
-        for block in self.transformer.resblocks:
+        for k, block in enumerate(self.transformer.resblocks):
+            if before_block is not None:
+                x = before_block(k, x)
             mask = block.attn_mask
             if mask is not None:
                 mask = mask[:length, :length].to(dtype=x.dtype, device=x.device)
