@@ -83,10 +83,9 @@ TOY_ARCHITECTURES = {
     # VisionTransformer: 2 layers, width 64 (1 head), 32 px with 16 px patches -> 2x2 grid.
     "tiny-vit": dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64,
                      vision_patch_size=16, **_TINY_TEXT),
-    # VisionTransformer: 4 layers, width 64, 32 px with 8 px patches -> 4x4 grid; text 4 layers.
+    # VisionTransformer: 4 layers, width 64, 32 px with 8 px patches -> 4x4 grid; text as tiny-rn's.
     "small-vit": dict(embed_dim=64, image_resolution=32, vision_layers=4, vision_width=64, vision_patch_size=8,
-                      context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
-                      transformer_layers=4),
+                      **_TINY_TEXT),
     "small-rn": dict(embed_dim=256, image_resolution=64, vision_layers=(2, 2, 2, 2), vision_width=32,
                      vision_patch_size=None, context_length=77, vocab_size=49408, transformer_width=256,
                      transformer_heads=4, transformer_layers=4),
