@@ -85,4 +85,4 @@ def model_folders(output_dir):
 def encode_texts(clip_model, texts):
     """CLIP's own text features of `texts` (fp32), computed independently of the trainers."""
     device = clip_model.text_projection.device
-    return clip_model.encode_text(clip.tokenize(texts).to(device)).float()
+    return clip_model.encode_text(clip_model.tokenize(texts).to(device)).float()

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from tests.tiny_clip import build_tiny_clip
+from trainers.common.backbone import backbone_from_clip_model
 from trainers.common.classifier import class_features, cosine_logits, l2_normalize
 from trainers.common.templates import (DATASET_TEMPLATES, IMAGENET_TEMPLATES_SELECT,
                                        dataset_template)
@@ -14,7 +15,7 @@ TEMPLATES = ["a photo of a {}.", "art of the {}."]
 
 @pytest.fixture(scope="module")
 def model():
-    return build_tiny_clip("rn", seed=1).eval()
+    return backbone_from_clip_model(build_tiny_clip("rn", seed=1), "tiny-rn")
 
 
 def _encode(model, texts):

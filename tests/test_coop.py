@@ -6,6 +6,7 @@ from clip.model import convert_weights
 
 from dassl.config import get_cfg_default
 from tests.tiny_clip import build_tiny_clip
+from trainers.common.backbone import backbone_from_clip_model
 from trainers.config import extend_cfg
 from trainers.coop import PromptClassifier, PromptLearner
 
@@ -22,7 +23,7 @@ def _cfg(**coop):
 
 @pytest.fixture(scope="module")
 def clip_model():
-    return build_tiny_clip("rn", seed=1).eval()
+    return backbone_from_clip_model(build_tiny_clip("rn", seed=1), "tiny-rn")
 
 
 def _token_embeddings(clip_model, text):
@@ -110,7 +111,7 @@ def test_fp16_clip_keeps_fp32_context_and_adam_stays_finite():
     """Adam's eps (1e-8) is 0 in fp16; the context must not be a half tensor."""
     clip_half = build_tiny_clip("rn", seed=2).eval()
     convert_weights(clip_half)  # fp16 exactly as clip.model.build_model leaves it
-    model = PromptClassifier(_cfg(N_CTX=4), CLASSNAMES, clip_half)
+    model = PromptClassifier(_cfg(N_CTX=4), CLASSNAMES, backbone_from_clip_model(clip_half, "tiny-rn"))
     ctx = model.prompt_learner.ctx
     assert ctx.dtype == torch.float32 and model.prompt_learner().dtype == torch.float16
     optim = torch.optim.Adam([ctx], lr=1e-3)
@@ -126,7 +127,7 @@ def test_clear_errors_for_bad_settings(clip_model):
         PromptLearner(_cfg(CLASS_TOKEN_POSITION="left"), CLASSNAMES, clip_model)
     with pytest.raises(ValueError, match="N_CTX = 0"):
         PromptLearner(_cfg(N_CTX=0), CLASSNAMES, clip_model)
-    with pytest.raises(ValueError, match="does not fit CLIP's 77 tokens.*N_CTX"):
+    with pytest.raises(ValueError, match="does not fit the 77 tokens of .*N_CTX"):
         PromptLearner(_cfg(N_CTX=16), ["word " * 70], clip_model)
 
 

@@ -1,12 +1,12 @@
 """CoOp's shared-context text path equals the reference full-length computation (logits and
 gradients), on real CLIP text towers with random weights; other settings keep whole prompts."""
-import clip
 import pytest
 import torch
 import torch.nn.functional as F
 from clip.model import CLIP
 
 from dassl.config import get_cfg_default
+from trainers.common.backbone import backbone_from_clip_model
 from trainers.common.clip_loader import TOY_ARCHITECTURES
 from trainers.config import extend_cfg
 from trainers.coop import PromptClassifier, text_path
@@ -26,7 +26,7 @@ def _cfg(**coop):
 @pytest.fixture(scope="module", params=["tiny-rn", "small-rn"])  # 1 head x 2 layers, 4 heads x 4 layers
 def clip_model(request):
     torch.manual_seed(5)
-    return CLIP(**TOY_ARCHITECTURES[request.param]).eval().requires_grad_(False)
+    return backbone_from_clip_model(CLIP(**TOY_ARCHITECTURES[request.param]), request.param).requires_grad_(False)
 
 
 def _logits_and_grad(model, image_features, labels):
@@ -61,7 +61,7 @@ def test_shared_context_equals_the_full_77_token_path(clip_model, coop):
         with torch.no_grad():
             init = PromptClassifier(_cfg(**coop), CLASSNAMES, clip_model).class_features()
             texts = [f"{coop['CTX_INIT']} {name.replace('_', ' ')}." for name in CLASSNAMES]
-            torch.testing.assert_close(init, clip_model.encode_text(clip.tokenize(texts)), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(init, clip_model.encode_text(clip_model.tokenize(texts)), rtol=1e-4, atol=1e-4)
 
 
 def test_shared_context_runs_the_prefix_once_and_each_class_over_its_own_tokens(clip_model):
@@ -69,7 +69,7 @@ def test_shared_context_runs_the_prefix_once_and_each_class_over_its_own_tokens(
     model = PromptClassifier(_cfg(N_CTX=n_ctx), CLASSNAMES, clip_model)
     eot = model.prompt_learner.tokenized_prompts.argmax(-1)
     tokens_seen = []  # positions x sequences through the first block's MLP, per call
-    hook = clip_model.transformer.resblocks[0].mlp.register_forward_hook(
+    hook = clip_model.text_tower.blocks[0].mlp.register_forward_hook(
         lambda module, args, out: tokens_seen.append(args[0].shape[0] * args[0].shape[1]))
     try:
         with torch.no_grad():

@@ -15,6 +15,7 @@ from datasets.demo_shapes_generate import TASKS, generate
 from tests.engine_helpers import REPO, run_train
 from tests.test_resume_rolling import _kill_when_logged
 from tests.tiny_clip import TINY_CONFIGS, build_tiny_clip, save_tiny_clip
+from trainers.common.backbone import backbone_from_clip_model
 from trainers.common.deep_prompts import (prompt_draws_during_build, prompted, put_tokens, text_layer_hook, towers)
 from trainers.common.text_encoder import TextEncoder
 
@@ -41,7 +42,7 @@ def test_image_hooks_put_tokens_where_the_hand_run_does_and_leave_no_trace():
     torch.manual_seed(0)
     model = build_tiny_clip("vit").eval()
     images = torch.randn(3, 3, 32, 32)
-    _, vision = towers(model)
+    _, vision = towers(backbone_from_clip_model(model))
     append, deep = torch.randn(2, vision.width), {1: torch.randn(2, vision.width)}
     plain = model.encode_image(images)
     with torch.no_grad(), prompted(vision, append=append, replace=deep):
@@ -60,7 +61,8 @@ def test_text_hook_replaces_the_context_positions_before_each_deeper_block():
     embeddings = model.token_embedding(tokens)
     deep = {1: torch.randn(2, model.ln_final.weight.shape[0])}
     with torch.no_grad():
-        hooked = TextEncoder(model, truncate=False)(embeddings, tokens, text_layer_hook(deep))
+        backbone = backbone_from_clip_model(model)
+        hooked = TextEncoder(backbone, truncate=False)(embeddings, tokens, text_layer_hook(deep))
         x = (embeddings + model.positional_embedding).permute(1, 0, 2)
         for k, block in enumerate(model.transformer.resblocks):
             if k in deep:
@@ -68,7 +70,7 @@ def test_text_hook_replaces_the_context_positions_before_each_deeper_block():
             x = block(x)
         x = model.ln_final(x.permute(1, 0, 2))
         expected = x[torch.arange(2), tokens.argmax(-1)] @ model.text_projection
-        truncated = TextEncoder(model)(embeddings, tokens, text_layer_hook(deep))
+        truncated = TextEncoder(backbone)(embeddings, tokens, text_layer_hook(deep))
     torch.testing.assert_close(hooked, expected)
     torch.testing.assert_close(truncated, expected, rtol=1e-5, atol=1e-5)
     assert torch.equal(put_tokens(x.permute(1, 0, 2), deep[1], 1, False)[1:3, 0], deep[1])

@@ -1,9 +1,10 @@
-"""TextEncoder: equals CLIP's encode_text, truncation is exact, checkpointing keeps gradients."""
+"""TextEncoder on a `clip` package backbone: equals its encode_text, truncation is exact, checkpointing keeps gradients."""
 import clip
 import pytest
 import torch
 
 from tests.tiny_clip import build_tiny_clip
+from trainers.common.backbone import backbone_from_clip_model
 from trainers.common.text_encoder import TextEncoder
 
 # Different lengths on purpose: the longest EOT decides where truncation cuts.
@@ -12,7 +13,7 @@ TEXTS = ["a photo of a dog.", "x", "a very long description of a rather unusual 
 
 @pytest.fixture(scope="module")
 def clip_model():
-    return build_tiny_clip("rn", seed=3).eval()
+    return backbone_from_clip_model(build_tiny_clip("rn", seed=3), "tiny-rn")
 
 
 def _embed(model, texts):
@@ -24,7 +25,7 @@ def _embed(model, texts):
 def test_matches_clip_encode_text_truncated_and_full(clip_model):
     prompts, tokens = _embed(clip_model, TEXTS)
     lengths = []  # sequence length each attention call actually sees
-    hook = clip_model.transformer.resblocks[0].attn.register_forward_hook(
+    hook = clip_model.text_tower.blocks[0].attn.register_forward_hook(
         lambda module, args, out: lengths.append(args[0].shape[0]))
     try:
         with torch.no_grad():
@@ -57,13 +58,13 @@ def test_truncation_ignores_everything_after_eot(clip_model):
 
 
 def test_shared_clip_model_is_left_untouched(clip_model):
-    masks = [block.attn_mask.clone() for block in clip_model.transformer.resblocks]
+    masks = [block.attn_mask.clone() for block in clip_model.text_tower.blocks]
     prompts, tokens = _embed(clip_model, TEXTS[:2])  # short batch: cuts well below 77
     with torch.no_grad():
         before = clip_model.encode_text(tokens)
         TextEncoder(clip_model, truncate=True)(prompts, tokens)
         after = clip_model.encode_text(tokens)
-    for block, mask in zip(clip_model.transformer.resblocks, masks):
+    for block, mask in zip(clip_model.text_tower.blocks, masks):
         assert torch.equal(block.attn_mask, mask)
     assert torch.equal(before, after)
 
@@ -79,11 +80,3 @@ def test_gradient_checkpointing_gives_same_values_and_gradients(clip_model):
     torch.testing.assert_close(results[True][0], results[False][0])
     torch.testing.assert_close(results[True][1], results[False][1])
     assert results[False][1].abs().sum() > 0
-
-
-def test_refuses_truncation_without_causal_mask():
-    model = build_tiny_clip("rn", seed=0)
-    model.transformer.resblocks[1].attn_mask = None
-    with pytest.raises(ValueError, match="block 1 .*truncate=False"):
-        TextEncoder(model, truncate=True)
-    TextEncoder(model, truncate=False)  # full length needs no causality assumption

@@ -42,7 +42,7 @@ class CLIP_Adapter(FrozenCLIPTrainer):
         template = dataset_template(self.cfg.DATASET.NAME)
         self.text_features = class_features(self.clip_model, self.dm.dataset.classnames, template)
         self.ratio = self.cfg.TRAINER.CLIP_ADAPTER.RATIO
-        dim = self.clip_model.text_projection.shape[1]  # the joint embedding width D
+        dim = self.clip_model.embed_dim  # the joint embedding width D
         self.adapter = Adapter(dim, self.cfg.TRAINER.CLIP_ADAPTER.REDUCTION).to(self.device)
         optim = build_optimizer(self.adapter, self.cfg.OPTIM)
         sched = build_lr_scheduler(optim, self.cfg.OPTIM)

@@ -2,9 +2,10 @@
 
 Prompt per class: [SOS] [ctx_1 .. ctx_M] [name tokens] [.] [EOT] [padding], where only the
 context vectors train. The class-token position moves the name to the end (after the
-context), the middle (context split around it) or the front (context after it).
+context), the middle (context split around it) or the front (context after it). Tokenizers
+without a start token (`Backbone.text_start` 0) have no [SOS]; SigLIP-style towers pool the
+last position (`Backbone.pool_index`) and run every prompt at full length.
 """
-import clip
 import torch
 import torch.nn as nn
 
@@ -16,6 +17,7 @@ from dassl.utils import load_pretrained_weights
 from trainers.common.classifier import cosine_logits
 from trainers.common.clip_trainer import FrozenCLIPTrainer
 from trainers.common.experiment import Method, Option, backbone_option, register_method, rn50_prefix_replaced
+from trainers.common.backbone import PromptTooLong
 from trainers.common.precision import PRECISIONS, effective_precision
 from trainers.common.text_encoder import TextEncoder
 
@@ -31,32 +33,28 @@ def _check_class_token_position(position):
                          f"use one of {CLASS_TOKEN_POSITIONS}")
 
 
-def _tokenize(texts, what):
-    """`clip.tokenize`, with an error that says which prompt is too long and what to do."""
+def _tokenize(backbone, texts, what):
+    """The backbone's tokenizer, with an error that says which prompt is too long and what to do."""
     try:
-        return clip.tokenize(texts)
-    except RuntimeError as err:
-        raise ConfigError(f"{what} does not fit CLIP's 77 tokens ({err}); shorten the class name "
-                         "or use fewer context tokens (TRAINER.COOP.N_CTX / CTX_INIT)") from err
+        return backbone.tokenize(texts)
+    except PromptTooLong as err:
+        raise ConfigError(f"{what} does not fit the {backbone.context_length} tokens of {backbone.name} ({err}); "
+                          "shorten the class name or use fewer context tokens (TRAINER.COOP.N_CTX / CTX_INIT)") from err
 
 
-def _eot_positions(tokens):
-    return tokens.argmax(dim=-1)  # EOT has the largest id of the vocabulary
-
-
-def _layout_index(position, n_ctx, name_lens, length):
+def _layout_index(position, n_ctx, name_lens, length, start=1):
     """Per class, where each output position reads from in the "end" layout
-    [SOS, ctx, name, rest]. None for "end" (nothing to move)."""
+    [start tokens (SOS), ctx, name, rest]. None for "end" (nothing to move)."""
     if position == "end":
         return None
     half = n_ctx // 2
     rows = []
     for name_len in name_lens:
-        ctx = list(range(1, 1 + n_ctx))
-        name = list(range(1 + n_ctx, 1 + n_ctx + name_len))
-        rest = list(range(1 + n_ctx + name_len, length))
+        ctx = list(range(start, start + n_ctx))
+        name = list(range(start + n_ctx, start + n_ctx + name_len))
+        rest = list(range(start + n_ctx + name_len, length))
         middle = ctx[:half] + name + ctx[half:] if position == "middle" else name + ctx
-        rows.append([0] + middle + rest)
+        rows.append(list(range(start)) + middle + rest)
     return torch.tensor(rows, dtype=torch.long)
 
 
@@ -75,15 +73,16 @@ class PromptLearner(nn.Module):
         n_cls = len(classnames)
         dtype = clip_model.dtype
         device = clip_model.token_embedding.weight.device
-        ctx_dim = clip_model.ln_final.weight.shape[0]
+        ctx_dim = clip_model.text_tower.width
+        start = clip_model.text_start  # tokens before the text: CLIP's SOS
 
         if coop.CTX_INIT:
             prompt_prefix = coop.CTX_INIT.replace("_", " ")
-            init_tokens = _tokenize(prompt_prefix, f"TRAINER.COOP.CTX_INIT {prompt_prefix!r}").to(device)
-            # Count BPE tokens, not words: a word can be several tokens.
-            n_ctx = int(_eot_positions(init_tokens)[0]) - 1
+            init_tokens = _tokenize(clip_model, prompt_prefix, f"TRAINER.COOP.CTX_INIT {prompt_prefix!r}").to(device)
+            # Count tokens, not words: a word can be several tokens.
+            n_ctx = clip_model.token_counts([prompt_prefix])[0]
             with torch.no_grad():
-                ctx_vectors = clip_model.token_embedding(init_tokens)[0, 1:1 + n_ctx].float()
+                ctx_vectors = clip_model.token_embedding(init_tokens)[0, start:start + n_ctx].float()
             if coop.CSC:  # every class starts from the same words
                 ctx_vectors = ctx_vectors.unsqueeze(0).repeat(n_cls, 1, 1)
             print(f'Initial context: "{prompt_prefix}"')
@@ -102,17 +101,17 @@ class PromptLearner(nn.Module):
 
         classnames = [name.replace("_", " ") for name in classnames]
         prompts = [f"{prompt_prefix} {name}." for name in classnames]
-        tokenized = torch.cat([_tokenize(p, f"CoOp prompt {p!r}") for p in prompts]).to(device)
-        name_lens = (_eot_positions(clip.tokenize(classnames)) - 1).tolist()
+        tokenized = torch.cat([_tokenize(clip_model, p, f"CoOp prompt {p!r}") for p in prompts]).to(device)
+        name_lens = clip_model.token_counts(classnames)
         with torch.no_grad():
             embedding = clip_model.token_embedding(tokenized).type(dtype)
 
-        self.register_buffer("token_prefix", embedding[:, :1], persistent=False)  # SOS
-        self.register_buffer("token_suffix", embedding[:, 1 + n_ctx:], persistent=False)  # name . EOT pad
+        self.register_buffer("token_prefix", embedding[:, :start], persistent=False)  # SOS
+        self.register_buffer("token_suffix", embedding[:, start + n_ctx:], persistent=False)  # name . EOT pad
         self.register_buffer("tokenized_prompts", tokenized, persistent=False)
-        layout = _layout_index(coop.CLASS_TOKEN_POSITION, n_ctx, name_lens, tokenized.shape[1])
+        layout = _layout_index(coop.CLASS_TOKEN_POSITION, n_ctx, name_lens, tokenized.shape[1], start)
         self.register_buffer("layout", None if layout is None else layout.to(device), persistent=False)
-        self.n_cls, self.n_ctx, self.name_lens = n_cls, n_ctx, name_lens
+        self.n_cls, self.n_ctx, self.name_lens, self.start = n_cls, n_ctx, name_lens, start
         self.class_token_position = coop.CLASS_TOKEN_POSITION
         self.dtype = dtype
 
@@ -132,14 +131,16 @@ class PromptLearner(nn.Module):
         return prompts
 
 
-def text_path(coop):
+def text_path(coop, tower=None):
     """How CoOp runs its prompts through the text tower (all give the same features):
     "shared-context": SOS + context once, then each class over its own tokens (one shared
     context, class name at the end); "truncated": every prompt up to the longest EOT;
-    "full": all 77 positions, as the reference code does."""
-    if not coop.TRUNCATE_TEXT:
+    "full": all positions, as the reference code does (and the only exact one for a tower
+    without a causal mask)."""
+    if not coop.TRUNCATE_TEXT or (tower is not None and not tower.causal):
         return "full"
-    if coop.SHARED_CONTEXT and not coop.CSC and coop.CLASS_TOKEN_POSITION == "end" and not coop.GRAD_CHECKPOINT:
+    if (coop.SHARED_CONTEXT and not coop.CSC and coop.CLASS_TOKEN_POSITION == "end" and not coop.GRAD_CHECKPOINT
+            and (tower is None or tower.plain_blocks)):
         return "shared-context"
     return "truncated"
 
@@ -150,15 +151,15 @@ class PromptClassifier(nn.Module):
     def __init__(self, cfg, classnames, clip_model):
         super().__init__()
         self.prompt_learner = PromptLearner(cfg, classnames, clip_model)
-        self.text_path = text_path(cfg.TRAINER.COOP)
+        self.text_path = text_path(cfg.TRAINER.COOP, clip_model.text_tower)
         self.text_encoder = TextEncoder(clip_model, truncate=self.text_path != "full",
                                         grad_checkpoint=cfg.TRAINER.COOP.GRAD_CHECKPOINT)
         self.logit_scale = clip_model.logit_scale
         self.length_groups = []
         if self.text_path == "shared-context":
             # Each class's tokens after the context (name, ".", EOT), grouped by their count.
-            eot = _eot_positions(self.prompt_learner.tokenized_prompts).tolist()
-            self.tail_lengths = [e - self.prompt_learner.n_ctx for e in eot]
+            eot = clip_model.pool_index(self.prompt_learner.tokenized_prompts).tolist()
+            self.tail_lengths = [e + 1 - self.prompt_learner.start - self.prompt_learner.n_ctx for e in eot]
             for length in sorted(set(self.tail_lengths)):
                 self.length_groups.append(([i for i, n in enumerate(self.tail_lengths) if n == length], length))
             # Each class's EOT in its tail, for the padded group (moves with the module's device).
@@ -168,8 +169,9 @@ class PromptClassifier(nn.Module):
                   f"{len(self.length_groups)} group(s) of equal length, on a GPU in one group padded to the "
                   f"longest); TRAINER.COOP.SHARED_CONTEXT False runs whole prompts")
         else:
-            span = "all 77 positions" if self.text_path == "full" else "every prompt up to the longest EOT"
-            print(f"Text path: {self.text_path} ({span})")
+            span = "all positions" if self.text_path == "full" else "every prompt up to the longest EOT"
+            why = "" if clip_model.text_tower.causal else "; the text tower has no causal mask, so prompts run whole"
+            print(f"Text path: {self.text_path} ({span}{why})")
 
     def class_features(self):
         """All class prompts, every call: the context changes at every step."""

@@ -87,7 +87,7 @@ class LinearProbeCLIP(RunRecordMixin, FrozenCLIPTrainer):
     def build_model(self):
         precision = effective_precision("fp16", self.device, key="linear-probe CLIP precision")
         self.clip_model = self.freeze_on_device(self.load_clip(), precision)
-        dim = self.clip_model.text_projection.shape[1]
+        dim = self.clip_model.embed_dim
         self.head = nn.Linear(dim, self.num_classes).to(self.device)
         self.head.requires_grad_(False)
         self.register_model("linear_probe", self.head)

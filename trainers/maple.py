@@ -81,7 +81,7 @@ class MultiModalPromptLearner(nn.Module):
             raise ConfigError(f"TRAINER.MAPLE.PROMPT_DEPTH = {depth}; needs at least 1 (1: prompts in the first "
                               f"layer only)")
         dtype = clip_model.dtype
-        width = clip_model.ln_final.weight.shape[0]
+        width = clip_model.text_tower.width
         ctx_vectors, prefix_text = context_init(clip_model, node.N_CTX, node.CTX_INIT, dtype, "TRAINER.MAPLE")
         n_ctx = ctx_vectors.shape[0]
         print(f'MaPLe: initial context "{prefix_text}", {n_ctx} context tokens, prompt depth {depth}')
@@ -134,6 +134,9 @@ class MaPLe(DeepPromptTrainer):
         self.register_model("MultiModalPromptLearner", self.model, optim, sched)
         self.eval_text_features = None
 
+    def text_hook(self, deep_text):
+        return text_layer_hook(deep_text, start=self.clip_model.text_start, batch_first=self.text_tower.batch_first)
+
     def features(self, images):
         """Prompted (image features, class text features), both normalised."""
         learner = self.model.prompt_learner
@@ -141,7 +144,7 @@ class MaPLe(DeepPromptTrainer):
             text_features, image_tokens, deep_vision = self.eval_text_features
         else:
             prompts, image_tokens, deep_text, deep_vision = learner()
-            text_features = self.text_encoder(prompts, learner.prompts.tokens, text_layer_hook(deep_text))
+            text_features = self.text_encoder(prompts, learner.prompts.tokens, self.text_hook(deep_text))
             text_features = F.normalize(text_features, dim=-1)
         with prompted(self.vision_tower, append=image_tokens, replace=deep_vision):
             image_features = self.clip_model.encode_image(self.count_image_forwards(images))
@@ -157,7 +160,7 @@ class MaPLe(DeepPromptTrainer):
             learner = self.model.prompt_learner
             learner.eval()
             prompts, image_tokens, deep_text, deep_vision = learner()
-            text = self.text_encoder(prompts, learner.prompts.tokens, text_layer_hook(deep_text))
+            text = self.text_encoder(prompts, learner.prompts.tokens, self.text_hook(deep_text))
             self.eval_text_features = (F.normalize(text, dim=-1), image_tokens, deep_vision)
         try:
             return super().test(split)

@@ -45,7 +45,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from clip.model import convert_weights
 
 from dassl.config.merge import ConfigError
 from dassl.engine import TRAINER_REGISTRY
@@ -208,27 +207,27 @@ class PromptSRC(DeepPromptTrainer):
     def frozen_class_features(self):
         """Frozen CLIP's class features averaged over the templates, in fp32 (normalised)."""
         names = [name.replace("_", " ") for name in self.dm.dataset.classnames]
-        clip_model, device = self.clip_model, self.device
-        was_half = clip_model.dtype == torch.float16
-        clip_model.float()
+        backbone = self.clip_model
+        backbone.cast("fp32")
         try:
-            import clip
-            per_template = [clip_model.encode_text(clip.tokenize([t.format(n) for n in names]).to(device))
+            per_template = [backbone.encode_text(backbone.tokenize([t.format(n) for n in names]).to(self.device))
                             for t in TEMPLATES]
         finally:
-            if was_half:
-                convert_weights(clip_model)  # back to the released fp16 weights (exact round trip)
+            backbone.cast(self.precision)  # fp16: back to the released half weights (an exact round trip)
         return F.normalize(torch.stack(per_template, dim=1).mean(dim=1), dim=-1)
 
     def before_train(self):
         self.frozen_text_features = self.frozen_class_features()
         super().before_train()
 
+    def text_hook(self, deep_text):
+        return text_layer_hook(deep_text, start=self.clip_model.text_start, batch_first=self.text_tower.batch_first)
+
     def prompted_features(self, images, parts=None):
         learner = self.model.prompt_learner
         if parts is None:
             prompts, vision_ctx, deep_text, deep_vision = learner()
-            text = self.text_encoder(prompts, learner.prompts.tokens, text_layer_hook(deep_text))
+            text = self.text_encoder(prompts, learner.prompts.tokens, self.text_hook(deep_text))
             parts = (F.normalize(text, dim=-1), vision_ctx, deep_vision)
         text_features, vision_ctx, deep_vision = parts
         with prompted(self.vision_tower, append=vision_ctx, replace=deep_vision):
@@ -245,7 +244,7 @@ class PromptSRC(DeepPromptTrainer):
         with torch.no_grad():  # the prompts do not change during an evaluation: encoded once
             learner = self.model.prompt_learner
             prompts, vision_ctx, deep_text, deep_vision = learner()
-            text = self.text_encoder(prompts, learner.prompts.tokens, text_layer_hook(deep_text))
+            text = self.text_encoder(prompts, learner.prompts.tokens, self.text_hook(deep_text))
             self.eval_prompts = (F.normalize(text, dim=-1), vision_ctx, deep_vision)
         try:
             return super().test(split)

@@ -129,8 +129,7 @@ def load_enhanced_text_projection(clip_model, path, cfg=None):
                         f"text projection {tuple(clip_model.text_projection.shape)}: it was made for another "
                         f"backbone. Pass the enhanced base of this backbone, or {ENHANCED_BASE_HELP}.")
     print(f"Enhanced base: text projection replaced by {path}")
-    with torch.no_grad():
-        clip_model.text_projection.copy_(projection)
+    clip_model.set_text_projection(projection)
 
 
 def imagenet_source_rows(dataset):

@@ -9,7 +9,6 @@ the projection trains (the learned module `text_projection`, an nn.Linear whose 
 transposed projection, [D, text width], the layout of the authors' enhanced-base files); the
 logits are CLIP's cosine logits with its logit scale.
 """
-import clip
 import torch
 import torch.nn as nn
 
@@ -25,18 +24,13 @@ from trainers.taskres import base_templates
 
 @torch.no_grad()
 def text_embeddings_before_projection(clip_model, classnames, templates, batch_size=256):
-    """[n_cls, text width]: per class the mean over `templates` of CLIP's text feature before
-    `text_projection` (class names used raw, as TaskRes' base uses them)."""
+    """[n_cls, text width]: per class the mean over `templates` of the backbone's text feature
+    before its projection (class names used raw, as TaskRes' base uses them)."""
     prompts = [t.format(name) for name in classnames for t in templates]
-    tokens = clip.tokenize(prompts).to(clip_model.text_projection.device)
-    dtype = clip_model.dtype
+    tokens = clip_model.tokenize(prompts).to(clip_model.text_projection.device)
     outputs = []
     for start in range(0, len(tokens), batch_size):
-        chunk = tokens[start:start + batch_size]
-        x = clip_model.token_embedding(chunk).type(dtype) + clip_model.positional_embedding.type(dtype)
-        x = clip_model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
-        x = clip_model.ln_final(x).type(dtype)
-        outputs.append(x[torch.arange(len(chunk)), chunk.argmax(dim=-1)].float())
+        outputs.append(clip_model.encode_text_unprojected(tokens[start:start + batch_size]).float())
     return torch.cat(outputs).view(len(classnames), len(templates), -1).mean(dim=1)
 
 

@@ -1,5 +1,4 @@
 """Text-side classifiers: class names + templates -> class features, and CLIP's cosine logits."""
-import clip
 import torch
 from tqdm import tqdm
 
@@ -11,7 +10,7 @@ def l2_normalize(x):
 @torch.no_grad()
 def class_features(clip_model, classnames, templates, replace_underscore=True,
                    normalize_each=True, normalize_output=True, batch_size=256):
-    """Return fp32 class features [n_cls, D] from `clip_model.encode_text`.
+    """Return fp32 class features [n_cls, D] from `clip_model.encode_text` (a Backbone).
 
     Every class name is formatted into every template; the T prompt features of a class are
     averaged (each one L2-normalised first when `normalize_each`), and the average is
@@ -22,7 +21,7 @@ def class_features(clip_model, classnames, templates, replace_underscore=True,
         templates = [templates]
     names = [c.replace("_", " ") if replace_underscore else c for c in classnames]
     prompts = [t.format(name) for name in names for t in templates]  # class-major order
-    tokens = clip.tokenize(prompts)
+    tokens = clip_model.tokenize(prompts)
     device = next(clip_model.parameters()).device
     chunks = range(0, len(prompts), batch_size)
     features = []

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 
-from trainers.common.clip_loader import check_input_size, load_clip_to_cpu, weights_description
+from trainers.common.backbone import apply_model_preprocess, check_input, load_backbone
 from trainers.common.feature_cache import TrainerFeatureCache, random_views, resolve_pipeline
 
 
@@ -29,6 +29,7 @@ class FrozenCLIPTrainer(TrainerX):
         self.image_encoder_forwards = 0  # images through CLIP's image encoder (benchmarks read it)
         self.feature_cache = None
         self.pipeline = resolve_pipeline(cfg)  # before data and CLIP load: a bad value stops at once
+        apply_model_preprocess(cfg)  # open_clip models: their own INPUT.* before any transform is built
         super().__init__(cfg)
         if self.pipeline["name"] != "reference":
             self.feature_cache = TrainerFeatureCache(self, self.pipeline)
@@ -61,17 +62,19 @@ class FrozenCLIPTrainer(TrainerX):
         print(f"Image encoder passes: {self.image_encoder_forwards:,}")
 
     def load_clip(self):
+        """The backbone (trainers.common.backbone.Backbone) MODEL.BACKBONE names, on CPU."""
         print(f"Loading CLIP (backbone: {self.cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip_to_cpu(self.cfg)
-        self.backbone_loaded = self.run_record["backbone_loaded"] = clip_model.architecture
-        self.run_record["weights"] = weights_description(self.cfg)
-        check_input_size(self.cfg, clip_model)
-        return clip_model
+        backbone = load_backbone(self.cfg)
+        self.backbone_loaded = self.run_record["backbone_loaded"] = backbone.architecture
+        self.run_record["weights"] = backbone.weights
+        if backbone.library != "clip":
+            self.run_record["preprocess"] = dict(backbone.preprocess._asdict(), resize_mode=backbone.resize_mode)
+        check_input(self.cfg, backbone)
+        return backbone
 
     def freeze_on_device(self, clip_model, precision):
-        """Frozen CLIP in eval mode on the device; fp16 weights kept only for "fp16"."""
-        if precision != "fp16":
-            clip_model.float()
+        """Frozen backbone in eval mode on the device; half precision only for "fp16"."""
+        clip_model.cast(precision)
         clip_model.requires_grad_(False)
         return clip_model.eval().to(self.device)
 

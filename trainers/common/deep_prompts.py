@@ -22,16 +22,15 @@ the same replacement as a per-layer callback. The ResNet image encoders have no 
 `require_vit` refuses them with one message.
 """
 import contextlib
-from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict
 
-import clip
 import torch
 import torch.nn as nn
 
 from dassl.config.merge import ConfigError
 from dassl.engine import TrainerX
 
+from .backbone import apply_model_preprocess
 from .clip_trainer import FrozenCLIPTrainer
 from .precision import PRECISIONS, effective_precision
 
@@ -39,26 +38,9 @@ from .precision import PRECISIONS, effective_precision
 VIT_BACKBONES = ("ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14@336px", "tiny-vit-pretrained")
 
 
-@dataclass
-class Tower:
-    """The model interface's view of a transformer tower (trainers/common/backbone.py)."""
-    blocks: Optional[nn.ModuleList]  # None: not a transformer (ResNet image encoder)
-    width: int
-    batch_first: bool  # block input (N, L, W) if True, else (L, N, W)
-    causal: bool
-    ln_pre: Optional[nn.Module]  # input (N, L, W) for every tower that has one
-
-
-def towers(clip_model):
-    """(text_tower, vision_tower) of a `clip.model.CLIP`: the adapter that the model
-    interface's `Backbone.text_tower` / `Backbone.vision_tower` replace."""
-    text = Tower(clip_model.transformer.resblocks, clip_model.transformer.width, batch_first=False,
-                 causal=True, ln_pre=None)
-    visual = clip_model.visual
-    if not hasattr(visual, "transformer"):  # ModifiedResNet
-        return text, Tower(None, 0, batch_first=False, causal=False, ln_pre=None)
-    return text, Tower(visual.transformer.resblocks, visual.transformer.width, batch_first=False,
-                       causal=False, ln_pre=visual.ln_pre)
+def towers(backbone):
+    """(text_tower, vision_tower) of a `trainers.common.backbone.Backbone`: the only way in."""
+    return backbone.text_tower, backbone.vision_tower
 
 
 def refuse_resnet_name(cfg, method):
@@ -132,20 +114,20 @@ def text_layer_hook(replace: Dict[int, torch.Tensor], start=1, batch_first=False
 
 # --- What MaPLe and PromptSRC share around the hooks -------------------------------------------
 
-def context_init(clip_model, n_ctx, ctx_init, dtype, key):
+def context_init(backbone, n_ctx, ctx_init, dtype, key):
     """The first-layer text context as the reference prompt learners start it: the embeddings
     of the first `n_ctx` tokens of `ctx_init` when it is set and n_ctx <= 4 (the prompt text
     keeps all of `ctx_init`), else N(0, 0.02) vectors drawn here and "X X .." as the text.
     Returns (vectors (n_ctx, width) in `dtype`, prompt prefix text)."""
     if n_ctx < 1:
         raise ConfigError(f"{key}.N_CTX = {n_ctx}; needs at least 1 context token")
-    width = clip_model.ln_final.weight.shape[0]
     if ctx_init and n_ctx <= 4:
         text = ctx_init.replace("_", " ")
+        start = backbone.text_start
         with torch.no_grad():
-            embedding = clip_model.token_embedding(clip.tokenize(text).to(clip_model.token_embedding.weight.device))
-        return embedding[0, 1:1 + n_ctx].type(dtype).cpu(), text
-    vectors = torch.empty(n_ctx, width, dtype=dtype)
+            embedding = backbone.token_embedding(backbone.tokenize(text).to(backbone.token_embedding.weight.device))
+        return embedding[0, start:start + n_ctx].type(dtype).cpu(), text
+    vectors = torch.empty(n_ctx, backbone.text_tower.width, dtype=dtype)
     nn.init.normal_(vectors, std=0.02)
     return vectors, " ".join(["X"] * n_ctx)
 
@@ -154,22 +136,23 @@ class ClassPrompts(nn.Module):
     """"<prefix> <class name>." per class, tokenized, with the embeddings around the context:
     prompt = [SOS] [context: positions 1..n_ctx] [the rest of the tokens, from n_ctx + 1]."""
 
-    def __init__(self, clip_model, classnames, prefix_text, n_ctx, dtype):
+    def __init__(self, backbone, classnames, prefix_text, n_ctx, dtype):
         super().__init__()
         names = [name.replace("_", " ") for name in classnames]
         texts = [f"{prefix_text} {name}." for name in names]
         try:
-            tokens = clip.tokenize(texts)
+            tokens = backbone.tokenize(texts)
         except RuntimeError as err:
-            raise ConfigError(f"a class prompt does not fit CLIP's 77 tokens ({err}); shorten the class names or "
+            raise ConfigError(f"a class prompt does not fit the text encoder ({err}); shorten the class names or "
                               f"the context (N_CTX / CTX_INIT)") from err
-        device = clip_model.token_embedding.weight.device
+        device = backbone.token_embedding.weight.device
+        start = backbone.text_start
         with torch.no_grad():
-            embedding = clip_model.token_embedding(tokens.to(device)).type(dtype)
-        self.register_buffer("token_prefix", embedding[:, :1], persistent=False)
-        self.register_buffer("token_suffix", embedding[:, 1 + n_ctx:], persistent=False)
+            embedding = backbone.token_embedding(tokens.to(device)).type(dtype)
+        self.register_buffer("token_prefix", embedding[:, :start], persistent=False)
+        self.register_buffer("token_suffix", embedding[:, start + n_ctx:], persistent=False)
         self.register_buffer("tokens", tokens.to(device), persistent=False)
-        self.n_cls = len(names)
+        self.n_cls, self.start = len(names), start
 
     def forward(self, ctx):
         ctx = ctx.unsqueeze(0).expand(self.n_cls, -1, -1).to(self.token_prefix.dtype)
@@ -205,6 +188,7 @@ class DeepPromptTrainer(FrozenCLIPTrainer):
             print(f"Pipeline reference: {self.method} prompts the image encoder, so its features change at every "
                   f"step and are never cached (TRAIN.FEATURE_CACHE.PIPELINE {cfg.TRAIN.FEATURE_CACHE.PIPELINE} "
                   f"does not apply)")
+        apply_model_preprocess(cfg)  # open_clip models: their own INPUT.* before any transform is built
         TrainerX.__init__(self, cfg)
 
     def node(self, cfg=None):
@@ -303,18 +287,20 @@ def draw_missing_prompts(drawn, text_tower, vision_tower, vision_shallow, vision
     return drawn
 
 
-def replay_clip_builds(clip_model, times):
-    """Build `times` randomly initialised CLIPs of `clip_model`'s architecture and drop them:
+def replay_clip_builds(backbone, times):
+    """Build `times` randomly initialised CLIPs of the backbone's architecture and drop them:
     the random draws a reference implementation spends on loading extra frozen copies of CLIP,
-    so that the draws after them (data order, augmentation) are the reference's."""
+    so that the draws after them (data order, augmentation) are the reference's. Only for the
+    `clip` package's models (the references use them); other libraries skip it."""
+    if backbone.library != "clip" or not backbone.is_vit:
+        return
     from clip.model import CLIP
-    visual = clip_model.visual
-    width = clip_model.ln_final.weight.shape[0]
-    args = dict(embed_dim=clip_model.text_projection.shape[1], image_resolution=visual.input_resolution,
-                vision_layers=len(visual.transformer.resblocks), vision_width=visual.conv1.weight.shape[0],
-                vision_patch_size=visual.conv1.kernel_size[0],
-                context_length=clip_model.positional_embedding.shape[0],
-                vocab_size=clip_model.token_embedding.weight.shape[0], transformer_width=width,
-                transformer_heads=width // 64, transformer_layers=len(clip_model.transformer.resblocks))
+    model = backbone.model
+    visual, width = model.visual, backbone.text_tower.width
+    args = dict(embed_dim=backbone.embed_dim, image_resolution=visual.input_resolution,
+                vision_layers=len(backbone.vision_tower.blocks), vision_width=backbone.vision_tower.width,
+                vision_patch_size=visual.conv1.kernel_size[0], context_length=backbone.context_length,
+                vocab_size=backbone.token_embedding.weight.shape[0], transformer_width=width,
+                transformer_heads=width // 64, transformer_layers=len(backbone.text_tower.blocks))
     for _ in range(times):
         CLIP(**args)

@@ -95,8 +95,11 @@ def _key(description):
 
 
 # ----------------------------------------------------------------------------- fingerprints
-def encoder_fingerprint(visual, backbone_name, device):
-    """What identifies an image encoder's numbers: name, weights, dtype, device type.
+def encoder_fingerprint(visual, backbone_name, device, extra=None):
+    """What identifies an image encoder's numbers: name, weights, dtype, device type (and
+    `extra`: for open_clip backbones the library and the model's preprocessing, so caches of
+    different backbones or preprocessing never mix; absent for `clip` models, whose keys stay
+    those of earlier caches).
 
     Hashes the visual tower's state dict (parameters and BatchNorm buffers) as it will run,
     so a different weights file, a re-initialised model or an fp16/fp32 cast all differ.
@@ -109,7 +112,7 @@ def encoder_fingerprint(visual, backbone_name, device):
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes())
     return {"backbone": backbone_name, "visual_weights_sha256": digest.hexdigest(),
-            "dtype": dtype, "device": torch.device(device).type}
+            "dtype": dtype, "device": torch.device(device).type, **(extra or {})}
 
 
 def describe_transform(transform):
@@ -564,7 +567,11 @@ class TrainerFeatureCache:
         self.pipeline = pipeline
         self.views = pipeline["views"]
         self.root = cache_root(cfg.TRAIN.FEATURE_CACHE.ROOT)
-        self.encoder = encoder_fingerprint(trainer.clip_model.visual, cfg.MODEL.BACKBONE.NAME, trainer.device)
+        backbone = trainer.clip_model
+        extra = None
+        if backbone.library != "clip":
+            extra = {"library": backbone.library, "preprocess": [*backbone.preprocess, backbone.resize_mode]}
+        self.encoder = encoder_fingerprint(backbone.visual, cfg.MODEL.BACKBONE.NAME, trainer.device, extra)
         self.train_set = None
         if pipeline["name"] == "fast":
             run_seed = cfg.SEED if pipeline["views_per_seed"] else None

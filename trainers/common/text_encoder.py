@@ -1,26 +1,27 @@
-"""CLIP's text tower applied to token *embeddings* (so learned prompt vectors can be fed in).
+"""A backbone's text tower applied to token *embeddings* (so learned prompt vectors can be fed in).
 
-Same computation as `clip.model.CLIP.encode_text` after its embedding lookup, in the order
-the reference prompt learners use:
-add the positional embedding, run the transformer, `ln_final`, take the feature at the EOT
-position (`tokens.argmax(-1)`, the EOT id is the largest in the vocabulary) and project.
+Same computation as the backbone's `encode_text` after its embedding lookup, in the order the
+reference prompt learners use: add the positional embedding, run the blocks, the final norm,
+take the feature at the pooled position (`Backbone.pool_index`: EOT for CLIP-style towers, the
+last position for SigLIP) and project. Everything is reached through
+`trainers.common.backbone.Backbone` (`text_tower`, `project_text`), whatever the library.
 
-Speed-up: the text transformer is causal, so the EOT feature depends only on positions up
-to EOT. By default the transformer therefore runs on sequences cut after the longest EOT in
-the batch instead of all 77 positions (typically 20-30 for CoOp prompts). The result is the
-same up to float rounding; `truncate=False` runs the full length.
+Speed-up (causal towers only): the EOT feature depends only on positions up to EOT. By default
+the blocks therefore run on sequences cut after the longest EOT in the batch instead of all 77
+positions (typically 20-30 for CoOp prompts). The result is the same up to float rounding;
+`truncate=False` runs the full length. A tower without a causal mask (SigLIP) always runs the
+full length, since every position sees the padding after it.
 
-Shared prefix (`encode_shared_prefix`): when every prompt starts with the same tokens (CoOp
-with one context shared by all classes, class name at the end: SOS + context), those positions
-have the same activations in every prompt, because attention is causal. They are run once;
-each prompt then runs only its own tokens up to EOT, attending to the prefix's keys and values
-of every layer, in groups: prompts of equal length together, or all prompts padded to the
-longest (fewer, larger kernels).
+Shared prefix (`encode_shared_prefix`, causal towers of plain blocks): when every prompt starts
+with the same tokens (CoOp with one context shared by all classes, class name at the end: SOS +
+context), those positions have the same activations in every prompt, because attention is
+causal. They are run once; each prompt then runs only its own tokens up to EOT, attending to the
+prefix's keys and values of every layer, in groups: prompts of equal length together, or all
+prompts padded to the longest (fewer, larger kernels).
 
-The blocks are run here (with a sliced causal mask passed per call) instead of through
-`ResidualAttentionBlock.forward`, because that forward applies the block's stored 77x77
-`attn_mask`. Nothing in the shared CLIP model is modified, so `encode_text` and other
-trainers holding the same model keep working.
+The blocks are run through `text_tower.run_block` with a sliced causal mask passed per call,
+because the `clip` package's block forward applies its stored 77x77 mask. Nothing in the shared
+model is modified, so `encode_text` and other trainers holding the same model keep working.
 """
 import torch
 import torch.nn as nn
@@ -28,15 +29,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 
-def _run_block(block, x, attn_mask):
-    """One `clip.model.ResidualAttentionBlock` on x (L, N, D) with an explicit mask."""
-    y = block.ln_1(x)
-    x = x + block.attn(y, y, y, need_weights=False, attn_mask=attn_mask)[0]
-    return x + block.mlp(block.ln_2(x))
-
-
 def _run_block_after(block, x, past=None):
-    """One CLIP block on the positions x (L, N, D) that follow `past` = (keys, values) of the
+    """One plain block (`text_tower.plain_blocks`) on the positions x (L, N, D) that follow `past` = (keys, values) of the
     earlier positions ((P, 1, D), shared by the N sequences; None: no earlier positions).
 
     Causal attention: position i sees every earlier position and itself. Returns the new x and
@@ -64,65 +58,58 @@ def _run_block_after(block, x, past=None):
     return x + block.mlp(block.ln_2(x)), (k, v)
 
 
-def _check_causal(transformer):
-    """Truncation is exact only for causal masks; refuse anything else up front."""
-    for i, block in enumerate(transformer.resblocks):
-        mask = block.attn_mask
-        causal = mask is not None and mask.dim() == 2 and mask.shape[0] == mask.shape[1]
-        if causal:
-            upper = torch.ones_like(mask, dtype=torch.bool).triu(1)
-            causal = bool(torch.isneginf(mask[upper]).all()) and bool((mask[~upper] == 0).all())
-        if not causal:
-            raise ValueError(
-                f"text transformer block {i} has no causal 77x77 attention mask, so truncating "
-                "prompts after EOT would change the result; build the TextEncoder with "
-                "truncate=False (config TRAINER.COOP.TRUNCATE_TEXT False)"
-            )
+def _check_causal(tower):
+    """Truncation is exact only for causal towers; refuse anything else up front."""
+    if not tower.causal:
+        raise ValueError(
+            "the text tower attends without a causal mask, so truncating prompts after EOT would "
+            "change the result; build the TextEncoder with truncate=False (config "
+            "TRAINER.COOP.TRUNCATE_TEXT False)"
+        )
 
 
 class TextEncoder(nn.Module):
-    """Encode prompt embeddings (N, 77, width) with the CLIP text tower -> (N, embed_dim).
+    """Encode prompt embeddings (N, L, width) with a Backbone's text tower -> (N, embed_dim).
 
-    Holds references to (not copies of) the CLIP text modules, in the CLIP model's dtype.
+    Holds a reference to (not a copy of) the backbone; computes in the backbone's dtype.
     `truncate`: run only up to the longest EOT position (exact, faster, less memory).
     `grad_checkpoint`: recompute each block in backward instead of storing its activations
     (for very many classes: memory per step drops to about one block's worth).
     """
 
-    def __init__(self, clip_model, truncate=True, grad_checkpoint=False):
+    def __init__(self, backbone, truncate=True, grad_checkpoint=False):
         super().__init__()
-        self.transformer = clip_model.transformer
-        self.positional_embedding = clip_model.positional_embedding
-        self.ln_final = clip_model.ln_final
-        self.text_projection = clip_model.text_projection
-        self.dtype = clip_model.dtype
+        self.backbone = [backbone]  # a list: not a registered submodule (never saved with a learner)
+        self.tower = backbone.text_tower
+        self.dtype = backbone.dtype
         self.truncate = truncate
         self.grad_checkpoint = grad_checkpoint
         if truncate:
-            _check_causal(self.transformer)
+            _check_causal(self.tower)
 
     def forward(self, prompts, tokenized_prompts, before_block=None):
-        """`before_block(k, x)`: what enters block k (x: (L, N, width)); deep prompts use it
-        (trainers/common/deep_prompts.py)."""
-        eot = tokenized_prompts.argmax(dim=-1)
-        length = int(eot.max()) + 1 if self.truncate else prompts.shape[1]
+        """`before_block(k, x)`: what enters block k (x in the tower's layout); deep prompts use
+        it (trainers/common/deep_prompts.py)."""
+        backbone, tower = self.backbone[0], self.tower
+        pool = backbone.pool_index(tokenized_prompts)
+        length = int(pool.max()) + 1 if self.truncate else prompts.shape[1]
 
-        x = prompts[:, :length] + self.positional_embedding[:length].type(self.dtype)
-        x = x.permute(1, 0, 2)  # NLD -> LND, as CLIP's transformer expects
+        x = prompts[:, :length] + tower.positional_embedding[:length].type(self.dtype)
+        if not tower.batch_first:
+            x = x.permute(1, 0, 2)  # NLD -> LND
+        mask = tower.attn_mask(length, x.dtype, x.device)
         use_checkpoint = self.grad_checkpoint and torch.is_grad_enabled()
-        for k, block in enumerate(self.transformer.resblocks):
+        for k, block in enumerate(tower.blocks):
             if before_block is not None:
                 x = before_block(k, x)
-            mask = block.attn_mask
-            if mask is not None:
-                mask = mask[:length, :length].to(dtype=x.dtype, device=x.device)
             if use_checkpoint:
-                x = checkpoint(_run_block, block, x, mask, use_reentrant=False)
+                x = checkpoint(tower.run_block, block, x, mask, use_reentrant=False)
             else:
-                x = _run_block(block, x, mask)
-        x = x.permute(1, 0, 2)
-        x = self.ln_final(x).type(self.dtype)
-        return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
+                x = tower.run_block(block, x, mask)
+        if not tower.batch_first:
+            x = x.permute(1, 0, 2)
+        x = tower.ln_final(x).type(self.dtype)
+        return backbone.project_text(x[torch.arange(x.shape[0], device=x.device), pool])
 
     def encode_shared_prefix(self, prefix, groups, n_prompts):
         """Features of `n_prompts` prompts that all start with `prefix` (P, width).
@@ -136,11 +123,15 @@ class TextEncoder(nn.Module):
         if not self.truncate:
             raise ValueError("encode_shared_prefix relies on the causal mask; build the TextEncoder with "
                              "truncate=True")
+        if not self.tower.plain_blocks:
+            raise ValueError("encode_shared_prefix runs the attention of CLIP-style blocks by parts; this text "
+                             "tower's blocks are of another kind (run whole prompts instead)")
+        backbone, tower = self.backbone[0], self.tower
         n_prefix = prefix.shape[0]
-        positions = self.positional_embedding.type(self.dtype)
+        positions = tower.positional_embedding.type(self.dtype)
         x = (prefix + positions[:n_prefix]).unsqueeze(1)  # (P, 1, width)
         past = []
-        blocks = list(self.transformer.resblocks)
+        blocks = list(tower.blocks)
         for i, block in enumerate(blocks):
             if i + 1 < len(blocks):
                 x, kv = _run_block_after(block, x)
@@ -156,7 +147,7 @@ class TextEncoder(nn.Module):
             for block, kv in zip(blocks, past):
                 x, _ = _run_block_after(block, x, kv)
             x = x[-1] if eot is None else x[eot, torch.arange(x.shape[1], device=x.device)]
-            features.append(self.ln_final(x).type(self.dtype) @ self.text_projection)
+            features.append(backbone.project_text(tower.ln_final(x).type(self.dtype)))
             order.extend(indices)
         # Checked on the host, from the indices as given: no wait on the device at every step.
         if sorted(order) != list(range(n_prompts)):
