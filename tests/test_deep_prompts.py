@@ -12,7 +12,8 @@ import torch
 from clip.model import CLIP
 
 from datasets.demo_shapes_generate import TASKS, generate
-from tests.engine_helpers import REPO, run_train
+from tests.engine_helpers import REPO
+from tests.engine_helpers import run_train as _run_train
 from tests.test_resume_rolling import _kill_when_logged
 from tests.tiny_clip import TINY_CONFIGS, build_tiny_clip, save_tiny_clip
 from trainers.common.backbone import backbone_from_clip_model
@@ -114,6 +115,10 @@ def _args(world, trainer, out, *opts, seed=1, subsample="base", epochs=2, flags=
             "TRAIN.PRINT_FREQ", "1", *opts]
 
 
+def run_train(args, check=True):
+    return _run_train(args, check=check, timeout=1800)  # a busy shared machine: minutes per run
+
+
 def _weights(out, trainer, epoch):
     path = os.path.join(str(out), MODEL_FOLDER[trainer], f"model.pth.tar-{epoch}")
     return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
@@ -145,7 +150,7 @@ def test_promptsrc_killed_after_an_epoch_resumes_with_its_aggregate_and_ends_as_
     run_train(_args(world, "PromptSRC", reference, *opts, epochs=4))
     killed = tmp_path / "killed"
     code = _kill_when_logged(_args(world, "PromptSRC", killed, *opts, "TRAIN.RESUME_EVERY_MINUTES", "0", epochs=4),
-                             str(killed), "epoch [3/4] batch [1/")
+                             str(killed), "epoch [3/4] batch [1/", timeout=1800)
     assert code == -signal.SIGKILL
     resumed = run_train(_args(world, "PromptSRC", killed, *opts, epochs=4)).stdout
     assert "resuming after epoch 2 of 4" in resumed

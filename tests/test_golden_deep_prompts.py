@@ -1,11 +1,13 @@
 """Accuracy goldens of the deep-prompt methods (MaPLe, PromptSRC) on the tiny ViT CLIP pretrained
-here (`MODEL.BACKBONE.NAME tiny-vit-pretrained`), in the base-to-new protocol on DemoShapes:
+here (`MODEL.BACKBONE.NAME tiny-vit-pretrained`), in the base-to-new protocol on both demo tasks:
 trained on the base half of the classes (16 shots, seed 1), tested on base and on new, beside
-zero-shot CLIP on both halves. Real train.py runs at the official base-to-new configs; the only
+zero-shot CLIP on both halves. On DemoShapes the tiny CLIP knows the class names (zero-shot is
+high on both halves; the new-class accuracies show what the prompts keep); on DemoLandUse it
+does not (zero-shot near chance), so the prompts must learn the base classes: there they must
+be clearly above zero-shot. Real train.py runs at the official base-to-new configs; the only
 overrides are the tiny model's input size, DATALOADER.NUM_WORKERS 0 and, for PromptSRC, 10
 epochs instead of 20 with the Gaussian aggregation's mean scaled with them (GPA_MEAN 7.5, std 1).
-The CPU runs are deterministic, so every accuracy must reproduce exactly; the base-class
-accuracies must also be clearly above zero-shot.
+The CPU runs are deterministic, so every accuracy must reproduce exactly.
 
 Regenerate after an intended change of results (and say why in the commit):
     FEWSHOT_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden_deep_prompts.py
@@ -25,9 +27,9 @@ from tests.test_accuracy_golden import PER_CLASS, SHOTS, UPDATE_ENV, weights_dig
 from trainers.common import tiny_pretrained
 
 GOLDEN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_deep_prompts.json")
-DATASET = "demo_shapes"
+NAMED, UNNAMED = "demo_shapes", "demo_land_use"
 SEED = 1
-MARGIN = 5.0  # points above zero-shot that count as clearly above
+MARGIN = 20.0  # points above zero-shot on the unnamed task's base classes
 # trainer -> (config, overrides beyond the tiny model's, epochs)
 METHODS = {
     "MaPLe": ("MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", (), 5),
@@ -40,10 +42,10 @@ def _side():
     return tiny_pretrained.VIT_ARCHITECTURE["image_resolution"]
 
 
-def _common(data_root, out, trainer, config, subsample, flags=()):
+def _common(data_root, out, trainer, config, subsample, dataset, flags=()):
     return ["--root", data_root, "--seed", str(SEED), "--trainer", trainer, "--output-dir", out,
             "--config-file", os.path.join(REPO, "configs", "trainers", config),
-            "--dataset-config-file", os.path.join(REPO, "configs", "datasets", f"{DATASET}.yaml"), *flags,
+            "--dataset-config-file", os.path.join(REPO, "configs", "datasets", f"{dataset}.yaml"), *flags,
             "MODEL.BACKBONE.NAME", tiny_pretrained.VIT_NAME, "INPUT.SIZE", f"({_side()}, {_side()})",
             "DATALOADER.NUM_WORKERS", "0", "DATASET.SUBSAMPLE_CLASSES", subsample]
 
@@ -65,29 +67,33 @@ def tiny_vit_weights():
 
 @pytest.fixture(scope="module")
 def accuracies(tiny_vit_weights, tmp_path_factory):
-    """{"zeroshot"|trainer: {"base": accuracy, "new": accuracy}}."""
+    """{dataset: {"zeroshot"|trainer: {"base": accuracy, "new": accuracy}}}."""
     root = tmp_path_factory.mktemp("golden_deep")
     data_root, runs, cache = str(root / "data"), root / "runs", str(root / "features")
-    generate(data_root, _side(), *PER_CLASS, task=TASKS[DATASET])
+    for dataset in (NAMED, UNNAMED):
+        generate(data_root, _side(), *PER_CLASS, task=TASKS[dataset])
 
-    def zeroshot(subsample):
-        return _run(_common(data_root, str(runs / f"zeroshot_{subsample}"), "ZeroshotCLIP", "ZeroshotCLIP/rn50.yaml",
-                            subsample, flags=("--eval-only",)) + ["DATASET.NUM_SHOTS", "0", "OPTIM.MAX_EPOCH", "0"],
-                    cache)
+    def zeroshot(dataset, subsample):
+        out = str(runs / dataset / f"zeroshot_{subsample}")
+        args = _common(data_root, out, "ZeroshotCLIP", "ZeroshotCLIP/rn50.yaml", subsample, dataset,
+                       flags=("--eval-only",))
+        return _run(args + ["DATASET.NUM_SHOTS", "0", "OPTIM.MAX_EPOCH", "0"], cache)
 
-    def method(trainer):
+    def method(job):
+        dataset, trainer = job
         config, extra, epochs = METHODS[trainer]
-        base = str(runs / trainer)
-        accuracy = {"base": _run(_common(data_root, base, trainer, config, "base") +
-                                 ["DATASET.NUM_SHOTS", str(SHOTS), *extra], cache)}
-        accuracy["new"] = _run(_common(data_root, str(runs / f"{trainer}_new"), trainer, config, "new",
-                                       flags=("--eval-only", "--model-dir", base, "--load-epoch", str(epochs))) +
-                               ["DATASET.NUM_SHOTS", str(SHOTS), *extra], cache)
-        return trainer, accuracy
+        base = str(runs / dataset / trainer)
+        train = _common(data_root, base, trainer, config, "base", dataset)
+        accuracy = {"base": _run(train + ["DATASET.NUM_SHOTS", str(SHOTS), *extra], cache)}
+        test = _common(data_root, str(runs / dataset / f"{trainer}_new"), trainer, config, "new", dataset,
+                       flags=("--eval-only", "--model-dir", base, "--load-epoch", str(epochs)))
+        accuracy["new"] = _run(test + ["DATASET.NUM_SHOTS", str(SHOTS), *extra], cache)
+        return dataset, trainer, accuracy
 
-    table = {"zeroshot": {"base": zeroshot("base"), "new": zeroshot("new")}}
+    table = {d: {"zeroshot": {s: zeroshot(d, s) for s in ("base", "new")}} for d in (NAMED, UNNAMED)}
     with ThreadPoolExecutor(2) as pool:
-        table.update(pool.map(method, METHODS))
+        for dataset, trainer, accuracy in pool.map(method, [(d, t) for d in (NAMED, UNNAMED) for t in METHODS]):
+            table[dataset][trainer] = accuracy
     return table
 
 
@@ -104,11 +110,13 @@ def test_tiny_vit_is_the_one_the_goldens_were_made_with(tiny_vit_weights):
         f"made with (settings, caption data, torch or CPU kernels changed); if intended, regenerate with {UPDATE_ENV}=1")
 
 
-def test_deep_prompt_accuracies_reproduce_and_beat_zero_shot_on_base(accuracies, tiny_vit_weights):
-    zeroshot = accuracies["zeroshot"]
-    assert zeroshot["base"] > 100 / 3 + 10 and zeroshot["new"] > 100 / 3 + 10  # the tiny ViT knows the names
+def test_deep_prompt_accuracies_reproduce_and_learn_the_base_classes(accuracies, tiny_vit_weights):
+    named, unnamed = accuracies[NAMED], accuracies[UNNAMED]
+    assert min(named["zeroshot"].values()) > 100 / 3 + 10  # the tiny ViT knows the shape names
+    assert max(unnamed["zeroshot"].values()) < 100 / 3 + 15  # ... but not the land-use ones
     for trainer in METHODS:
-        assert accuracies[trainer]["base"] >= zeroshot["base"] + MARGIN, (trainer, accuracies)
+        assert unnamed[trainer]["base"] >= unnamed["zeroshot"]["base"] + MARGIN, (trainer, accuracies)
+        assert named[trainer]["base"] >= named["zeroshot"]["base"], (trainer, accuracies)
     if os.environ.get(UPDATE_ENV):
         with open(GOLDEN_FILE, "w") as f:
             json.dump({"tiny_vit_weights_sha256": weights_digest(tiny_vit_weights), "accuracies": accuracies},
