@@ -21,6 +21,7 @@ from trainers.common.deep_prompts import (prompt_draws_during_build, prompted, p
 from trainers.common.text_encoder import TextEncoder
 
 CONFIGS = {"MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml"}
+pytestmark = pytest.mark.timeout(3600)  # the train.py tests run several processes each
 MODEL_FOLDER = {"MaPLe": "MultiModalPromptLearner", "PromptSRC": "VLPromptLearner"}
 
 
@@ -164,7 +165,8 @@ def test_promptsrc_killed_after_an_epoch_resumes_with_its_aggregate_and_ends_as_
 @pytest.mark.parametrize("trainer", ["MaPLe", "PromptSRC"])
 def test_a_resnet_backbone_is_refused_with_the_vit_backbones_named(world, trainer, tmp_path):
     rn = save_tiny_clip(str(tmp_path), arch="rn")
-    for opts in (("MODEL.BACKBONE.NAME", "RN50"), ("MODEL.BACKBONE.PATH", rn)):
+    # by name (refused before anything loads), and a weights file that holds a ResNet
+    for opts in (("MODEL.BACKBONE.NAME", "RN50", "MODEL.BACKBONE.PATH", ""), ("MODEL.BACKBONE.PATH", rn)):
         args = _args(world, trainer, tmp_path / "out", *opts)
         proc = run_train(args, check=False)
         output = proc.stdout + proc.stderr

@@ -30,6 +30,8 @@ GOLDEN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_d
 NAMED, UNNAMED = "demo_shapes", "demo_land_use"
 SEED = 1
 MARGIN = 20.0  # points above zero-shot on the unnamed task's base classes
+PARALLEL_RUNS = 4
+pytestmark = pytest.mark.timeout(3600)  # a dozen train.py runs
 # trainer -> (config, overrides beyond the tiny model's, epochs)
 METHODS = {
     "MaPLe": ("MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", (), 5),
@@ -90,9 +92,11 @@ def accuracies(tiny_vit_weights, tmp_path_factory):
         accuracy["new"] = _run(test + ["DATASET.NUM_SHOTS", str(SHOTS), *extra], cache)
         return dataset, trainer, accuracy
 
-    table = {d: {"zeroshot": {s: zeroshot(d, s) for s in ("base", "new")}} for d in (NAMED, UNNAMED)}
-    with ThreadPoolExecutor(2) as pool:
-        for dataset, trainer, accuracy in pool.map(method, [(d, t) for d in (NAMED, UNNAMED) for t in METHODS]):
+    with ThreadPoolExecutor(PARALLEL_RUNS) as pool:
+        methods = pool.map(method, [(d, t) for d in (NAMED, UNNAMED) for t in METHODS])
+        zero = {(d, s): pool.submit(zeroshot, d, s) for d in (NAMED, UNNAMED) for s in ("base", "new")}
+        table = {d: {"zeroshot": {s: zero[d, s].result() for s in ("base", "new")}} for d in (NAMED, UNNAMED)}
+        for dataset, trainer, accuracy in methods:
             table[dataset][trainer] = accuracy
     return table
 

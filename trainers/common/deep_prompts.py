@@ -184,10 +184,9 @@ class DeepPromptTrainer(FrozenCLIPTrainer):
         self.image_encoder_forwards = 0
         self.feature_cache = None
         self.pipeline = {"name": "reference", "views": None}
-        if cfg.TRAIN.FEATURE_CACHE.PIPELINE != "reference":
+        if cfg.TRAIN.FEATURE_CACHE.PIPELINE == "fast":  # the default (exact) one gives the same numbers
             print(f"Pipeline reference: {self.method} prompts the image encoder, so its features change at every "
-                  f"step and are never cached (TRAIN.FEATURE_CACHE.PIPELINE {cfg.TRAIN.FEATURE_CACHE.PIPELINE} "
-                  f"does not apply)")
+                  f"step and are never cached (TRAIN.FEATURE_CACHE.PIPELINE fast does not apply)")
         apply_model_preprocess(cfg)  # open_clip models: their own INPUT.* before any transform is built
         TrainerX.__init__(self, cfg)
 
