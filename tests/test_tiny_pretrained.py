@@ -14,7 +14,7 @@ from datasets.demo_shapes_generate import TASKS, _image_rng, draw_image
 from tests.engine_helpers import REPO
 from tests.machine_speed import scaled_timeout
 from trainers.common import tiny_pretrained
-from trainers.common.clip_loader import read_state_dict
+from trainers.common.clip_loader import TINY_VIT_PRETRAINED_ARCHITECTURE, architecture_of, read_state_dict
 
 SMALL = tiny_pretrained.Settings(steps=3, batch_size=8, pairs=24, warmup_steps=1)
 
@@ -67,3 +67,24 @@ def test_captions_cover_the_demo_class_words():
     assert needed <= words, needed - words
     assert not {"forest", "river", "crop"} & words  # DemoLandUse's names stay unknown to the tiny CLIP
     assert np.asarray(image_caption_pair(0, 0, 8)[0]).shape == (8, 8, 3)
+
+
+SMALL_VIT = tiny_pretrained.ViTSettings(steps=3, batch_size=8, pairs=24, warmup_steps=1, text_start=SMALL)
+
+
+def test_tiny_vit_is_reproducible_starts_from_the_resnet_text_side_and_loads_as_a_vit_clip(tmp_path, monkeypatch):
+    monkeypatch.setenv(tiny_pretrained.DIR_ENV, str(tmp_path))
+    first, info = tiny_pretrained.pretrain(SMALL_VIT, log=lambda _: None)
+    again, _ = tiny_pretrained.pretrain(SMALL_VIT, log=lambda _: None)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    # the text side it starts from was built (once) in the same cache, under the ResNet's own name
+    assert os.path.isfile(tmp_path / f"tiny-clip-{SMALL.key()}.pt")
+    resnet = read_state_dict(str(tmp_path / f"tiny-clip-{SMALL.key()}.pt"))
+    assert not torch.equal(first["ln_final.weight"], resnet["ln_final.weight"])  # then trained with the ViT
+    assert info["name"] == tiny_pretrained.VIT_NAME and info["threads"] == 1
+    other_text = tiny_pretrained.Settings(**{**SMALL.__dict__, "seed": 1})
+    assert SMALL_VIT.key() != tiny_pretrained.ViTSettings(**{**SMALL_VIT.__dict__, "text_start": other_text}).key()
+    model = build_model(first)
+    assert architecture_of(first) == TINY_VIT_PRETRAINED_ARCHITECTURE
+    assert len(model.visual.transformer.resblocks) == tiny_pretrained.VIT_ARCHITECTURE["vision_layers"]
+    assert tiny_pretrained.SETTINGS[tiny_pretrained.VIT_NAME].architecture["image_resolution"] == 32

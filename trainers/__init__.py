@@ -21,3 +21,5 @@ from . import kgcoop  # noqa: F401
 from . import clip_lora  # noqa: F401
 from . import clip_svd  # noqa: F401
 from . import two_stage  # noqa: F401
+from . import maple  # noqa: F401
+from . import promptsrc  # noqa: F401

@@ -136,4 +136,24 @@ def extend_cfg(cfg):
     cfg.TRAINER.TWO_STAGE.STAGE1_FRACTION = 0.6  # alpha in the paper: share of the budget for stage 1
     cfg.TRAINER.TWO_STAGE.PREC = "amp"
     cfg.TRAINER.TWO_STAGE.TEMPLATE = "a photo of a {}."
+
+    # MaPLe (trainers/maple.py): defaults of the official repository
+    cfg.TRAINER.MAPLE = CN()
+    cfg.TRAINER.MAPLE.N_CTX = 2  # context tokens per layer, text and image
+    cfg.TRAINER.MAPLE.CTX_INIT = "a photo of a"
+    cfg.TRAINER.MAPLE.PREC = "fp16"  # fp16, fp32 or amp
+    cfg.TRAINER.MAPLE.PROMPT_DEPTH = 9  # J: layers 0..J-1 of both encoders get prompts
+
+    # PromptSRC (trainers/promptsrc.py): defaults of the official repository
+    cfg.TRAINER.PROMPTSRC = CN()
+    cfg.TRAINER.PROMPTSRC.N_CTX_VISION = 4
+    cfg.TRAINER.PROMPTSRC.N_CTX_TEXT = 4
+    cfg.TRAINER.PROMPTSRC.CTX_INIT = "a photo of a"
+    cfg.TRAINER.PROMPTSRC.PREC = "fp16"
+    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION = 9
+    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT = 9
+    cfg.TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT = 25
+    cfg.TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT = 10
+    cfg.TRAINER.PROMPTSRC.GPA_MEAN = 15  # Gaussian prompt aggregation over epochs 1..MAX_EPOCH
+    cfg.TRAINER.PROMPTSRC.GPA_STD = 1
     return cfg

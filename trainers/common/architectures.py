@@ -3,6 +3,7 @@ small ones the tests, the demo and CPU benchmarks build. A leaf module: the load
 pretrained CLIP both read it."""
 
 TINY_PRETRAINED_ARCHITECTURE = "tiny-rn"  # the tiny pretrained CLIP's entry in TOY_ARCHITECTURES
+TINY_VIT_PRETRAINED_ARCHITECTURE = "small-vit"  # the tiny pretrained ViT CLIP's entry
 
 # CLIP(embed_dim, image_resolution, vision_layers, vision_width, vision_patch_size,
 #      context_length, vocab_size, transformer_width, transformer_heads, transformer_layers)
@@ -42,6 +43,9 @@ TOY_ARCHITECTURES = {
     # VisionTransformer: 2 layers, width 64 (1 head), 32 px with 16 px patches -> 2x2 grid.
     "tiny-vit": dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64,
                      vision_patch_size=16, **_TINY_TEXT),
+    # VisionTransformer: 4 layers, width 64, 32 px with 8 px patches -> 4x4 grid; text as tiny-rn's.
+    "small-vit": dict(embed_dim=64, image_resolution=32, vision_layers=4, vision_width=64, vision_patch_size=8,
+                      **_TINY_TEXT),
     "small-rn": dict(embed_dim=256, image_resolution=64, vision_layers=(2, 2, 2, 2), vision_width=32,
                      vision_patch_size=None, context_length=77, vocab_size=49408, transformer_width=256,
                      transformer_heads=4, transformer_layers=4),

@@ -15,8 +15,9 @@ Where the weights come from, in order:
 2. the cache `$CLIP_CACHE_DIR` (default `~/.cache/clip`), file name as in the official URL,
    checked against the sha256 the URL carries;
 3. a download into that cache (sha256-checked), unless `CLIP_OFFLINE=1`.
-`MODEL.BACKBONE.NAME tiny-pretrained` is the small CLIP pretrained on this machine
-(`trainers.common.tiny_pretrained`): read from its cache, pretrained there first if missing.
+`MODEL.BACKBONE.NAME tiny-pretrained` (ResNet) and `tiny-vit-pretrained` (ViT) are the small CLIPs
+pretrained on this machine (`trainers.common.tiny_pretrained`): read from the cache, pretrained
+there first if missing.
 With `MODEL.BACKBONE.PRETRAINED False` no file is read: the architecture gets random weights.
 """
 import os
@@ -35,9 +36,12 @@ from dassl.utils.errors import CheckpointError
 
 # CLIP_ARCHITECTURES and TOY_ARCHITECTURES stay importable from here.
 from .architectures import (CLIP_ARCHITECTURES, TINY_PRETRAINED_ARCHITECTURE,  # noqa: F401
-                            TOY_ARCHITECTURES)
+                            TINY_VIT_PRETRAINED_ARCHITECTURE, TOY_ARCHITECTURES)
 
 TINY_PRETRAINED = "tiny-pretrained"  # trainers.common.tiny_pretrained.NAME, imported only when used
+TINY_VIT_PRETRAINED = "tiny-vit-pretrained"  # trainers.common.tiny_pretrained.VIT_NAME
+TINY_ARCHITECTURE_OF = {TINY_PRETRAINED: TINY_PRETRAINED_ARCHITECTURE,
+                        TINY_VIT_PRETRAINED: TINY_VIT_PRETRAINED_ARCHITECTURE}
 
 CACHE_ENV = "CLIP_CACHE_DIR"
 OFFLINE_ENV = "CLIP_OFFLINE"
@@ -63,15 +67,15 @@ def weights_description(cfg):
         return "random"
     if backbone.PATH:
         return backbone.PATH
-    if backbone.NAME == TINY_PRETRAINED:
-        return "tiny-pretrained (a tiny CLIP trained here on procedural captions, not OpenAI's)"
+    if backbone.NAME in TINY_ARCHITECTURE_OF:
+        return f"{backbone.NAME} (a tiny CLIP trained here on procedural captions, not OpenAI's)"
     return f"{backbone.NAME} (OpenAI's released weights)"
 
 
 def _check_name(name):
-    if name not in _MODELS and name != TINY_PRETRAINED:
+    if name not in _MODELS and name not in TINY_ARCHITECTURE_OF:
         raise ConfigError(f"MODEL.BACKBONE.NAME = {name!r} is not a CLIP model; use one of "
-                          f"{[*_MODELS, TINY_PRETRAINED]} (or set MODEL.BACKBONE.PATH to a weights file)")
+                          f"{[*_MODELS, *TINY_ARCHITECTURE_OF]} (or set MODEL.BACKBONE.PATH to a weights file)")
 
 
 def cache_dir():
@@ -112,9 +116,9 @@ def resolve_weights_file(name, path=""):
                                     f"CLIP weights file (.pt) or set it to \"\" to load by name")
         return path
     _check_name(name)
-    if name == TINY_PRETRAINED:
-        from .tiny_pretrained import ensure_weights
-        return ensure_weights()
+    if name in TINY_ARCHITECTURE_OF:
+        from .tiny_pretrained import SETTINGS, ensure_weights
+        return ensure_weights(SETTINGS[name])
     url = _MODELS[name]
     expected_sha256 = url.split("/")[-2]
     target = os.path.join(cache_dir(), os.path.basename(url))
@@ -194,7 +198,7 @@ def check_architecture(state_dict, name, path):
     RN101 run on ViT weights would be recorded as RN101); a toy/custom one is accepted and
     reported, since no official name describes it."""
     found = architecture_of(state_dict)
-    if found == name or (name == TINY_PRETRAINED and found == TINY_PRETRAINED_ARCHITECTURE):
+    if found == name or (name in TINY_ARCHITECTURE_OF and found == TINY_ARCHITECTURE_OF[name]):
         return name
     if found in CLIP_ARCHITECTURES:
         raise WeightsFileError(f"{path} holds CLIP {found} weights, but MODEL.BACKBONE.NAME is {name}. Set "
@@ -206,10 +210,6 @@ def check_architecture(state_dict, name, path):
     return loaded
 
 
-def _tiny_architecture():
-    return TOY_ARCHITECTURES[TINY_PRETRAINED_ARCHITECTURE]
-
-
 def build_random_clip(name, seed=0):
     """The `name` architecture with random weights, fp16 and eval mode like `build_model`.
 
@@ -218,7 +218,8 @@ def build_random_clip(name, seed=0):
     _check_name(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = CLIP(**(_tiny_architecture() if name == TINY_PRETRAINED else CLIP_ARCHITECTURES[name]))
+        model = CLIP(**(TOY_ARCHITECTURES[TINY_ARCHITECTURE_OF[name]] if name in TINY_ARCHITECTURE_OF
+                        else CLIP_ARCHITECTURES[name]))
     convert_weights(model)
     return model.eval()
 

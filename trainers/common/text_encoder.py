@@ -96,7 +96,9 @@ class TextEncoder(nn.Module):
         if truncate:
             _check_causal(self.tower)
 
-    def forward(self, prompts, tokenized_prompts):
+    def forward(self, prompts, tokenized_prompts, before_block=None):
+        """`before_block(k, x)`: what enters block k (x in the tower's layout); deep prompts use
+        it (trainers/common/deep_prompts.py)."""
         backbone, tower = self.backbone[0], self.tower
         pool = backbone.pool_index(tokenized_prompts)
         length = int(pool.max()) + 1 if self.truncate else prompts.shape[1]
@@ -106,7 +108,9 @@ class TextEncoder(nn.Module):
             x = x.permute(1, 0, 2)  # NLD -> LND
         mask = tower.attn_mask(length, x.dtype, x.device)
         use_checkpoint = self.grad_checkpoint and torch.is_grad_enabled()
-        for block in tower.blocks:
+        for k, block in enumerate(tower.blocks):
+            if before_block is not None:
+                x = before_block(k, x)
             if use_checkpoint:
                 x = checkpoint(tower.run_block, block, x, mask, use_reentrant=False)
             else:

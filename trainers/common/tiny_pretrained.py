@@ -1,15 +1,17 @@
-"""A tiny CLIP pretrained here, on procedural image-caption pairs: real accuracies without the network.
+"""Tiny CLIPs pretrained here, on procedural image-caption pairs: real accuracies without the network.
 
-    python -m trainers.common.tiny_pretrained [--seed S] [--force]
+    python -m trainers.common.tiny_pretrained [--vit] [--seed S] [--force]
 
-Trains a small `clip.model.CLIP` (`ARCHITECTURE`) with CLIP's own objective (symmetric InfoNCE
+Trains a small `clip.model.CLIP` (`ARCHITECTURE`, a ModifiedResNet image encoder; with `--vit`
+`VIT_ARCHITECTURE`, a VisionTransformer, for the methods that prompt the image encoder's layers)
+with CLIP's own objective (symmetric InfoNCE
 over a batch, learnable logit scale) on pairs from `datasets.demo_captions`: drawn shapes
 with captions naming their colour, shape, size, position and count. It takes a minute or two on
 2 CPU cores. Not OpenAI's CLIP: it knows only these drawings and words, which is enough for
 accuracies that respond to what a few-shot method computes (the demo and the accuracy tests).
 
-Runs select it with `MODEL.BACKBONE.NAME tiny-pretrained` and `INPUT.SIZE (64, 64)`; the first
-run on a machine builds it. The weights are cached as a plain fp16 state dict (the format of the
+Runs select them with `MODEL.BACKBONE.NAME tiny-pretrained` or `tiny-vit-pretrained` and
+`INPUT.SIZE (32, 32)`; the first run on a machine builds it. The weights are cached as a plain fp16 state dict (the format of the
 official files, read by `clip_loader.read_state_dict` and `clip.model.build_model`) under
 `$FEWSHOT_TINY_CLIP_DIR` (default ~/.cache/fewshot-clip/tiny-clip), named by a hash of every
 setting, so changing a setting builds a new file and never reuses a stale one. The file is
@@ -34,9 +36,10 @@ from clip.model import CLIP
 
 from dassl.utils import atomic_write, read_json, write_json
 
-from .architectures import TINY_PRETRAINED_ARCHITECTURE, TOY_ARCHITECTURES
+from .architectures import TINY_PRETRAINED_ARCHITECTURE, TINY_VIT_PRETRAINED_ARCHITECTURE, TOY_ARCHITECTURES
 
 NAME = "tiny-pretrained"  # MODEL.BACKBONE.NAME that selects it (clip_loader.TINY_PRETRAINED)
+VIT_NAME = "tiny-vit-pretrained"  # the ViT one (clip_loader.TINY_VIT_PRETRAINED)
 DIR_ENV = "FEWSHOT_TINY_CLIP_DIR"
 DATA_VERSION = 1  # bump when datasets.demo_captions draws or words differently
 THREADS = 2  # fixed so that the float reductions, hence the weights, do not depend on the machine
@@ -46,6 +49,9 @@ PIXEL_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # The tests' tiny ModifiedResNet CLIP (embed 64, 32 px, text width 64 with 2 layers).
 ARCHITECTURE = TOY_ARCHITECTURES[TINY_PRETRAINED_ARCHITECTURE]
+# A VisionTransformer of 4 layers (width 64, 8 px patches: 16 patch tokens + the class token) and a
+# 4-layer text transformer, so that deep prompts have layers to go into.
+VIT_ARCHITECTURE = TOY_ARCHITECTURES[TINY_VIT_PRETRAINED_ARCHITECTURE]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +65,37 @@ class Settings:
     warmup_steps: int = 20
     caption_noise: float = 0.5  # share of captions that describe another scene
 
+    name = NAME  # class attributes, not fields: the ResNet's key (its file name) stays as it was
+    architecture = ARCHITECTURE
+    file_prefix = "tiny-clip"
+    truncate_text = False
+    threads = THREADS
+
     def key(self):
-        text = json.dumps({"settings": dataclasses.asdict(self), "architecture": ARCHITECTURE,
-                           "data_version": DATA_VERSION, "threads": THREADS}, sort_keys=True)
+        text = json.dumps({"settings": dataclasses.asdict(self), "architecture": self.architecture,
+                           "data_version": DATA_VERSION, "threads": self.threads}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTSettings(Settings):
+    """The tiny ViT CLIP: same data and recipe, but its text side (token and position embeddings,
+    text transformer, projection, temperature) starts from the tiny ResNet CLIP's, pretrained
+    first if missing. A ViT image tower learns from scratch far slower than the ResNet (zero-shot
+    near chance after the ResNet's step count); against a text side that already knows the
+    words it aligns within a hundred steps."""
+    steps: int = 150
+    text_start: Settings = Settings()  # the ResNet CLIP whose text side it starts from (part of the key)
+    name = VIT_NAME
+    architecture = VIT_ARCHITECTURE
+    file_prefix = "tiny-vit-clip"
+    truncate_text = True  # captions end by token ~15 of 77: the causal text tower stops there
+    # One thread: its ops are too small to gain from two, and two threads that meet at every op
+    # crawl on a busy machine (about 0.3 s of CPU per step alone).
+    threads = 1
+
+
+SETTINGS = {NAME: Settings(), VIT_NAME: ViTSettings()}  # MODEL.BACKBONE.NAME -> its default settings
 
 
 def cache_folder():
@@ -70,7 +103,7 @@ def cache_folder():
 
 
 def weights_path(settings=Settings()):
-    return os.path.join(cache_folder(), f"tiny-clip-{settings.key()}.pt")
+    return os.path.join(cache_folder(), f"{settings.file_prefix}-{settings.key()}.pt")
 
 
 def info_path(weights):
@@ -106,10 +139,30 @@ def make_pairs(settings, size):
     return pixels, clip.tokenize(captions)
 
 
-def clip_loss(model, images, tokens):
-    """CLIP's objective: cross-entropy of image->text and text->image matching over the batch."""
+def _truncated_text_features(model, tokens):
+    """`model.encode_text(tokens)` with the causal text tower run only up to the batch's last EOT
+    (later positions cannot change the EOT features)."""
+    eot = tokens.argmax(dim=-1)
+    length = int(eot.max()) + 1
+    x = (model.token_embedding(tokens[:, :length]) + model.positional_embedding[:length]).permute(1, 0, 2)
+    for block in model.transformer.resblocks:
+        mask = block.attn_mask[:length, :length].to(dtype=x.dtype)
+        y = block.ln_1(x)
+        x = x + block.attn(y, y, y, need_weights=False, attn_mask=mask)[0]
+        x = x + block.mlp(block.ln_2(x))
+    x = model.ln_final(x.permute(1, 0, 2))
+    return x[torch.arange(x.shape[0]), eot] @ model.text_projection
+
+
+def clip_loss(model, images, tokens, truncate_text=False):
+    """CLIP's objective: cross-entropy of image->text and text->image matching over the batch.
+    `truncate_text`: run the causal text tower only up to the batch's last EOT (the same function)."""
     image_features = F.normalize(model.encode_image(images), dim=-1)
-    text_features = F.normalize(model.encode_text(tokens), dim=-1)
+    if truncate_text:
+        text_features = _truncated_text_features(model, tokens)
+    else:
+        text_features = model.encode_text(tokens)
+    text_features = F.normalize(text_features, dim=-1)
     logits = model.logit_scale.exp() * image_features @ text_features.t()
     target = torch.arange(len(images))
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
@@ -125,10 +178,14 @@ def learning_rate(settings, step):
 def pretrain(settings=Settings(), log=print):
     """Train the tiny CLIP; returns (fp16 state dict as the official files hold it, info dict)."""
     start = time.time()
-    with fixed_threads(THREADS), torch.random.fork_rng(devices=[]):
+    with fixed_threads(settings.threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        model = CLIP(**ARCHITECTURE)
-        pixels, tokens = make_pairs(settings, ARCHITECTURE["image_resolution"])
+        model = CLIP(**settings.architecture)
+        if hasattr(settings, "text_start"):
+            text = torch.load(ensure_weights(settings.text_start, log=log), map_location="cpu")
+            model.load_state_dict({k: v.float() for k, v in text.items() if not k.startswith("visual.")},
+                                  strict=False)
+        pixels, tokens = make_pairs(settings, settings.architecture["image_resolution"])
         log(f"tiny CLIP: drew {settings.pairs} image-caption pairs in {time.time() - start:.0f} s")
         # No weight decay on gains, biases, embeddings and the temperature, as in CLIP.
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
@@ -141,7 +198,7 @@ def pretrain(settings=Settings(), log=print):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(settings, step)
             batch = torch.randint(0, settings.pairs, (settings.batch_size,), generator=order)
-            loss = clip_loss(model, pixels[batch], tokens[batch])
+            loss = clip_loss(model, pixels[batch], tokens[batch], settings.truncate_text)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -151,9 +208,9 @@ def pretrain(settings=Settings(), log=print):
                 log(f"tiny CLIP: step {step + 1}/{settings.steps} loss {loss.item():.3f} "
                     f"({time.time() - start:.0f} s)")
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    info = {"name": NAME, "key": settings.key(), "settings": dataclasses.asdict(settings),
-            "architecture": ARCHITECTURE, "train_seconds": round(time.time() - start, 1),
-            "final_loss": round(loss.item(), 4), "threads": THREADS, "torch": torch.__version__}
+    info = {"name": settings.name, "key": settings.key(), "settings": dataclasses.asdict(settings),
+            "architecture": settings.architecture, "train_seconds": round(time.time() - start, 1),
+            "final_loss": round(loss.item(), 4), "threads": settings.threads, "torch": torch.__version__}
     return state, info
 
 
@@ -176,7 +233,7 @@ def ensure_weights(settings=Settings(), force=False, log=print):
     with _build_lock(weights):
         if os.path.isfile(weights) and not force:
             return weights  # another process built it while this one waited
-        log(f"tiny CLIP: pretraining {NAME} (a minute or two on 2 CPU cores; once per machine) -> {weights}")
+        log(f"tiny CLIP: pretraining {settings.name} (a minute or two on 2 CPU cores; once per machine) -> {weights}")
         state, info = pretrain(settings, log)
         write_json(info, info_path(weights))
         with atomic_write(weights) as f:  # the weights file last: its presence means complete
@@ -187,17 +244,20 @@ def ensure_weights(settings=Settings(), force=False, log=print):
 
 def describe(weights):
     """One line for banners and tables: what these weights are."""
-    seconds = read_info(weights)["train_seconds"]
-    return (f"a tiny CLIP trained here in {seconds:.0f} s on procedural captions of drawn shapes, "
+    info = read_info(weights)
+    seconds, kind = info["train_seconds"], "ViT " if info.get("name") == VIT_NAME else ""
+    return (f"a tiny {kind}CLIP trained here in {seconds:.0f} s on procedural captions of drawn shapes, "
             f"not OpenAI's")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vit", action="store_true", help=f"the ViT one ({VIT_NAME}) instead of {NAME}")
     parser.add_argument("--seed", type=int, default=Settings.seed)
     parser.add_argument("--force", action="store_true", help="pretrain again even if the weights are cached")
     args = parser.parse_args(argv)
-    weights = ensure_weights(Settings(seed=args.seed), force=args.force)
+    settings = (ViTSettings if args.vit else Settings)(seed=args.seed)
+    weights = ensure_weights(settings, force=args.force)
     print(f"{weights}\n{describe(weights)}")
 
 
