@@ -123,6 +123,7 @@ class Bench:
         with open(os.path.join(self.tmp, "logs", "time-test.txt"), "w") as f, contextlib.redirect_stdout(f):
             argv = self.argv("TaskRes", 1, 1, "reference", "time-test")
             trainer = build_trainer(train.setup_cfg(train.build_parser().parse_args(argv)))
+        trainer.open_test_split()  # nothing is trained here: only the test pass is timed
         self.n_test = len(trainer.dm.dataset.test)
         start = time.perf_counter()
         for batch in trainer.dm.test_loader:
