@@ -245,16 +245,6 @@ class CoOp(FrozenCLIPTrainer):
         with torch.autocast(device_type="cuda", dtype=torch.float16):
             return super().model_inference(input)
 
-    def model_backward_and_update(self, loss, names=None):
-        if self.scaler is None:
-            return super().model_backward_and_update(loss, names)
-        self.model_zero_grad(names)
-        self.detect_anomaly(loss)
-        self.scaler.scale(loss).backward()
-        for name in self.get_model_names(names):
-            self.scaler.step(self._optims[name])
-        self.scaler.update()
-
 
 def coop_schedule(dataset, shots):
     """The official CoOp config per shot count: 50 epochs for 1 shot (and ImageNet), 100 for

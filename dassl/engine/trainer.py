@@ -372,9 +372,19 @@ class TrainerBase:
                 self._optims[name].step()
 
     def model_backward_and_update(self, loss, names=None):
+        """With a `scaler` (torch.amp.GradScaler, set by trainers that train in fp16 on a GPU)
+        the loss is scaled for backward and the steps go through it; otherwise plain."""
         self.model_zero_grad(names)
-        self.model_backward(loss)
-        self.model_update(names)
+        scaler = getattr(self, "scaler", None)
+        if scaler is None:
+            self.model_backward(loss)
+            self.model_update(names)
+            return
+        self.detect_anomaly(loss)
+        scaler.scale(loss).backward()
+        for name in self.get_model_names(names):
+            scaler.step(self._optims[name])
+        scaler.update()
 
 
 # Keys that do not change what training computes: paths, logging, checkpoint cadence, test-time settings.

@@ -212,16 +212,6 @@ class DeepPromptTrainer(FrozenCLIPTrainer):
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=torch.float16)
 
-    def model_backward_and_update(self, loss, names=None):
-        if self.scaler is None:
-            return super().model_backward_and_update(loss, names)
-        self.model_zero_grad(names)
-        self.detect_anomaly(loss)
-        self.scaler.scale(loss).backward()
-        for name in self.get_model_names(names):
-            self.scaler.step(self._optims[name])
-        self.scaler.update()
-
     def count_image_forwards(self, images):
         self.image_encoder_forwards += len(images)
         return images.type(self.clip_model.dtype)

@@ -239,16 +239,6 @@ class EncoderTuningTrainer(TrainerX):
         self._scheds[name].step()  # per iteration
         return {"loss": loss.item(), "acc": compute_accuracy(logits.float(), labels)[0].item()}
 
-    def model_backward_and_update(self, loss, names=None):
-        if self.scaler is None:
-            return super().model_backward_and_update(loss, names)
-        self.model_zero_grad(names)
-        self.detect_anomaly(loss)
-        self.scaler.scale(loss).backward()
-        for name in self.get_model_names(names):
-            self.scaler.step(self._optims[name])
-        self.scaler.update()
-
     # ---- evaluation -------------------------------------------------------------------------
     def eval_classifier(self):
         """[C, D] normalised class weights the test pass uses."""
