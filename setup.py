@@ -36,6 +36,7 @@ setup(
         "tensorboard": ["tensorboard"],
         "slurm": ["submitit"],  # python -m experiments --launcher slurm (the local launcher needs none)
         "matlab-splits": ["scipy"],  # Stanford Cars' original .mat annotations
-        "test": ["pytest", "pytest-timeout", "pytest-xdist", "matplotlib", "submitit", "mkdocs"],
+        "siglip": ["transformers"],  # the Hugging Face tokenizers of open_clip's SigLIP / SigLIP 2 models
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "matplotlib", "submitit", "mkdocs", "transformers"],
     },
 )

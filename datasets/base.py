@@ -11,7 +11,7 @@ from dassl.data.datasets import DatasetBase, Datum
 from tqdm import tqdm
 
 from .fewshot import check_subsample, sample_fewshot, subsample_classes
-from .subset_files import read_subset, subset_hash, write_subset
+from .subset_files import is_2sfs_file, read_2sfs, read_subset, subset_hash, write_subset
 from .split_files import DOCS, DatasetError, DatasetNotFound, load_or_build_split, split_class_folders
 
 MAX_LISTED = 5  # how many missing files an error names
@@ -77,7 +77,9 @@ def selection_split(cfg, name, full_train, full_val, train, fewshot_val, test):
                                "(a few-shot val drawn from the training images) or nov.")
         return full_val, "full val"
     if full_val is not None or shots < 1:
-        return fewshot_val, "few-shot val"
+        if fewshot_val is None:  # a full-data run on a dataset without a val split
+            return None, None
+        return fewshot_val, "few-shot val" if shots >= 1 else "full val"
     chosen = {r.relpath for r in train}
     rest = [r for r in full_train if r.relpath not in chosen]
     rng = random.Random(f"fsval-{max(cfg.SEED, 0)}")  # private: the global draws stay Dassl's
@@ -118,7 +120,7 @@ class BenchmarkDataset(DatasetBase):
         full_train, full_val = train, val
         subset_file = cfg.DATASET.get("SUBSET_FILE", "")
         if subset_file:
-            train, val = self.read_subset_file(cfg, subset_file, full_train)
+            train, val = self.read_subset_file(cfg, subset_file, full_train, full_val)
         else:
             train, val = sample_fewshot(self, train, val, cfg.DATASET.NUM_SHOTS, cfg.SEED,
                                         subset_seed=cfg.DATASET.get("FEWSHOT_SEED", -1))
@@ -132,10 +134,14 @@ class BenchmarkDataset(DatasetBase):
         super().__init__(train_x=self._to_datums(train), val=val, test=test)
         self.val_source = val_source
 
-    def read_subset_file(self, cfg, path, full_train):
-        """(train, few-shot val) records from a subset file made for this dataset and class list."""
+    def read_subset_file(self, cfg, path, full_train, full_val):
+        """(train, few-shot val) records from a subset file made for this dataset and class list,
+        or from a 2SFS split file."""
         name = type(self).__name__
-        train, val, header = read_subset(path, name, sorted_classnames(full_train))
+        if is_2sfs_file(path):
+            train, val, header = read_2sfs(path, list(full_train) + list(full_val or []), full_val is not None)
+        else:
+            train, val, header = read_subset(path, name, sorted_classnames(full_train))
         if header.get("shots") != cfg.DATASET.NUM_SHOTS:
             raise DatasetError(f"DATASET.SUBSET_FILE {path} holds a {header.get('shots')}-shot subset, but "
                                f"DATASET.NUM_SHOTS is {cfg.DATASET.NUM_SHOTS}; set them alike.")

@@ -11,10 +11,21 @@ same images, and tables can tell runs on different subsets apart.
 label order; paths are relative to the dataset folder. Every run writes the subset it used to
 `subset.jsonl` in its output folder and records the hash in result.json; DATASET.SUBSET_FILE
 reads one back instead of drawing (it must be for the same dataset and class list).
+
+2SFS's public splits (Farina et al., CVPR 2025; github.com/FarinaMatteo/rethinking_fewshot_vlms at
+64ac143) are two files per (shots, seed) in a dataset's split_fewshot folder,
+`shot_K-seed_S_train.jsonl` and `shot_K-seed_S_val.jsonl`, one Dassl Datum per line
+({"_impath", "_label", "_domain", "_classname"}, absolute paths of the machine that drew them).
+DATASET.SUBSET_FILE also reads such a train file (with its val sibling); each image is found here
+by the longest tail of its path that names an image of the dataset. `python -m
+datasets.subset_files to-2sfs SUBSET_FILE DATASET_DIR OUT_DIR` writes one of ours in that format.
 """
+import argparse
 import hashlib
 import json
 import os
+import re
+import sys
 
 from dassl.utils import atomic_write
 
@@ -58,8 +69,8 @@ def write_subset(path, dataset, shots, seed, classnames, train, val):
 
 
 def read_subset(path, dataset, classnames):
-    """(train, val, header) of a subset file made for `dataset` and its class list; any mismatch
-    or a content that does not hash to the header's sha256 is one clear error."""
+    """(train, val, header) of a subset file made for `dataset` and its class list (None: any);
+    any mismatch or a content that does not hash to the header's sha256 is one clear error."""
     where = f"DATASET.SUBSET_FILE {path}"
     if not os.path.isfile(path):
         raise DatasetError(f"{where} does not exist; point it at a subset file (subset.jsonl of a run folder).")
@@ -75,7 +86,7 @@ def read_subset(path, dataset, classnames):
     if header.get("dataset") != dataset:
         raise DatasetError(f"{where} is a subset of {header.get('dataset')}, not {dataset}; use the subset "
                            f"file of a {dataset} run.")
-    if header.get("classes_sha256") != classes_hash(classnames):
+    if classnames is not None and header.get("classes_sha256") != classes_hash(classnames):
         raise DatasetError(f"{where} was made for another class list of {dataset} (a different split file "
                            "or class names); it cannot select the same images here.")
     canonical = [_item_line(item.get("split"), Record(item.get("path"), item.get("label"), item.get("class")))
@@ -86,3 +97,94 @@ def read_subset(path, dataset, classnames):
     records = {split: [Record(i["path"], int(i["label"]), i["class"]) for i in items if i["split"] == split]
                for split in SPLITS}
     return records["train"], records["val"], header
+
+
+TWO_SFS_TRAIN = re.compile(r"^shot_(\d+)-seed_(\d+)_train\.jsonl$")
+
+
+def is_2sfs_file(path):
+    return bool(TWO_SFS_TRAIN.match(os.path.basename(path)))
+
+
+def _2sfs_records(path, split, by_relpath):
+    """The records of a 2SFS split file, matched to `by_relpath` (relpath -> Record)."""
+    try:
+        with open(path) as f:
+            items = [json.loads(line) for line in f if line.strip()]
+    except (ValueError, OSError) as e:
+        raise DatasetError(f"DATASET.SUBSET_FILE: {path} is not a 2SFS split file ({e}).") from e
+    records = []
+    for n, item in enumerate(items, 1):
+        if not isinstance(item, dict) or not {"_impath", "_label"} <= set(item):
+            raise DatasetError(f"DATASET.SUBSET_FILE: line {n} of {path} is not a 2SFS item "
+                               '({"_impath", "_label", "_domain", "_classname"}).')
+        parts = item["_impath"].replace("\\", "/").split("/")
+        match = next((by_relpath["/".join(parts[i:])] for i in range(len(parts))
+                      if "/".join(parts[i:]) in by_relpath), None)
+        if match is None:
+            raise DatasetError(f"DATASET.SUBSET_FILE: {path} ({split}) lists {item['_impath']} (line {n}), "
+                               "which is not an image of this dataset's splits here; it was drawn from "
+                               "another split file or dataset.")
+        if match.label != item["_label"]:
+            raise DatasetError(f"DATASET.SUBSET_FILE: {path} gives {match.relpath} label {item['_label']}, "
+                               f"here it is {match.label} ({match.classname}); the class lists differ.")
+        records.append(match)
+    return records
+
+
+def read_2sfs(path, known, read_val=True):
+    """(train, val, header) of a 2SFS split pair; `known`: every record of the dataset's train and
+    val splits; `read_val` False for a dataset without a val split (its 2SFS val is drawn from
+    test, which no selection may read). The header holds the file name's shots and seed."""
+    shots, seed = (int(x) for x in TWO_SFS_TRAIN.match(os.path.basename(path)).groups())
+    if not os.path.isfile(path):
+        raise DatasetError(f"DATASET.SUBSET_FILE {path} does not exist; point it at a 2SFS "
+                           "shot_K-seed_S_train.jsonl file.")
+    by_relpath = {r.relpath: r for r in known}
+    train = _2sfs_records(path, "train", by_relpath)
+    val_path = path[:-len("_train.jsonl")] + "_val.jsonl"
+    val = _2sfs_records(val_path, "val", by_relpath) if read_val and os.path.isfile(val_path) else []
+    return train, val, {"format": "2sfs", "shots": shots, "seed": seed, "sha256": subset_hash(train, val)}
+
+
+def write_2sfs(out_dir, dataset_dir, shots, seed, train, val):
+    """Write a subset as 2SFS's split pair (absolute paths under `dataset_dir`); returns the paths."""
+    paths = []
+    for split, records in (("train", train), ("val", val)):
+        path = os.path.join(out_dir, f"shot_{shots}-seed_{seed}_{split}.jsonl")
+        with atomic_write(path, "w") as f:
+            for r in records:
+                f.write(json.dumps({"_impath": os.path.join(os.path.abspath(dataset_dir), r.relpath),
+                                    "_label": r.label, "_domain": 0, "_classname": r.classname}) + "\n")
+        paths.append(path)
+    return paths
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m datasets.subset_files",
+                                     description="Convert a run's subset.jsonl to 2SFS's split format.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    to = sub.add_parser("to-2sfs", help="write shot_K-seed_S_{train,val}.jsonl from a subset file")
+    to.add_argument("subset_file")
+    to.add_argument("dataset_dir", help="the dataset's folder on the machine that will read the files")
+    to.add_argument("out_dir")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.subset_file) as f:
+            header = json.loads(f.readline())
+        train, val, header = read_subset(args.subset_file, header.get("dataset"), None)
+    except (ValueError, OSError, DatasetError) as e:
+        sys.exit(f"error: {e}")
+    targets = [os.path.join(args.out_dir, f"shot_{header['shots']}-seed_{header['seed']}_{s}.jsonl")
+               for s in SPLITS]
+    existing = [t for t in targets if os.path.exists(t)]
+    if existing:
+        sys.exit(f"error: {existing[0]} exists; remove it or choose another OUT_DIR (nothing was written).")
+    os.makedirs(args.out_dir, exist_ok=True)
+    for path in write_2sfs(args.out_dir, args.dataset_dir, header["shots"], header["seed"], train, val):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -188,9 +188,12 @@ def method_label(method, trainer, dataset, shots, variant, cfg_name, pipeline=No
 def add_labels(frame):
     """The frame with its `label` column: by config family (the official schedules vary per
     dataset and shots), split by full config name where a cell holds two configs of one family."""
+    def text(value):  # a field a run does not record is NaN in the frame
+        return value if isinstance(value, str) else None
+
     def labels(rows, cfg_column):
-        return [method_label(row.method, row.trainer, row.dataset, row.shots, row.variant,
-                             row[cfg_column], row.pipeline, row.protocol) for _, row in rows.iterrows()]
+        return [method_label(row.method, row.trainer, row.dataset, row.shots, text(row.variant),
+                             row[cfg_column], row.pipeline, text(row.protocol)) for _, row in rows.iterrows()]
     frame = frame.assign(family=frame.cfg.map(cfg_family))
     frame.insert(1, "label", labels(frame, "family"))
     configs = frame.groupby(["label", "dataset", "shots"]).cfg.nunique()

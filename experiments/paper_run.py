@@ -62,10 +62,15 @@ def run_item(name, *extra):
     root = plan.data_root(None)
     if len(extra) % 2:
         raise UserError(f"overrides come in KEY VALUE pairs; got an odd list: {list(extra)}")
+    what = f"{name} (bash scripts/paper/{name}.sh)"
     cells = paper.cells(item, output, seeds, root, tuple(extra))
-    check_grid([r for r in paper.unique_runs(cells) if not layout.is_finished(r.output_dir)],
-               f"{name} (bash scripts/paper/{name}.sh)")
+    # Runs on an enhanced base not made yet have no arguments until it is made: checked then.
+    waiting = {r.output_dir for r in paper.unique_runs(cells) if not r.args}
+    check_grid([r for r in paper.unique_runs(cells) if r.args and not layout.is_finished(r.output_dir)], what)
     make_enhanced_bases(item, root, extra)
+    cells = paper.cells(item, output, seeds, root, tuple(extra))
+    check_grid([r for r in paper.unique_runs(cells) if r.output_dir in waiting
+                and not layout.is_finished(r.output_dir)], what)
     failed = run_all(paper.unique_runs(cells))
     dg_runs = []
     for cell in [c for c in cells if c.dg]:

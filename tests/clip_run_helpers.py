@@ -66,12 +66,13 @@ def result(output_dir):
 def build_in_process(args, open_test=False):
     """The trainer train.py would build for `args` (same config code, same seeding).
     `open_test`: unseal the test split and build its loader at once (cached test features are
-    read or encoded then), as the final evaluation does, for tests that inspect test batches."""
+    read or encoded then), as the final evaluation does, for tests that inspect test batches;
+    an --eval-only run opens it, as train.py's evaluation does."""
     cfg = train.setup_cfg(train.build_parser().parse_args(args))
     if cfg.SEED >= 0:
         set_random_seed(cfg.SEED)
     trainer = build_trainer(cfg)
-    if open_test:
+    if open_test or "--eval-only" in args:
         trainer.open_test_split()
         trainer.test_loader
     return trainer

@@ -46,9 +46,21 @@ def pytest_report_header(config):
     return f"machine slowdown {slowdown()}x: per-test time limits and subprocess timeouts scaled by it"
 
 
+# scripts/test.sh runs the files in parallel with `--dist loadgroup`: every file is one group, run
+# whole by one worker (its module fixtures are built once), except these, whose cases are
+# independent train.py runs that are spread over the workers.
+SPREAD_MODULES = ("tests.test_resume_every_method", "tests.test_open_clip_methods")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """The per-test limit (pytest.ini) holds on the reference machine; on a loaded or slower
-    one it stretches by the measured slowdown, so a slow machine is not a failing suite."""
+    """Each test file's group (see SPREAD_MODULES); the per-test limit (pytest.ini) holds on the
+    reference machine, and on a loaded or slower one it stretches by the measured slowdown, so a
+    slow machine is not a failing suite."""
+    for item in items:
+        module = getattr(item.module, "__name__", "")
+        if module not in SPREAD_MODULES:
+            item.add_marker(pytest.mark.xdist_group(module))
     base = _base_timeout(config)
     if not base:
         return

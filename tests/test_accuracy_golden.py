@@ -80,10 +80,11 @@ def tiny_clip_weights():
     return tiny_pretrained.ensure_weights()
 
 
-def _plan(data_root, runs_root, methods=None):
+def _plan(data_root, runs_root, methods=None, common=None):
     side = _side()
-    common = ("MODEL.BACKBONE.NAME", tiny_pretrained.NAME, "INPUT.SIZE", f"({side}, {side})",
-              "DATALOADER.NUM_WORKERS", "0")  # the pipeline is the default one
+    if common is None:  # the tiny CLIP pretrained here; the pipeline is the default one
+        common = ("MODEL.BACKBONE.NAME", tiny_pretrained.NAME, "INPUT.SIZE", f"({side}, {side})",
+                  "DATALOADER.NUM_WORKERS", "0")
     runs = []
     for dataset in (NAMED, UNNAMED):
         for method, (extra, seeds) in (GOLDEN_METHODS if methods is None else methods).items():
@@ -101,15 +102,16 @@ def _train(run, feature_cache):
     return run, read_run_result(run.output_dir).value
 
 
-def golden_accuracies(root, methods=None, parallel=PARALLEL_RUNS):
+def golden_accuracies(root, methods=None, parallel=PARALLEL_RUNS, common=None):
     """{dataset: {method: {seed: accuracy}}} of the runs of `methods` ({method: (overrides,
-    seeds)}, default GOLDEN_METHODS) on both demo tasks under folder `root` (zero-shot: seed "0")."""
+    seeds)}, default GOLDEN_METHODS) on both demo tasks under folder `root` (zero-shot: seed "0");
+    `common`: the overrides of every run (default: the tiny CLIP pretrained here)."""
     root = str(root)
     data_root = os.path.join(root, "data")
     for dataset in (NAMED, UNNAMED):
         if not os.path.isdir(os.path.join(data_root, dataset)):
             generate(data_root, _side(), *PER_CLASS, task=TASKS[dataset])
-    runs = _plan(data_root, os.path.join(root, "runs"), methods)
+    runs = _plan(data_root, os.path.join(root, "runs"), methods, common)
     with ThreadPoolExecutor(parallel) as pool:
         results = list(pool.map(_train, runs, [os.path.join(root, "features")] * len(runs)))
     table = {}
@@ -218,10 +220,10 @@ def golden_differences(accuracies, golden):
     return wrong, notes
 
 
-def check_golden(accuracies, path, weights):
-    """Assert `accuracies` match the set of `path` made with these tiny-CLIP `weights` (or,
-    with FEWSHOT_UPDATE_GOLDEN=1, write that set and skip). Unknown weights skip with the
-    command that adds their set."""
+def golden_set_or_skip(accuracies, path, weights):
+    """The golden set of `path` made with these `weights` (a tiny CLIP pretrained on this CPU
+    differs from one pretrained on another). With FEWSHOT_UPDATE_GOLDEN=1: write `accuracies` as
+    that set and skip; weights without a set skip with the command that adds one."""
     digest = weights_digest(weights)
     if os.environ.get(UPDATE_ENV):
         write_golden_set(path, digest, accuracies)
@@ -229,9 +231,25 @@ def check_golden(accuracies, path, weights):
     golden = read_golden_set(path, digest)
     if golden is None:
         known = ", ".join(f"{d[:12]} ({s.get('cpu', '?')})" for d, s in read_golden_sets(path).items())
-        pytest.skip(f"no golden set in {path} for the tiny CLIP built on this CPU ({cpu_model()}, weights "
+        pytest.skip(f"no golden set in {path} for the weights {weights} built on this CPU ({cpu_model()}, "
                     f"{digest[:12]}; known: {known or 'none'}). Add one with {UPDATE_ENV}=1 after checking the "
                     f"qualitative tests pass.")
+    return dict(golden, digest=digest)
+
+
+def check_exact_golden(accuracies, path, weights):
+    """Assert `accuracies` (any nesting) equal the golden set of these weights exactly."""
+    golden = golden_set_or_skip(accuracies, path, weights)
+    assert accuracies == golden["accuracies"], (
+        f"accuracies changed: got {json.dumps(accuracies, sort_keys=True)}; goldens in {path}, set "
+        f"{golden['digest'][:12]}. If intended, regenerate with {UPDATE_ENV}=1 and say why in the commit")
+
+
+def check_golden(accuracies, path, weights):
+    """Assert `accuracies` match the set of `path` made with these tiny-CLIP `weights`, within
+    the set's documented tolerances (see golden_set_or_skip for updates and unknown weights)."""
+    golden = golden_set_or_skip(accuracies, path, weights)
+    digest = golden["digest"]
     wrong, notes = golden_differences(accuracies, golden)
     for note in notes:
         warnings.warn(f"golden {os.path.basename(path)}: {note}")

@@ -117,13 +117,13 @@ def _cases(s):
                              ["1 image(s) for 4 classes and 3 class(es) have fewer"]),
         # unreadable training images, wherever they are read
         "truncated_train_jpeg": (args("trunc", *two, "OPTIM.MAX_EPOCH", "1", root=truncated, **coop),
-                                 ["cannot read image", os.path.join(truncated, "dtd", "images"),
-                                  f'listed in {truncated_split} ("train" split)', "Restore the file"]),
+                                 ["annot read image", os.path.join(truncated, "dtd", "images"),
+                                  f"listed in {truncated_split}", "Restore the file"]),
         "truncated_train_jpeg_in_worker": (
             args("trunc_w", *two, "OPTIM.MAX_EPOCH", "1", "DATALOADER.NUM_WORKERS", "2", root=truncated, **coop),
-            ["cannot read image", f'listed in {truncated_split} ("train" split)']),
+            ["annot read image", f"listed in {truncated_split}"]),
         "truncated_train_jpeg_in_tip_cache": (args("trunc_tip", *two, *SMALL_TIP, root=truncated, **tip),
-                                              ["cannot read image", f'listed in {truncated_split} ("train" split)']),
+                                              ["annot read image", f"listed in {truncated_split}"]),
         # weights files that do not fit their architecture
         "weights_missing_keys": (args("w_missing", weights=weights["missing_keys"]),
                                  [f"CLIP weights file {weights['missing_keys']} does not fit the tiny-rn architecture",

@@ -1,11 +1,10 @@
 """TaskRes building blocks: residual arithmetic, ImageNet-A/R row slicing, enhanced base."""
-import clip
 import pytest
 import torch
 
 from dassl.utils import save_checkpoint
 from dassl.utils.errors import UserError
-from tests.tiny_clip import build_tiny_clip
+from tests.tiny_clip import build_tiny_backbone
 from trainers.common.classifier import class_features, cosine_logits
 from trainers.taskres import TaskResLearner, load_enhanced_text_projection
 
@@ -15,7 +14,7 @@ TEMPLATE = "a photo of a {}, a type of pet."
 
 @pytest.fixture(scope="module")
 def clip_model():
-    return build_tiny_clip("rn", seed=4).eval()
+    return build_tiny_backbone("rn", seed=4)
 
 
 def _raw_base(clip_model):
@@ -27,7 +26,7 @@ def test_zero_residual_gives_the_zero_shot_logits_of_the_raw_prompts(clip_model)
     learner = TaskResLearner(_raw_base(clip_model), alpha=0.5)
     assert torch.count_nonzero(learner.text_feature_residuals) == 0
     with torch.no_grad():
-        prompts = clip_model.encode_text(clip.tokenize([TEMPLATE.format(n) for n in NAMES]))
+        prompts = clip_model.encode_text(clip_model.tokenize([TEMPLATE.format(n) for n in NAMES]))
         images = clip_model.encode_image(torch.randn(4, 3, 32, 32))
     zero_shot = cosine_logits(images, prompts, clip_model.logit_scale)
     torch.testing.assert_close(cosine_logits(images, learner(), clip_model.logit_scale), zero_shot)
@@ -71,7 +70,7 @@ def test_checkpoint_of_another_size_still_fails_loudly():
 
 
 def test_enhanced_base_replaces_the_text_projection(tmp_path):
-    clip_model = build_tiny_clip("rn", seed=4).eval()
+    clip_model = build_tiny_backbone("rn", seed=4)
     width, dim = clip_model.text_projection.shape
     weight = torch.randn(dim, width)
     path = save_checkpoint({"state_dict": {"weight": weight}, "epoch": 1}, str(tmp_path),
@@ -83,7 +82,7 @@ def test_enhanced_base_replaces_the_text_projection(tmp_path):
 
 
 def test_enhanced_base_of_the_wrong_shape_names_the_file(tmp_path):
-    clip_model = build_tiny_clip("rn", seed=4).eval()
+    clip_model = build_tiny_backbone("rn", seed=4)
     path = save_checkpoint({"state_dict": {"weight": torch.randn(3, 5)}, "epoch": 1}, str(tmp_path),
                            model_name="model.pth.tar")
     with pytest.raises(UserError, match="model.pth.tar.*ENHANCED_BASE.*another backbone"):

@@ -12,6 +12,7 @@ from tests.clip_run_helpers import result, trainer_args, write_fixture_and_clip
 from tests.engine_helpers import run_train
 from tests.test_resume_rolling import _kill_when_logged
 from trainers.cocoop import ConditionalPromptClassifier
+from trainers.common.backbone import backbone_from_clip_model
 from tests.tiny_clip import build_tiny_clip
 from trainers.config import extend_cfg
 from trainers.kgcoop import hand_crafted_template
@@ -26,7 +27,7 @@ EPOCHS = 3
 
 
 def _classifier(shared, truncate):
-    clip_model = build_tiny_clip("vit").float().requires_grad_(False)
+    clip_model = backbone_from_clip_model(build_tiny_clip("vit").float(), "tiny-vit").requires_grad_(False)
     cfg = extend_cfg(get_cfg_default())
     cfg.TRAINER.COCOOP.N_CTX, cfg.TRAINER.COCOOP.CTX_INIT = 4, "a photo of a"
     cfg.TRAINER.COCOOP.SHARED_CONTEXT, cfg.TRAINER.COCOOP.TRUNCATE_TEXT = shared, truncate
@@ -51,9 +52,9 @@ def test_cocoop_text_paths_match_the_official_per_image_loop():
 def test_cocoop_meta_net_has_the_official_shape_and_keys():
     classifier, clip_model = _classifier(shared=True, truncate=True)
     net = classifier.prompt_learner.meta_net
-    vis = clip_model.visual.output_dim
+    vis = clip_model.embed_dim
     assert (net.linear1.in_features, net.linear1.out_features) == (vis, vis // 16)
-    assert net.linear2.out_features == clip_model.ln_final.weight.shape[0]
+    assert net.linear2.out_features == clip_model.text_tower.width
     keys = set(classifier.prompt_learner.state_dict())
     assert keys == {"ctx", "meta_net.linear1.weight", "meta_net.linear1.bias", "meta_net.linear2.weight",
                     "meta_net.linear2.bias"}

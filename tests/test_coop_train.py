@@ -83,13 +83,13 @@ def test_training_changes_the_context_and_not_one_clip_weight(fixture, tmp_path)
     rn_path = save_tiny_clip(str(tmp_path), arch="rn")
     trainer = build_in_process(_args(fixture, tmp_path / "inproc", "OPTIM.MAX_EPOCH", "2",
                                      "TEST.NO_TEST", "True", "MODEL.BACKBONE.PATH", rn_path))
-    assert any(k.endswith("running_mean") for k in trainer.clip_model.state_dict())
-    before = {k: v.clone() for k, v in trainer.clip_model.state_dict().items()}
+    assert any(k.endswith("running_mean") for k in trainer.clip_model.model.state_dict())
+    before = {k: v.clone() for k, v in trainer.clip_model.model.state_dict().items()}
     ctx_before = trainer.classifier.prompt_learner.ctx.detach().clone()
     trainable = [n for n, p in trainer.classifier.named_parameters() if p.requires_grad]
     assert trainable == ["prompt_learner.ctx"]
     trainer.train()
-    after = trainer.clip_model.state_dict()
+    after = trainer.clip_model.model.state_dict()
     assert after.keys() == before.keys()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed == []

@@ -195,7 +195,8 @@ def _error(proc):
 
 @pytest.mark.parametrize("trainer", list(METHODS))
 def test_a_resnet_backbone_is_refused_with_the_vits_that_work(world, trainer, tmp_path):
-    args = _args(world, trainer, tmp_path / "rn", "MODEL.BACKBONE.NAME", "RN50")
+    # by name, refused before anything loads (a weights file, when given, decides the architecture)
+    args = _args(world, trainer, tmp_path / "rn", "MODEL.BACKBONE.NAME", "RN50", "MODEL.BACKBONE.PATH", "")
     message = _error(run_train(args, check=False, timeout=900))
     assert "MODEL.BACKBONE.NAME = RN50" in message and "ViT-B/16" in message
 

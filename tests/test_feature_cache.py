@@ -21,6 +21,7 @@ from tests.engine_helpers import REPO
 from tests.tiny_clip import build_tiny_clip
 from tests.machine_speed import scaled_timeout
 from trainers.common import feature_cache as fc
+from trainers.common.backbone import backbone_from_clip_model
 from trainers.common.classifier import class_features, cosine_logits
 from trainers.config import extend_cfg
 
@@ -83,7 +84,7 @@ def test_cached_test_features_equal_fresh_ones_and_predict_the_same(tmp_path, im
 
     fresh = encoder(torch.stack([tfm(read_image(p)) for p in images]))
     torch.testing.assert_close(cached[:, 0], fresh, rtol=1e-5, atol=1e-5)
-    classifier = class_features(model, ["cat", "dog", "red car"], "a photo of a {}.")
+    classifier = class_features(backbone_from_clip_model(model), ["cat", "dog", "red car"], "a photo of a {}.")
     assert torch.equal(cosine_logits(cached[:, 0], classifier, model.logit_scale).argmax(1),
                        cosine_logits(fresh, classifier, model.logit_scale).argmax(1))
 

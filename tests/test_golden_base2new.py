@@ -7,7 +7,6 @@ must beat zero-shot clearly on the base classes, and their new-class accuracies 
 Regenerate after an intended change of results (say why in the commit):
     FEWSHOT_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden_base2new.py
 """
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,8 +14,8 @@ import pytest
 
 from datasets.demo_shapes_generate import TASKS, generate
 from experiments.plan import plan_base2new_runs
-from tests.test_accuracy_golden import (NAMED, PARALLEL_RUNS, PER_CLASS, UNNAMED, UPDATE_ENV, _side,  # noqa: F401
-                                        _train, tiny_clip_weights, weights_digest)
+from tests.test_accuracy_golden import (NAMED, PARALLEL_RUNS, PER_CLASS, UNNAMED, _side,  # noqa: F401
+                                        _train, check_exact_golden, tiny_clip_weights)
 from trainers.common import tiny_pretrained
 
 # Whole train.py runs: minutes on a loaded 2-core machine, beyond the suite's 600 s default.
@@ -58,22 +57,8 @@ def accuracies(tiny_clip_weights, tmp_path_factory):
     return table
 
 
-def _read_golden():
-    with open(GOLDEN_FILE) as f:
-        return json.load(f)
-
-
 def test_golden_base2new_accuracies_reproduce_exactly(accuracies, tiny_clip_weights):
-    if os.environ.get(UPDATE_ENV):
-        with open(GOLDEN_FILE, "w") as f:
-            json.dump({"tiny_clip_weights_sha256": weights_digest(tiny_clip_weights), "accuracies": accuracies},
-                      f, indent=2, sort_keys=True)
-            f.write("\n")
-        pytest.skip(f"wrote {GOLDEN_FILE}; review the diff and commit it")
-    golden = _read_golden()
-    assert weights_digest(tiny_clip_weights) == golden["tiny_clip_weights_sha256"], "the tiny CLIP changed"
-    assert accuracies == golden["accuracies"], (
-        f"accuracies changed: got {json.dumps(accuracies, sort_keys=True)}; goldens in {GOLDEN_FILE}")
+    check_exact_golden(accuracies, GOLDEN_FILE, tiny_clip_weights)
 
 
 def _mean(values):

@@ -12,7 +12,6 @@ The CPU runs are deterministic, so every accuracy must reproduce exactly.
 Regenerate after an intended change of results (and say why in the commit):
     FEWSHOT_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden_deep_prompts.py
 """
-import json
 import os
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pytest
 from dassl.utils import read_json
 from datasets.demo_shapes_generate import TASKS, generate
 from tests.engine_helpers import REPO
-from tests.test_accuracy_golden import PER_CLASS, SHOTS, UPDATE_ENV, weights_digest
+from tests.test_accuracy_golden import PER_CLASS, SHOTS, check_exact_golden
 from trainers.common import tiny_pretrained
 
 GOLDEN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_deep_prompts.json")
@@ -101,19 +100,6 @@ def accuracies(tiny_vit_weights, tmp_path_factory):
     return table
 
 
-def _read_golden():
-    with open(GOLDEN_FILE) as f:
-        return json.load(f)
-
-
-def test_tiny_vit_is_the_one_the_goldens_were_made_with(tiny_vit_weights):
-    if os.environ.get(UPDATE_ENV):
-        pytest.skip("regenerating the goldens")
-    assert weights_digest(tiny_vit_weights) == _read_golden()["tiny_vit_weights_sha256"], (
-        f"the tiny ViT CLIP pretrained on this machine ({tiny_vit_weights}) differs from the one the goldens were "
-        f"made with (settings, caption data, torch or CPU kernels changed); if intended, regenerate with {UPDATE_ENV}=1")
-
-
 def test_deep_prompt_accuracies_reproduce_and_learn_the_base_classes(accuracies, tiny_vit_weights):
     named, unnamed = accuracies[NAMED], accuracies[UNNAMED]
     assert min(named["zeroshot"].values()) > 100 / 3 + 10  # the tiny ViT knows the shape names
@@ -121,12 +107,4 @@ def test_deep_prompt_accuracies_reproduce_and_learn_the_base_classes(accuracies,
     for trainer in METHODS:
         assert unnamed[trainer]["base"] >= unnamed["zeroshot"]["base"] + MARGIN, (trainer, accuracies)
         assert named[trainer]["base"] >= named["zeroshot"]["base"], (trainer, accuracies)
-    if os.environ.get(UPDATE_ENV):
-        with open(GOLDEN_FILE, "w") as f:
-            json.dump({"tiny_vit_weights_sha256": weights_digest(tiny_vit_weights), "accuracies": accuracies},
-                      f, indent=2, sort_keys=True)
-            f.write("\n")
-        pytest.skip(f"wrote {GOLDEN_FILE}; review the diff and commit it")
-    assert accuracies == _read_golden()["accuracies"], (
-        f"accuracies changed: got {json.dumps(accuracies, sort_keys=True)}; goldens in {GOLDEN_FILE}. If intended, "
-        f"regenerate with {UPDATE_ENV}=1 and say why in the commit")
+    check_exact_golden(accuracies, GOLDEN_FILE, tiny_vit_weights)

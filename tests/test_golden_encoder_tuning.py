@@ -5,21 +5,17 @@ pipeline is deterministic) and beat zero-shot.
 
 Reduced for 2 CPU cores (not the official budgets): 60 iterations instead of ITERS_PER_SHOT x 16
 (8,000 / 3,200 / 4,800), with the learning rate raised to 5e-3 so that 60 steps move the weights.
-The CLIP is the tiny ViT (`tiny-vit`, 32 px, 2 layers) with RANDOM weights (seed 0), because the
-tiny ViT pretrained here (branch deepprompts) has not landed; zero-shot is then near chance, and
-the goldens mainly pin what the methods compute. Regenerate after an intended change with
+The CLIP is the tiny ViT (`tiny-vit`, 32 px, 2 layers) with RANDOM weights (seed 0): zero-shot is
+then near chance, and the goldens mainly pin what the methods compute. Regenerate after an
+intended change with
     FEWSHOT_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden_encoder_tuning.py
-(the weights file is checked by digest, as in test_accuracy_golden.py).
+(one set per weights digest, as in test_accuracy_golden.py).
 """
-import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from datasets.demo_shapes_generate import TASKS, generate
-from experiments.plan import plan_runs
-from tests.test_accuracy_golden import NAMED, PARALLEL_RUNS, PER_CLASS, SHOTS, UNNAMED, UPDATE_ENV, _train, weights_digest
+from tests.test_accuracy_golden import NAMED, UNNAMED, check_exact_golden, golden_accuracies
 from tests.tiny_clip import save_tiny_clip
 
 GOLDEN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_encoder_tuning.json")
@@ -35,11 +31,6 @@ SIDE = 32
 pytestmark = pytest.mark.timeout(2400)  # 8 train.py runs; minutes on a loaded 2-core machine
 
 
-def _read_golden():
-    with open(GOLDEN_FILE) as f:
-        return json.load(f)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("golden_encoder_tuning")
@@ -48,42 +39,18 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def accuracies(world):
-    root = world["root"]
-    data_root = str(root / "data")
-    for dataset in (NAMED, UNNAMED):
-        generate(data_root, SIDE, *PER_CLASS, task=TASKS[dataset])
+    """{dataset: {method: {seed: accuracy}}} of every golden run (zero-shot under seed "0")."""
     common = ("MODEL.BACKBONE.PATH", world["clip"], "INPUT.SIZE", f"({SIDE}, {SIDE})", "DATALOADER.NUM_WORKERS", "0")
-    runs = []
-    for dataset in (NAMED, UNNAMED):
-        for method, extra in GOLDEN_METHODS.items():
-            shots = 0 if method == "zeroshot" else SHOTS
-            runs += plan_runs(method, dataset, shots, (SEED,), str(root / "runs"), data_root, extra=(*common, *extra))
-    with ThreadPoolExecutor(PARALLEL_RUNS) as pool:
-        results = list(pool.map(_train, runs, [str(root / "features")] * len(runs)))
-    table = {}
-    for run, value in results:
-        table.setdefault(run.dataset, {})[run.method] = round(value, 2)
-    return table
-
-
-def test_weights_are_the_ones_the_goldens_were_made_with(world):
-    if os.environ.get(UPDATE_ENV):
-        pytest.skip("regenerating the goldens")
-    assert weights_digest(world["clip"]) == _read_golden()["clip_weights_sha256"]
+    return golden_accuracies(world["root"], {method: (extra, (SEED,)) for method, extra in GOLDEN_METHODS.items()},
+                             common=common)
 
 
 def test_golden_accuracies_reproduce_exactly(accuracies, world):
-    if os.environ.get(UPDATE_ENV):
-        with open(GOLDEN_FILE, "w") as f:
-            json.dump({"clip_weights_sha256": weights_digest(world["clip"]), "accuracies": accuracies,
-                       "iterations": ITERS, "lr": LR}, f, indent=2, sort_keys=True)
-            f.write("\n")
-        pytest.skip(f"wrote {GOLDEN_FILE}; review the diff and commit it")
-    assert accuracies == _read_golden()["accuracies"]
+    check_exact_golden(accuracies, GOLDEN_FILE, world["clip"])
 
 
 def test_every_method_beats_zero_shot_at_16_shots(accuracies):
     for dataset in (NAMED, UNNAMED):
         for method in GOLDEN_METHODS:
             if method != "zeroshot":
-                assert accuracies[dataset][method] > accuracies[dataset]["zeroshot"], (dataset, method)
+                assert accuracies[dataset][method][str(SEED)] > accuracies[dataset]["zeroshot"]["0"], (dataset, method)

@@ -151,3 +151,36 @@ def test_a_subset_file_reproduces_the_subset_and_bad_files_are_refused(pets, tmp
                          check=False)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
         assert not os.path.exists(pets["root"] / f"bad-file-{path.stem}" / "result.json")
+
+
+def test_2sfs_split_files_round_trip_to_the_same_subset(pets, tmp_path):
+    """Our subset exported in 2SFS's format (paths of another machine) and read back as
+    DATASET.SUBSET_FILE selects the same images; a file naming an unknown image is refused."""
+    import subprocess
+    import sys
+
+    from tests.engine_helpers import REPO
+    run(adapter_args(pets, "2sfs-src"))
+    source = pets["root"] / "2sfs-src" / "subset.jsonl"
+    out = tmp_path / "split_fewshot"
+    cli = [sys.executable, "-m", "datasets.subset_files", "to-2sfs", str(source), "/elsewhere/oxford_pets", str(out)]
+    subprocess.run(cli, cwd=REPO, check=True, capture_output=True, text=True)
+    train_file = out / f"shot_{SHOTS}-seed_1_train.jsonl"
+    first = json.loads(train_file.read_text().splitlines()[0])
+    assert set(first) == {"_impath", "_label", "_domain", "_classname"}
+    assert first["_impath"].startswith("/elsewhere/oxford_pets/")
+    again = subprocess.run(cli, cwd=REPO, capture_output=True, text=True)  # never overwrites
+    assert again.returncode != 0 and "exists" in again.stderr
+
+    run(adapter_args(pets, "2sfs-read", "DATASET.SUBSET_FILE", str(train_file)))
+    assert result(pets["root"] / "2sfs-read")["subset_hash"] == result(pets["root"] / "2sfs-src")["subset_hash"]
+
+    lines = train_file.read_text().splitlines()
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    (bad_dir / train_file.name).write_text("\n".join([json.dumps({**first, "_impath": "/x/not_here.jpg"}),
+                                                      *lines[1:]]) + "\n")
+    proc = run_train(adapter_args(pets, "2sfs-bad", "DATASET.SUBSET_FILE", str(bad_dir / train_file.name)),
+                     check=False)
+    assert proc.returncode == 2 and "/x/not_here.jpg" in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.path.exists(pets["root"] / "2sfs-bad" / "result.json")

@@ -18,6 +18,7 @@ import torch
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils import read_json
 from tests.clip_run_helpers import write_fixture_and_clip
+from tests.tiny_clip import save_tiny_clip
 from tests.engine_helpers import REPO, run_train
 from tests.machine_speed import scaled_timeout
 from trainers.common.experiment import load_methods
@@ -38,7 +39,7 @@ SMALLER = {"TipAdapter": ["TRAINER.TIP_ADAPTER.SEARCH_STEP", "(10, 5)", "TRAINER
 # Resumes that did not yet match (open; listed in the report, not hidden).
 KNOWN_DIFFERENT = ("taskres_enhanced_base",)
 # Differ between two identical runs by design.
-VOLATILE = ("finished",)
+VOLATILE = ("finished", "cost")  # when it finished and what it cost: wall time and memory differ run to run
 
 
 def _cases():
@@ -76,11 +77,13 @@ def _cases():
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume_every_method")
     data_root, clip = write_fixture_and_clip(root, DATASET, per_class=6)
-    return root, data_root, clip
+    return root, data_root, {"rn": clip, "vit": save_tiny_clip(str(root), arch="vit")}
 
 
 def _args(world, trainer, config, overrides, out):
-    _, data_root, clip = world
+    _, data_root, clips = world
+    # methods that work inside the image tower's blocks get the tiny ViT, the others the tiny ResNet
+    clip = clips["vit" if getattr(TRAINER_REGISTRY.get(trainer), "NEEDS_VIT", False) else "rn"]
     args = ["--root", data_root, "--seed", "1", "--trainer", trainer, "--output-dir", str(out)]
     if config:
         args += ["--config-file", config]
@@ -89,9 +92,9 @@ def _args(world, trainer, config, overrides, out):
 
 
 def _kill_when_logged(args, out, pattern, timeout=600):
-    timeout = scaled_timeout(timeout)
     """Start train.py and SIGKILL it once its log.txt matches `pattern`; returns the exit code
     and whether the pattern was seen (False: the run ended first)."""
+    timeout = scaled_timeout(timeout)
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log, seen = os.path.join(out, "log.txt"), False

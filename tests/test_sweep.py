@@ -68,6 +68,7 @@ def read_result(path):
     with open(path) as f:
         record = json.load(f)
     record.pop("finished")  # a time stamp
+    record.pop("cost")  # wall time and memory differ run to run
     return record
 
 
@@ -214,11 +215,16 @@ def test_dry_run_prints_the_commands_and_submits_nothing(world, tmp_path):
 
 
 def test_failed_job_is_reported_and_rerun_alone_once_fixed(world, tmp_path):
-    """Caltech101's data is missing: its job fails, DTD's (running beside it) finishes; the
-    report names the failed run's log; with the data in place only that run runs again.
-    The two GPU slots give each job its own CUDA_VISIBLE_DEVICES (no GPU needed to check)."""
+    """One of Caltech101's images is missing (its folder is there, so the grid check before the
+    start passes): its job fails, DTD's (running beside it) finishes; the report names the
+    failed run's log; with the data in place only that run runs again. The two GPU slots give
+    each job its own CUDA_VISIBLE_DEVICES (no GPU needed to check)."""
     data = tmp_path / "data"
     write_fixture(data, FIXTURES["dtd"])
+    write_fixture(data, FIXTURES["caltech101"])
+    missing = next((data / "caltech-101").rglob("*.jpg"))
+    image = missing.read_bytes()
+    missing.unlink()
     out = tmp_path / "out"
     grid = ["--methods", "taskres", "--datasets", "dtd", "caltech101", "--shots", "1",
             "--seeds", "3", "--data", data, "--output", out]
@@ -237,7 +243,7 @@ def test_failed_job_is_reported_and_rerun_alone_once_fixed(world, tmp_path):
     assert "2 runs: 1 done, 1 failed" in status.stdout and f"{bad}: exit code 2" in status.stdout
 
     good_log = (good / "sweep.log").read_text()
-    write_fixture(data, FIXTURES["caltech101"])
+    missing.write_bytes(image)
     fixed = run_sweep(*args, env=world["env"])
     assert "2 runs: 1 done, 1 failed; to submit: 1" in fixed.stdout
     assert f"[failed (exit code 2)] {bad}" in fixed.stdout
@@ -248,7 +254,7 @@ def test_failed_job_is_reported_and_rerun_alone_once_fixed(world, tmp_path):
 
 def test_sweep_sh_hands_the_grid_to_the_launcher(tmp_path):
     """scripts/sweep.sh with LAUNCHER set: the same grid (its env settings) through the sweep."""
-    (tmp_path / "data").mkdir()
+    write_fixture(tmp_path / "data", FIXTURES["dtd"])  # the grid is checked before the dry run too
     env = clean_env(tmp_path, DATA=str(tmp_path / "data"), OUTPUT=str(tmp_path / "out"),
                DATASETS="dtd", SHOTS="1 2", SEEDS="2", NCTX="4", LAUNCHER="local",
                SWEEP_OPTS="--dry-run --gpus none")

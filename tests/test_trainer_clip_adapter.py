@@ -57,12 +57,12 @@ def test_class_prompts_read_underscores_as_spaces_and_clip_stays_bit_identical(p
     torch.testing.assert_close(trainer.text_features, expected)
     assert trainer.clip_model.dtype == torch.float32
     stored = file_weights(rn_path)
-    before = {k: v.clone() for k, v in trainer.clip_model.state_dict().items()}
+    before = {k: v.clone() for k, v in trainer.clip_model.model.state_dict().items()}
     assert all(torch.equal(before[k].cpu(), stored[k]) for k in stored)
 
     adapter_before = {k: v.clone() for k, v in trainer.adapter.state_dict().items()}
     trainer.train()
-    after = trainer.clip_model.state_dict()
+    after = trainer.clip_model.model.state_dict()
     assert [k for k in before if not torch.equal(before[k], after[k])] == []
     assert any(not torch.equal(v, trainer.adapter.state_dict()[k]) for k, v in adapter_before.items())
 

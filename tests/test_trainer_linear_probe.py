@@ -58,7 +58,7 @@ def test_linear_probe_through_train_py_and_eval_only(tmp_path):
     out = tmp_path / "lp"
     stdout = run(trainer_args("LinearProbeCLIP", "LinearProbeCLIP/rn50.yaml", data_root, clip_path, out,
                               "DescribableTextures", *opts))
-    assert "chosen on the few-shot val split" in stdout
+    assert "chosen on the few-shot val (" in stdout
     record = result(out)
     assert record["search"]["split"] == "few-shot val" and record["C"] == record["search"]["rounds"][-1]["C"]
     assert model_folders(out) == ["linear_probe"]

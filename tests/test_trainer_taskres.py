@@ -67,7 +67,7 @@ def test_zero_residual_is_zero_shot_and_clip_stays_bit_identical(pets):
                         "OxfordPets", "OPTIM.MAX_EPOCH", "2", *TRAIN_OPTS, *FP32)
     trainer = build_in_process(args, open_test=True)
     stored = file_weights(rn_path)
-    before = {k: v.clone() for k, v in trainer.clip_model.state_dict().items()}
+    before = {k: v.clone() for k, v in trainer.clip_model.model.state_dict().items()}
     assert all(torch.equal(before[k].cpu(), stored[k]) for k in stored)  # fp32 copies of the file
 
     # Zero residual: the zero-shot classifier of the raw names (underscores kept).
@@ -80,7 +80,7 @@ def test_zero_residual_is_zero_shot_and_clip_stays_bit_identical(pets):
         torch.testing.assert_close(trainer.model_inference(images), zero_shot)
 
     trainer.train()
-    after = trainer.clip_model.state_dict()
+    after = trainer.clip_model.model.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed == []
     assert trainer.learner.text_feature_residuals.abs().sum() > 0

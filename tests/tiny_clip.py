@@ -19,6 +19,13 @@ def build_tiny_clip(arch="rn", seed=0):
     return CLIP(**TINY_CONFIGS[arch])
 
 
+def build_tiny_backbone(arch="rn", seed=0):
+    """`build_tiny_clip` behind the project's model interface (`trainers.common.backbone`)."""
+    from trainers.common.backbone import backbone_from_clip_model
+
+    return backbone_from_clip_model(build_tiny_clip(arch, seed), f"tiny-{arch}")
+
+
 def save_tiny_clip(directory, arch="rn", seed=0, name=None):
     """Save a tiny CLIP state dict (fp16, like the official files) and return its path."""
     model = build_tiny_clip(arch, seed)

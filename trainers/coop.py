@@ -40,7 +40,7 @@ def _tokenize(backbone, texts, what):
     try:
         return backbone.tokenize(texts)
     except PromptTooLong as err:
-        raise ConfigError(f"{what} does not fit the {backbone.context_length} tokens of {backbone.name} ({err}); "
+        raise ConfigError(f"{what} does not fit the {backbone.context_length} tokens of {backbone.architecture} ({err}); "
                           "shorten the class name or use fewer context tokens (TRAINER.COOP.N_CTX / CTX_INIT)") from err
 
 

@@ -196,7 +196,8 @@ class PromptSRC(DeepPromptTrainer):
         learner = VLPromptLearner(cfg, self.dm.dataset.classnames, self.clip_model, drawn)
         replay_clip_builds(self.clip_model, 2)
         self.model = PromptSRCModel(learner).to(self.device)
-        self.text_encoder = TextEncoder(self.clip_model)
+        # truncating after EOT is exact only for causal text towers (not SigLIP-style ones)
+        self.text_encoder = TextEncoder(self.clip_model, truncate=self.clip_model.text_tower.causal)
         if cfg.MODEL.INIT_WEIGHTS:
             load_pretrained_weights(self.model, cfg.MODEL.INIT_WEIGHTS)
         optim = build_optimizer(self.model, cfg.OPTIM)

@@ -187,7 +187,7 @@ class DatasetWrapper(TorchDataset):
         except UnreadableImage as err:
             where = (f'it is listed in {self.listed_in} ("{self.split}" split)' if self.split else
                      "it is listed in the dataset's split")
-            raise ImageReadError(f"cannot read image {item.impath} ({err.reason}); {where} (label {item.label}, "
+            raise ImageReadError(f'Cannot read image "{item.impath}" ({err.reason}); {where} (label {item.label}, '
                                  f"item {idx} of the loader). Restore the file, or remove its entry from that "
                                  "file.") from err
         if self.transform is None:

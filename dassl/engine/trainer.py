@@ -30,8 +30,8 @@ from .protocol import ORACLE, sealed_message
 
 RESULT_FILE = "result.json"  # written when a run's final test finished: the "done" marker
 REQUEST_FILE = "request.json"  # what a launcher asked this run to be; copied into result.json
-RESUME_FILE = "resume.pth.tar"
-SUBSET_FILE = "subset.jsonl"  # the few-shot train/val images of the run (datasets/subset_files.py)  # rolling resume checkpoint, one per model folder while training
+RESUME_FILE = "resume.pth.tar"  # rolling resume checkpoint, one per model folder while training
+SUBSET_FILE = "subset.jsonl"  # the few-shot train/val images of the run, written by its dataset
 
 
 class TrainerBase:

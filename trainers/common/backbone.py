@@ -356,6 +356,28 @@ def apply_model_preprocess(cfg):
         print("  the model's values replace the config's: " + "; ".join(changed))
 
 
+# ViT backbones for the methods that work inside the image tower's blocks (MODEL.BACKBONE.NAME).
+VIT_BACKBONES = ("ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14@336px", "tiny-vit-pretrained")
+
+
+def require_vit(cfg, method, why, backbone=None):
+    """Refuse a ResNet image tower for `method`, which `why` (e.g. "puts prompts into the layers
+    of the image encoder"): by name before anything loads (backbone None), by the loaded
+    `backbone` after (a weights file or an open_clip name may hold a ResNet)."""
+    name, path = cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.get("PATH", "")
+    if backbone is None:
+        resnet = not path and (name.startswith("RN") or name == "tiny-pretrained")
+        where = f"MODEL.BACKBONE.NAME = {name}"
+    else:
+        resnet = not backbone.is_vit
+        where = (f"MODEL.BACKBONE.PATH {path} holds {backbone.architecture}" if path
+                 else f"MODEL.BACKBONE.NAME = {name}")
+    if resnet:
+        raise ConfigError(f"{where} (a ResNet): {method} {why}, and a ResNet image encoder has none. Use a ViT "
+                          f"backbone: MODEL.BACKBONE.NAME one of {', '.join(VIT_BACKBONES)} or an open_clip ViT "
+                          f"(INPUT.SIZE to match: 224, 336 for ViT-L/14@336px, 32 for tiny-vit-pretrained)")
+
+
 def check_input(cfg, backbone):
     """INPUT.* must be what the backbone was built for: the resolution always (otherwise the
     first forward pass dies with a shape error), mean/std/interpolation for open_clip models."""

@@ -69,13 +69,8 @@ class FrozenCLIPTrainer(TrainerX):
 
     def load_clip(self):
         """The backbone (trainers.common.backbone.Backbone) MODEL.BACKBONE names, on CPU."""
-        print(f"Loading CLIP (backbone: {self.cfg.MODEL.BACKBONE.NAME})")
-        backbone = load_backbone(self.cfg)
-        self.backbone_loaded = self.run_record["backbone_loaded"] = backbone.architecture
-        self.run_record["weights"] = backbone.weights
-        if backbone.library != "clip":
-            self.run_record["preprocess"] = dict(backbone.preprocess._asdict(), resize_mode=backbone.resize_mode)
-        check_input(self.cfg, backbone)
+        backbone = load_recorded_backbone(self.cfg, self.run_record)
+        self.backbone_loaded = backbone.architecture
         return backbone
 
     def freeze_on_device(self, clip_model, precision):
@@ -107,3 +102,16 @@ class FrozenCLIPTrainer(TrainerX):
         if (self.batch_idx + 1) == self.num_batches:  # the CLIP methods step once per epoch
             self.update_lr()
         return summary
+
+
+def load_recorded_backbone(cfg, run_record):
+    """The backbone MODEL.BACKBONE names, on CPU, checked against the input settings; what was
+    loaded (architecture, weights, an open_clip model's preprocessing) goes into `run_record`."""
+    print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+    backbone = load_backbone(cfg)
+    run_record["backbone_loaded"] = backbone.architecture
+    run_record["weights"] = backbone.weights
+    if backbone.library != "clip":
+        run_record["preprocess"] = dict(backbone.preprocess._asdict(), resize_mode=backbone.resize_mode)
+    check_input(cfg, backbone)
+    return backbone

@@ -19,7 +19,7 @@ inside `prompted(...)`.
 The text tower is run by `TextEncoder` (trainers/common/text_encoder.py), which runs its
 blocks in a loop (it cuts the causal sequence after the last EOT); `text_layer_hook` gives it
 the same replacement as a per-layer callback. The ResNet image encoders have no blocks:
-`require_vit` refuses them with one message.
+`require_vit` (trainers/common/backbone.py) refuses them with one message.
 """
 import contextlib
 from typing import Dict
@@ -30,36 +30,16 @@ import torch.nn as nn
 from dassl.config.merge import ConfigError
 from dassl.engine import TrainerX
 
-from .backbone import apply_model_preprocess
+from .backbone import apply_model_preprocess, require_vit
 from .clip_trainer import FrozenCLIPTrainer
 from .precision import PRECISIONS, effective_precision
 
-# ViT backbones a deep-prompt method can run on (MODEL.BACKBONE.NAME).
-VIT_BACKBONES = ("ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14@336px", "tiny-vit-pretrained")
+VIT_ONLY_BECAUSE = "puts prompts into the layers of the image encoder"
 
 
 def towers(backbone):
     """(text_tower, vision_tower) of a `trainers.common.backbone.Backbone`: the only way in."""
     return backbone.text_tower, backbone.vision_tower
-
-
-def refuse_resnet_name(cfg, method):
-    """Before loading anything: a ResNet backbone named in the config is refused."""
-    name = cfg.MODEL.BACKBONE.NAME
-    if not cfg.MODEL.BACKBONE.get("PATH", "") and (name.startswith("RN") or name == "tiny-pretrained"):
-        raise ConfigError(_resnet_message(name, method))
-
-
-def require_vit(vision_tower, cfg, method):
-    """After loading: the image encoder must be a ViT (a weights file may hold a ResNet)."""
-    if vision_tower.blocks is None:
-        raise ConfigError(_resnet_message(cfg.MODEL.BACKBONE.NAME, method))
-
-
-def _resnet_message(name, method):
-    return (f"{method} puts prompts into the layers of a ViT image encoder, but MODEL.BACKBONE.NAME = {name!r} "
-            f"has a ResNet image encoder; set MODEL.BACKBONE.NAME to one of {', '.join(VIT_BACKBONES)} "
-            f"(INPUT.SIZE to match: 224, 336 for ViT-L/14@336px, 32 for tiny-vit-pretrained)")
 
 
 def _expand(tokens, batch, dtype):
@@ -179,6 +159,7 @@ class DeepPromptTrainer(FrozenCLIPTrainer):
 
     method = ""  # shown in messages
     prec_key = ""  # e.g. "TRAINER.MAPLE"
+    NEEDS_VIT = True  # a ResNet image tower is refused (require_vit)
 
     def __init__(self, cfg):
         self.image_encoder_forwards = 0
@@ -197,14 +178,14 @@ class DeepPromptTrainer(FrozenCLIPTrainer):
     def check_cfg(self, cfg):
         if self.node(cfg).PREC not in PRECISIONS:
             raise ConfigError(f"{self.prec_key}.PREC = {self.node(cfg).PREC!r}; use one of {PRECISIONS}")
-        refuse_resnet_name(cfg, self.method)
+        require_vit(cfg, self.method, VIT_ONLY_BECAUSE)
 
     def load_prompted_clip(self):
         """CLIP frozen on the device in the run's precision, and its two towers."""
         self.precision = effective_precision(self.node().PREC, self.device, key=f"{self.prec_key}.PREC")
         self.clip_model = self.freeze_on_device(self.load_clip(), self.precision)
         self.text_tower, self.vision_tower = towers(self.clip_model)
-        require_vit(self.vision_tower, self.cfg, self.method)
+        require_vit(self.cfg, self.method, VIT_ONLY_BECAUSE, self.clip_model)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
 
     def autocast(self):

@@ -29,7 +29,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 PROJECTIONS = ("q", "k", "v", "o")
-VIT_BACKBONES = ("ViT-B/16", "ViT-B/32", "ViT-L/14", "ViT-L/14@336px")
 
 
 # ---- towers --------------------------------------------------------------------------------
@@ -53,10 +52,6 @@ def vision_tower(model):
 
 def embed_dim(model):
     return model.embed_dim if hasattr(model, "text_tower") else model.text_projection.shape[1]
-
-
-def is_vit(model):
-    return vision_tower(model).blocks is not None  # (Backbone.is_vit says the same)
 
 
 def selected_blocks(model, encoders):
@@ -120,6 +115,11 @@ class SVDLinear(nn.Module):
         self.svd = SingularValues(linear.weight)
         self.bias = linear.bias  # the original (frozen) parameter
         self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    @property
+    def weight(self):
+        """The current weight (open_clip reads an MLP's weight for the dtype it casts inputs to)."""
+        return self.svd.weight()
 
     def forward(self, x):
         w = self.svd.weight()

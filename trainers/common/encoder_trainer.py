@@ -21,9 +21,9 @@ from dassl.config.merge import ConfigError
 from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 
-from trainers.common.backbone import apply_model_preprocess, load_backbone
-from trainers.common.backbone import check_input
-from trainers.common.encoder_surgery import VIT_BACKBONES, TrainedParameters, is_vit
+from trainers.common.backbone import apply_model_preprocess, require_vit
+from trainers.common.clip_trainer import load_recorded_backbone
+from trainers.common.encoder_surgery import TrainedParameters
 
 PRECISIONS = ("amp", "bf16", "fp32")
 ETA_MIN = 1e-6  # the official cosine schedules' floor
@@ -52,6 +52,9 @@ class _FirstBatches:
             yield batch
 
 
+VIT_ONLY_BECAUSE = "adapts the transformer blocks of both CLIP encoders"
+
+
 class EncoderTuningTrainer(TrainerX):
     """Subclasses set CFG_NODE (their TRAINER.<node>), LABEL, and define `adapt(clip_model)`
     (-> {name: parameter}), and may override `signature`, `train_logits`, `eval_classifier`."""
@@ -61,6 +64,7 @@ class EncoderTuningTrainer(TrainerX):
     LOSS_SCALER = True  # the official code scales fp16 losses
     STORE_FP16 = False  # frozen weights kept in fp16 on a GPU under amp (the official code's choice)
     LOGIT_SCALE = 100.0  # fixed in CLIP-LoRA and CLIP-SVD; None: CLIP's own exp(logit_scale)
+    NEEDS_VIT = True  # a ResNet image tower is refused (require_vit)
 
     def __init__(self, cfg):
         apply_model_preprocess(cfg)  # open_clip models: their own INPUT.* before any transform is built
@@ -76,9 +80,7 @@ class EncoderTuningTrainer(TrainerX):
         key = f"TRAINER.{self.CFG_NODE}"
         if node.PREC not in PRECISIONS:
             raise ConfigError(f"{key}.PREC = {node.PREC!r}; use one of {PRECISIONS}")
-        name = cfg.MODEL.BACKBONE.NAME
-        if name.startswith("RN") or name == "tiny-pretrained":
-            raise self.resnet_error(name)
+        require_vit(cfg, self.LABEL, VIT_ONLY_BECAUSE)
         self.check_budget(cfg)
         if cfg.OPTIM.LR <= 0:
             raise ConfigError(f"OPTIM.LR = {cfg.OPTIM.LR}; must be positive")
@@ -92,12 +94,6 @@ class EncoderTuningTrainer(TrainerX):
         if node.ITERS == 0 and cfg.DATASET.NUM_SHOTS < 1:
             raise ConfigError(f"DATASET.NUM_SHOTS = {cfg.DATASET.NUM_SHOTS}: {self.LABEL} trains for "
                               f"{key}.ITERS_PER_SHOT x shots iterations; give a shot count, or set {key}.ITERS")
-
-    def resnet_error(self, name, where="MODEL.BACKBONE.NAME ="):
-        return ConfigError(
-            f"{where} {name}: {self.LABEL} adapts the transformer blocks of both CLIP encoders, and a "
-            f"ResNet image encoder has none. Use a ViT backbone ({', '.join(VIT_BACKBONES)}, or the small "
-            f"tiny-vit-pretrained), e.g. --backbone ViT-B/16")
 
     def total_iters(self):
         node = self.settings
@@ -118,15 +114,9 @@ class EncoderTuningTrainer(TrainerX):
         self.precision = node.PREC if self.device.type == "cuda" else "fp32"
         if self.precision != node.PREC:
             print(f"TRAINER.{self.CFG_NODE}.PREC = {node.PREC} needs a CUDA device; running in fp32 on {self.device.type}")
-        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_backbone(cfg)  # trainers.common.backbone.Backbone
-        self.backbone_loaded = self.run_record["backbone_loaded"] = clip_model.architecture
-        self.run_record["weights"] = clip_model.weights
-        check_input(cfg, clip_model)
-        if not is_vit(clip_model):
-            where = (f"MODEL.BACKBONE.PATH {cfg.MODEL.BACKBONE.PATH} holds" if cfg.MODEL.BACKBONE.PATH
-                     else "MODEL.BACKBONE.NAME =")
-            raise self.resnet_error(f"{clip_model.architecture} (a ResNet)", where)
+        clip_model = load_recorded_backbone(cfg, self.run_record)
+        self.backbone_loaded = clip_model.architecture
+        require_vit(cfg, self.LABEL, VIT_ONLY_BECAUSE, clip_model)
         clip_model.float().requires_grad_(False).eval()
         total = sum(p.numel() for p in clip_model.parameters())
         trained = self.adapt(clip_model)

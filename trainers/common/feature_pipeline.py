@@ -81,7 +81,7 @@ class TrainerFeatureCache:
         try:
             yield
         except UnreadableImage as err:
-            raise UserError(f"Feature cache: cannot read image {err.path} ({err.reason}); it is listed in "
+            raise UserError(f'Feature cache: cannot read image "{err.path}" ({err.reason}); it is listed in '
                             f"{_split_file(self._dataset)}. Restore the file, or remove its entry from that "
                             f"file.") from err
 

@@ -244,6 +244,10 @@ def _tokenizer(name, arch, parts):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     state["tok"] = open_clip.get_tokenizer(arch, context_length=parts["context_length"])
+            except ImportError as err:  # Hugging Face tokenizers need the transformers package
+                raise TokenizerUnavailable(f"The tokenizer of {name} is a Hugging Face tokenizer, which needs the "
+                                           f"{err.name or 'transformers'} package: pip install -e '.[siglip]' "
+                                           "(or pip install transformers).") from None
             except Exception as err:  # hub files missing offline (OSError), fsspec without http support, ...
                 reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
                 repo = open_clip.get_model_config(arch)["text_cfg"].get("hf_tokenizer_name", "")
