@@ -80,11 +80,11 @@ def passes(item):
     return reference, cached, len(runs) + len(seen) + len(bases)
 
 
-def taskres_sweep(reference_s, cached_s):
-    """Rows (dataset, runs, hours reference / exact default / fast) of the full TaskRes table."""
+def taskres_table_passes():
+    """Per benchmark of the full TaskRes table: (display name, runs, image-encoder passes of its
+    training images, the same with CACHE_VIEWS cached views, test images)."""
     from experiments.benchmarks import BENCHMARKS, SEEDS, SHOTS
     from experiments.plan import plan_runs
-    rows, totals = [], [0, 0, 0]
     with tempfile.TemporaryDirectory() as output:
         for dataset in BENCHMARKS:
             classes, test = SIZES[dataset]
@@ -92,10 +92,17 @@ def taskres_sweep(reference_s, cached_s):
                     for run in plan_runs("taskres", dataset, shots, SEEDS, output, root=output)]
             train = sum(_epochs(run) * run.shots * classes for run in runs)
             fast_train = sum(min(_epochs(run), CACHE_VIEWS) * run.shots * classes for run in runs)
-            hours = [(train + len(runs) * test) * reference_s / 3600, (train + test) * reference_s / 3600,
-                     (fast_train + test) * cached_s / 3600]
-            totals = [t + h for t, h in zip(totals, hours)]
-            rows.append([display_name(dataset), len(runs), *(f"{h:.2f} h" for h in hours)])
+            yield display_name(dataset), len(runs), train, fast_train, test
+
+
+def taskres_sweep(reference_s, cached_s):
+    """Rows (dataset, runs, hours reference / exact default / fast) of the full TaskRes table."""
+    rows, totals = [], [0, 0, 0]
+    for name, n_runs, train, fast_train, test in taskres_table_passes():
+        hours = [(train + n_runs * test) * reference_s / 3600, (train + test) * reference_s / 3600,
+                 (fast_train + test) * cached_s / 3600]
+        totals = [t + h for t, h in zip(totals, hours)]
+        rows.append([name, n_runs, *(f"{h:.2f} h" for h in hours)])
     rows.append(["all 11", sum(r[1] for r in rows), *(f"{h:.1f} h" for h in totals)])
     return rows
 

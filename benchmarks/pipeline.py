@@ -203,20 +203,14 @@ def parallel_section(bench, args, report):
 def taskres_table(reference_s, exact_s):
     """Rows (dataset, runs, hours with the reference pipeline, hours with the exact pipeline)
     of the full TaskRes table, per-pass costs times each run's passes (README's projection)."""
-    from benchmarks.paper_time import SIZES, _epochs
-    from experiments.benchmarks import BENCHMARKS, SEEDS, SHOTS, display_name
-    from experiments.plan import plan_runs
+    from benchmarks.paper_time import taskres_table_passes
     from trainers.common.experiment import load_methods
     load_methods()
     rows, totals = [], [0.0, 0.0]
-    with tempfile.TemporaryDirectory() as output:
-        for dataset in BENCHMARKS:
-            classes, test = SIZES[dataset]
-            runs = [run for shots in SHOTS for run in plan_runs("taskres", dataset, shots, SEEDS, output, root=output)]
-            train = sum(_epochs(run) * run.shots * classes for run in runs)
-            hours = [(train + len(runs) * test) * reference_s / 3600, (train + test) * exact_s / 3600]
-            totals = [t + h for t, h in zip(totals, hours)]
-            rows.append([display_name(dataset), len(runs), *(f"{h:.2f} h" for h in hours)])
+    for name, n_runs, train, _, test in taskres_table_passes():
+        hours = [(train + n_runs * test) * reference_s / 3600, (train + test) * exact_s / 3600]
+        totals = [t + h for t, h in zip(totals, hours)]
+        rows.append([name, n_runs, *(f"{h:.2f} h" for h in hours)])
     rows.append(["all 11", sum(r[1] for r in rows), *(f"{h:.1f} h" for h in totals)])
     return rows
 
