@@ -23,13 +23,12 @@ real one (a GPU is advisable).
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks.measure import peak_memory_mb, run_child
+
 IMPLS = ("reference", "ours")
 # Small CLIP: a real CLIP architecture, narrower and shallower (the vocabulary stays real).
 SMALL = dict(embed_dim=128, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=16,
@@ -66,6 +65,7 @@ def _measure(spec):
     from benchmarks.coop_text import class_names
     from dassl.config import get_cfg_default
     from trainers.cocoop import ConditionalPromptClassifier
+    from trainers.common.backbone import backbone_from_clip_model
     from trainers.common.clip_loader import build_random_clip
     from trainers.config import extend_cfg
 
@@ -76,7 +76,9 @@ def _measure(spec):
     cfg = extend_cfg(get_cfg_default())
     cfg.TRAINER.COCOOP.N_CTX, cfg.TRAINER.COCOOP.CTX_INIT = 4, "a photo of a"
     torch.manual_seed(1)
-    classifier = ConditionalPromptClassifier(cfg, class_names(spec["classes"]), clip_model).to(device)
+    # ours through the model interface; the official reference reads the clip model directly
+    backbone = backbone_from_clip_model(clip_model, spec["arch"])
+    classifier = ConditionalPromptClassifier(cfg, class_names(spec["classes"]), backbone).to(device)
     optim = torch.optim.SGD(classifier.prompt_learner.parameters(), lr=0.002, momentum=0.9)
     generator = torch.Generator().manual_seed(2)
     dim = clip_model.text_projection.shape[1]
@@ -95,7 +97,7 @@ def _measure(spec):
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    base = _peak_mb(device)
+    base = peak_memory_mb(device)
     step_times, train_logits = [], []
     for features, label in zip(train_features, labels):
         sync()
@@ -108,7 +110,7 @@ def _measure(spec):
         sync()
         step_times.append(time.perf_counter() - start)
         train_logits.append(logits.detach().cpu())
-    step_peak = _peak_mb(device)
+    step_peak = peak_memory_mb(device)
     with torch.no_grad():
         sync()
         start = time.perf_counter()
@@ -117,22 +119,7 @@ def _measure(spec):
         eval_s = time.perf_counter() - start
     torch.save({"train": torch.cat(train_logits), "test": test_logits.cpu()}, spec["logits_file"])
     timed = step_times[1:] or step_times  # the first step also warms up kernels and allocators
-    return {"step_s": min(timed), "eval_s": eval_s, "step_mb": step_peak - base, "peak_mb": _peak_mb(device) - base}
-
-
-def _peak_mb(device):
-    import torch
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
-
-
-def _run_child(spec):
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.cocoop", "--child", json.dumps(spec)],
-                          cwd=REPO, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child failed ({spec}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"step_s": min(timed), "eval_s": eval_s, "step_mb": step_peak - base, "peak_mb": peak_memory_mb(device) - base}
 
 
 def run(report=print, classes=(100, 1000), arch="small", steps=3, eval_batch=4, device=None, atol=1e-4):
@@ -153,7 +140,7 @@ def run(report=print, classes=(100, 1000), arch="small", steps=3, eval_batch=4, 
                 path = os.path.join(tmp, f"{n}_{impl}.pt")
                 spec = dict(arch=arch, classes=n, impl=impl, steps=steps, eval_batch=eval_batch, device=device,
                             logits_file=path)
-                rows[impl] = dict(_run_child(spec), classes=n, impl=impl)
+                rows[impl] = dict(run_child("benchmarks.cocoop", spec), classes=n, impl=impl)
                 logits[impl] = torch.load(path)
             diff = max((logits["ours"][k] - logits["reference"][k]).abs().max().item() for k in ("train", "test"))
             scale = max(logits["reference"][k].abs().max().item() for k in ("train", "test"))

@@ -25,13 +25,11 @@ import argparse
 import json
 import os
 import random
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks.measure import peak_memory_mb, run_child
+
 DEFAULT_CLASSES = (10, 500, 1000)
 CPU_FULL_LENGTH_MAX_CLASSES = 500  # above this, 77 tokens does not fit in 24 GB on CPU
 PATHS = ("full", "truncated", "shared-context")  # trainers.coop.text_path values; "full" is the reference
@@ -110,7 +108,7 @@ def _measure(spec):
     sync()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    base_gb = _peak_gb(device)
+    base_gb = peak_memory_mb(device) / 2**10
     times, text_times = [], []
     if spec["logits_only"]:
         with torch.no_grad():
@@ -129,26 +127,10 @@ def _measure(spec):
     timed, text_timed = times[1:] or times, text_times[1:] or text_times
     return {"tokens": length, "step_s": min(timed) if timed else None,
             "text_s": min(text_timed) if text_timed else None,
-            "peak_gb": _peak_gb(device), "base_gb": base_gb}
-
-
-def _peak_gb(device):
-    """Peak memory so far: torch's allocations on CUDA, the process's max RSS on CPU."""
-    import torch
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+            "peak_gb": peak_memory_mb(device) / 2**10, "base_gb": base_gb}
 
 
 # --------------------------------------------------------------------------- parent process
-def _run_child(spec):
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.coop_text", "--child", json.dumps(spec)],
-                          cwd=REPO, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child failed ({spec}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def _fmt(value, pattern, width=0):
     return ("-" if value is None else pattern.format(value)).rjust(width)
 
@@ -185,7 +167,7 @@ def run(report=print, classes=DEFAULT_CLASSES, arch="RN50", batch=32, steps=3, d
                 spec = dict(arch=arch, batch=batch, steps=steps, device=device, precision=precision,
                             classes=n, path=path, grad_checkpoint=grad_checkpoint,
                             logits_only=skip, logits_file=_logits_file(tmp, n, path))
-                rows[path] = dict(_run_child(spec), classes=n, path=path, skipped=skip)
+                rows[path] = dict(run_child("benchmarks.coop_text", spec), classes=n, path=path, skipped=skip)
             full = rows["full"]
             reference_logits = torch.load(_logits_file(tmp, n, "full"))
             if full["skipped"]:
