@@ -368,7 +368,9 @@ PUBLISHED_ORDER = ("ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "MaPLe", "PromptS
 def _published():
     """Published numbers by our trainer name (trainers.common.published; the method files
     register them), in the papers' row order."""
+    from trainers.common.experiment import load_methods
     from trainers.common.published import PUBLISHED
+    load_methods()  # imports the method files, which register their numbers
     order = [t for t in PUBLISHED_ORDER if t in PUBLISHED] + sorted(set(PUBLISHED) - set(PUBLISHED_ORDER))
     return {t: PUBLISHED[t] for t in order}
 
