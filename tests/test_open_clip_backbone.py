@@ -101,6 +101,17 @@ def test_siglip2_builds_offline_with_its_last_token_tower_and_preprocessing(monk
     cfg = _cfg("open_clip:ViT-B-16-SigLIP2/webli", pretrained=False)
     apply_model_preprocess(cfg)
     assert tuple(cfg.INPUT.SIZE) == (224, 224) and list(cfg.INPUT.PIXEL_MEAN) == [0.5, 0.5, 0.5]
+    assert cfg.INPUT.RESIZE_MODE == "squash"
+    # our test transform is open_clip's own for this model (both sides resized, no crop)
+    import numpy as np
+    import open_clip
+    from PIL import Image
+    from dassl.data.transforms import build_transform
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    theirs = open_clip.image_transform(224, is_train=False, mean=cfg.INPUT.PIXEL_MEAN, std=cfg.INPUT.PIXEL_STD,
+                                       interpolation=cfg.INPUT.INTERPOLATION, resize_mode="squash")
+    ours = build_transform(cfg, is_train=False, choices=["normalize"])
+    torch.testing.assert_close(ours(image), theirs(image), rtol=0, atol=1e-6)
     backbone = load_backbone(cfg)
     assert backbone.embed_dim == 768 and backbone.context_length == 64 and backbone.logit_bias is not None
     assert not backbone.text_tower.causal and backbone.resize_mode == "squash"

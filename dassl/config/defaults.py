@@ -12,6 +12,9 @@ _C.VERBOSE = True
 _C.INPUT = CN()
 _C.INPUT.SIZE = (224, 224)
 _C.INPUT.INTERPOLATION = "bilinear"  # bilinear, bicubic or nearest
+# Test-time resize: "shortest" (the shorter side to INPUT.SIZE, then a centre crop) or "squash"
+# (both sides to INPUT.SIZE, no crop; models trained that way, e.g. SigLIP, expect it).
+_C.INPUT.RESIZE_MODE = "shortest"
 _C.INPUT.TRANSFORMS = ()
 _C.INPUT.NO_TRANSFORM = False
 _C.INPUT.PIXEL_MEAN = [0.485, 0.456, 0.406]

@@ -331,9 +331,12 @@ def apply_model_preprocess(cfg):
     if found is None:
         return
     preprocess, resize_mode = found
+    if resize_mode not in ("shortest", "squash"):
+        raise ConfigError(f"{cfg.MODEL.BACKBONE.NAME} resizes its test images with open_clip's {resize_mode!r} mode, "
+                          "which this toolkit's transforms do not offer (INPUT.RESIZE_MODE: shortest, squash)")
     wanted = {"INPUT.SIZE": (preprocess.resolution, preprocess.resolution),
               "INPUT.PIXEL_MEAN": tuple(preprocess.mean), "INPUT.PIXEL_STD": tuple(preprocess.std),
-              "INPUT.INTERPOLATION": preprocess.interpolation}
+              "INPUT.INTERPOLATION": preprocess.interpolation, "INPUT.RESIZE_MODE": resize_mode}
     changed = []
     frozen = cfg.is_frozen()
     cfg.defrost()
@@ -350,8 +353,7 @@ def apply_model_preprocess(cfg):
         cfg.freeze()
     print(f"Preprocessing of {cfg.MODEL.BACKBONE.NAME}: {preprocess.resolution}x{preprocess.resolution}, "
           f"mean {tuple(round(m, 6) for m in preprocess.mean)}, std {tuple(round(s, 6) for s in preprocess.std)}, "
-          f"{preprocess.interpolation} interpolation (open_clip resize mode {resize_mode!r}; this toolkit's "
-          f"transforms resize the shorter side and crop)")
+          f"{preprocess.interpolation} interpolation, test images resized with mode {resize_mode!r}")
     if changed:
         print("  the model's values replace the config's: " + "; ".join(changed))
 
@@ -391,6 +393,10 @@ def check_input(cfg, backbone):
         if any(abs(float(a) - float(b)) > 1e-6 for a, b in zip(cfg.INPUT[key], value)):
             raise ConfigError(f"INPUT.{key} = {tuple(cfg.INPUT[key])} but {cfg.MODEL.BACKBONE.NAME} was trained "
                               f"with {tuple(value)}; set INPUT.{key} {list(value)}")
+    if cfg.INPUT.get("RESIZE_MODE", "shortest") != backbone.resize_mode:
+        raise ConfigError(f"INPUT.RESIZE_MODE = {cfg.INPUT.get('RESIZE_MODE', 'shortest')} but "
+                          f"{cfg.MODEL.BACKBONE.NAME} was evaluated with {backbone.resize_mode}; set INPUT.RESIZE_MODE "
+                          f"{backbone.resize_mode}")
     if cfg.INPUT.INTERPOLATION != backbone.preprocess.interpolation:
         raise ConfigError(f"INPUT.INTERPOLATION = {cfg.INPUT.INTERPOLATION} but {cfg.MODEL.BACKBONE.NAME} was "
                           f"trained with {backbone.preprocess.interpolation}; set INPUT.INTERPOLATION "

@@ -128,10 +128,19 @@ def _build_transform_train(cfg, choices, normalize):
     return T.Compose(tfm)
 
 
+RESIZE_MODES = ("shortest", "squash")
+
+
 def _build_transform_test(cfg, choices, normalize):
     interp = INTERPOLATION_MODES[cfg.INPUT.INTERPOLATION]
     size = tuple(cfg.INPUT.SIZE)
-    tfm = [T.Resize(max(size), interpolation=interp), T.CenterCrop(size), T.ToTensor()]
+    mode = cfg.INPUT.get("RESIZE_MODE", "shortest")
+    if mode not in RESIZE_MODES:
+        raise ConfigError(f'INPUT.RESIZE_MODE "{mode}" is not one of {list(RESIZE_MODES)}')
+    if mode == "squash":
+        tfm = [T.Resize(size, interpolation=interp), T.ToTensor()]
+    else:
+        tfm = [T.Resize(max(size), interpolation=interp), T.CenterCrop(size), T.ToTensor()]
     if "normalize" in choices:
         tfm.append(normalize)
     if "instance_norm" in choices:
