@@ -70,6 +70,7 @@ def trees(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper")
     for item in EXPECTED:
         write_fixture_tree(root / item, item)
+        render_item(str(root / item), item)  # every test reads the rendered CSVs, in any order
     return root
 
 
