@@ -47,3 +47,14 @@ def run_train(args, check=True, cwd=REPO, timeout=300, env=None):
     if check and proc.returncode != 0:
         raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def train_killed_at_log_line(args, pattern, timeout=600):
+    """Run train.py until its log shows a line matching the regex `pattern`, then SIGKILL it
+    (see tests/kill_at_log_line.py); the exit code: -SIGKILL, or the code of a run that ended
+    without ever printing such a line."""
+    from tests.machine_speed import scaled_timeout
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "kill_at_log_line.py"), pattern, *args],
+                          cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          timeout=scaled_timeout(timeout))
+    return proc.returncode

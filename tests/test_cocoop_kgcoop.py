@@ -2,6 +2,7 @@
 them on a benchmark layout (base classes), deterministically per seed, resuming after a kill to
 the same weights, and tests the base-class model on the new classes."""
 import os
+import re
 import signal
 
 import pytest
@@ -9,8 +10,7 @@ import torch
 
 from dassl.config import get_cfg_default
 from tests.clip_run_helpers import result, trainer_args, write_fixture_and_clip
-from tests.engine_helpers import run_train
-from tests.test_resume_rolling import _kill_when_logged
+from tests.engine_helpers import run_train, train_killed_at_log_line
 from trainers.cocoop import ConditionalPromptClassifier
 from trainers.common.backbone import backbone_from_clip_model
 from tests.tiny_clip import build_tiny_clip
@@ -103,7 +103,7 @@ def test_trains_on_base_deterministically_resumes_after_a_kill_and_tests_on_new(
         assert torch.equal(value, _weights(second)[key]), key
 
     rolling = ("TRAIN.RESUME_EVERY_MINUTES", "0")
-    code = _kill_when_logged(_args(world, trainer, killed, *rolling), killed, f"epoch [2/{EPOCHS}]")
+    code = train_killed_at_log_line(_args(world, trainer, killed, *rolling), re.escape(f"epoch [2/{EPOCHS}]"))
     assert code == -signal.SIGKILL and not os.path.isfile(os.path.join(killed, "result.json"))
     assert "resuming after epoch" in run(_args(world, trainer, killed, *rolling))
     assert result(killed)["accuracy"] == result(first)["accuracy"]

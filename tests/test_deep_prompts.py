@@ -4,6 +4,7 @@ on the demo data with a tiny random-weight ViT CLIP (deterministic per seed, bas
 resumed after a kill exactly as uninterrupted)."""
 import json
 import os
+import re
 import signal
 
 import clip
@@ -12,9 +13,8 @@ import torch
 from clip.model import CLIP
 
 from datasets.demo_shapes_generate import TASKS, generate
-from tests.engine_helpers import REPO
+from tests.engine_helpers import REPO, train_killed_at_log_line
 from tests.engine_helpers import run_train as _run_train
-from tests.test_resume_rolling import _kill_when_logged
 from tests.tiny_clip import TINY_CONFIGS, build_tiny_clip, save_tiny_clip
 from trainers.common.backbone import backbone_from_clip_model
 from trainers.common.deep_prompts import (prompt_draws_during_build, prompted, put_tokens, text_layer_hook, towers)
@@ -150,8 +150,8 @@ def test_promptsrc_killed_after_an_epoch_resumes_with_its_aggregate_and_ends_as_
     reference = tmp_path / "reference"
     run_train(_args(world, "PromptSRC", reference, *opts, epochs=4))
     killed = tmp_path / "killed"
-    code = _kill_when_logged(_args(world, "PromptSRC", killed, *opts, "TRAIN.RESUME_EVERY_MINUTES", "0", epochs=4),
-                             str(killed), "epoch [3/4] batch [1/", timeout=1800)
+    code = train_killed_at_log_line(_args(world, "PromptSRC", killed, *opts, "TRAIN.RESUME_EVERY_MINUTES", "0",
+                                          epochs=4), re.escape("epoch [3/4] batch [1/"), timeout=1800)
     assert code == -signal.SIGKILL
     resumed = run_train(_args(world, "PromptSRC", killed, *opts, epochs=4)).stdout
     assert "resuming after epoch 2 of 4" in resumed

@@ -12,8 +12,7 @@ import torch
 from clip.model import CLIP
 
 from datasets.demo_shapes_generate import TASKS, generate
-from tests.engine_helpers import REPO, run_train
-from tests.test_resume_rolling import _kill_when_logged
+from tests.engine_helpers import REPO, run_train, train_killed_at_log_line
 from tests.tiny_clip import save_tiny_clip
 from trainers.common.clip_loader import CLIP_ARCHITECTURES, TOY_ARCHITECTURES
 from trainers.common.clip_trainer import FrozenCLIPTrainer
@@ -172,8 +171,8 @@ def test_resume_after_a_kill_ends_identical(world, trainer, tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     opts = ("TRAIN.RESUME_EVERY_MINUTES", "0", "TRAIN.PRINT_FREQ", "1")
     run_train(_args(world, trainer, reference, *opts, iters=30), timeout=1200)
-    code = _kill_when_logged(_args(world, trainer, killed, *opts, iters=30), str(killed), "epoch [7/10]",
-                             timeout=1200)
+    code = train_killed_at_log_line(_args(world, trainer, killed, *opts, iters=30), re.escape("epoch [7/10]"),
+                                    timeout=1200)
     assert code == -signal.SIGKILL
     resumed = run_train(_args(world, trainer, killed, *opts, iters=30), timeout=1200).stdout
     start = int(re.search(r"resuming after epoch (\d+)", resumed).group(1))

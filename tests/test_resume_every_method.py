@@ -8,9 +8,6 @@ Each run is tiny: 2 shots of a 10-class fixture, 6 epochs, a tiny random-weight 
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -18,9 +15,9 @@ import torch
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils import read_json
 from tests.clip_run_helpers import write_fixture_and_clip
+from tests.engine_helpers import train_killed_at_log_line
 from tests.tiny_clip import save_tiny_clip
 from tests.engine_helpers import REPO, run_train
-from tests.machine_speed import scaled_timeout
 from trainers.common.experiment import load_methods
 
 pytestmark = pytest.mark.slow
@@ -91,28 +88,6 @@ def _args(world, trainer, config, overrides, out):
                    *SMALLER.get(trainer, [])]
 
 
-def _kill_when_logged(args, out, pattern, timeout=600):
-    """Start train.py and SIGKILL it once its log.txt matches `pattern`; returns the exit code
-    and whether the pattern was seen (False: the run ended first)."""
-    timeout = scaled_timeout(timeout)
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log, seen = os.path.join(out, "log.txt"), False
-    deadline = time.time() + timeout
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if os.path.isfile(log) and re.search(pattern, open(log).read()):
-                proc.send_signal(signal.SIGKILL)
-                seen = True
-                break
-            time.sleep(0.01)
-    finally:
-        if proc.poll() is None and not seen:
-            proc.kill()
-        proc.wait()
-    return proc.returncode, seen
-
-
 def _comparable_result(out):
     record = read_json(os.path.join(str(out), "result.json"))
     text = repr({k: v for k, v in record.items() if k not in VOLATILE})
@@ -145,8 +120,8 @@ def test_sigkill_in_a_middle_epoch_resumes_to_the_uninterrupted_result(world, tr
     # A trainer with epochs dies in the middle one; a one-step fit (cache, closed-form) dies
     # once its model is being built and must then simply start over.
     pattern = rf"epoch \[{KILL_AT}/{EPOCHS}\]" if iterative else r"Loading CLIP"
-    code, seen = _kill_when_logged(args(killed), str(killed), pattern)
-    assert seen and code == -signal.SIGKILL, f"the run ended ({code}) before its log showed {pattern!r}"
+    code = train_killed_at_log_line(args(killed), pattern)
+    assert code == -signal.SIGKILL, f"the run ended ({code}) without its log showing {pattern!r}"
     assert not os.path.exists(killed / "result.json")
 
     resumed = run_train(args(killed), timeout=600).stdout

@@ -4,17 +4,13 @@ bit-identical to an uninterrupted run (tiny random-weight CLIP, train.py subproc
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
 from dassl.engine.trainer import RESUME_FILE
 from tests.clip_run_helpers import result, trainer_args, write_fixture_and_clip
-from tests.engine_helpers import REPO, run_train
-from tests.machine_speed import scaled_timeout
+from tests.engine_helpers import run_train, train_killed_at_log_line
 
 CONFIG = "TaskRes/adam_lr2e-3_B256_ep200.yaml"  # official: 200 epochs, TRAIN.CHECKPOINT_FREQ 0
 KILL_AT = 190  # of 200
@@ -25,24 +21,6 @@ pytestmark = pytest.mark.slow
 def _args(data_root, clip, out, *opts):
     return trainer_args("TaskRes", CONFIG, data_root, clip, out, "DescribableTextures",
                         "TRAIN.PRINT_FREQ", "1000", *opts)
-
-
-def _kill_when_logged(args, out, line, timeout=240):
-    timeout = scaled_timeout(timeout)
-    """Start train.py and SIGKILL it as soon as its log.txt shows `line`."""
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = os.path.join(out, "log.txt")
-    deadline = time.time() + timeout
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if os.path.isfile(log) and line in open(log).read():
-                proc.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        proc.wait()
-    return proc.returncode
 
 
 def _final_weights(out):
@@ -56,7 +34,7 @@ def test_kill_at_95_percent_resumes_near_the_end_and_matches_the_uninterrupted_r
     run_train(_args(data_root, clip, reference))  # default: no rolling save in a 10-second run
 
     out = str(tmp_path / "killed")
-    code = _kill_when_logged(_args(data_root, clip, out, *ROLLING_EVERY_EPOCH), out, f"epoch [{KILL_AT}/200]")
+    code = train_killed_at_log_line(_args(data_root, clip, out, *ROLLING_EVERY_EPOCH), re.escape(f"epoch [{KILL_AT}/200]"))
     assert code == -signal.SIGKILL
     assert not os.path.exists(os.path.join(out, "result.json"))
     assert os.path.isfile(os.path.join(out, "prompt_learner", RESUME_FILE))
@@ -68,9 +46,9 @@ def test_kill_at_95_percent_resumes_near_the_end_and_matches_the_uninterrupted_r
 
     resumed = run_train(_args(data_root, clip, out, *ROLLING_EVERY_EPOCH)).stdout
     start = int(re.search(r"resuming after epoch (\d+) of 200 from the rolling resume checkpoint prompt_learner/resume\.pth\.tar", resumed).group(1))
-    # the kill lands a few epochs after the watched line on a fast machine; the resume starts
-    # at the last epoch whose rolling checkpoint was complete: the logged one or the one before
-    assert last_logged - 1 <= start <= last_logged
+    # the run died as it logged epoch KILL_AT, before that epoch's rolling checkpoint: the resume
+    # starts after the epoch before, the last one whose checkpoint was complete
+    assert last_logged == KILL_AT and start == KILL_AT - 1
     assert f"epoch [{start}/200]" not in resumed and f"epoch [{start + 1}/200]" in resumed
 
     for key, ref in _final_weights(reference).items():
