@@ -18,14 +18,12 @@ reads one back instead of drawing (it must be for the same dataset and class lis
 ({"_impath", "_label", "_domain", "_classname"}, absolute paths of the machine that drew them).
 DATASET.SUBSET_FILE also reads such a train file (with its val sibling); each image is found here
 by the longest tail of its path that names an image of the dataset. `python -m
-datasets.subset_files to-2sfs SUBSET_FILE DATASET_DIR OUT_DIR` writes one of ours in that format.
+datasets.to_2sfs SUBSET_FILE DATASET_DIR OUT_DIR` writes one of ours in that format.
 """
-import argparse
 import hashlib
 import json
 import os
 import re
-import sys
 
 from dassl.utils import atomic_write
 
@@ -158,33 +156,3 @@ def write_2sfs(out_dir, dataset_dir, shots, seed, train, val):
                                     "_label": r.label, "_domain": 0, "_classname": r.classname}) + "\n")
         paths.append(path)
     return paths
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m datasets.subset_files",
-                                     description="Convert a run's subset.jsonl to 2SFS's split format.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    to = sub.add_parser("to-2sfs", help="write shot_K-seed_S_{train,val}.jsonl from a subset file")
-    to.add_argument("subset_file")
-    to.add_argument("dataset_dir", help="the dataset's folder on the machine that will read the files")
-    to.add_argument("out_dir")
-    args = parser.parse_args(argv)
-    try:
-        with open(args.subset_file) as f:
-            header = json.loads(f.readline())
-        train, val, header = read_subset(args.subset_file, header.get("dataset"), None)
-    except (ValueError, OSError, DatasetError) as e:
-        sys.exit(f"error: {e}")
-    targets = [os.path.join(args.out_dir, f"shot_{header['shots']}-seed_{header['seed']}_{s}.jsonl")
-               for s in SPLITS]
-    existing = [t for t in targets if os.path.exists(t)]
-    if existing:
-        sys.exit(f"error: {existing[0]} exists; remove it or choose another OUT_DIR (nothing was written).")
-    os.makedirs(args.out_dir, exist_ok=True)
-    for path in write_2sfs(args.out_dir, args.dataset_dir, header["shots"], header["seed"], train, val):
-        print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

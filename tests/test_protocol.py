@@ -163,8 +163,9 @@ def test_2sfs_split_files_round_trip_to_the_same_subset(pets, tmp_path):
     run(adapter_args(pets, "2sfs-src"))
     source = pets["root"] / "2sfs-src" / "subset.jsonl"
     out = tmp_path / "split_fewshot"
-    cli = [sys.executable, "-m", "datasets.subset_files", "to-2sfs", str(source), "/elsewhere/oxford_pets", str(out)]
-    subprocess.run(cli, cwd=REPO, check=True, capture_output=True, text=True)
+    cli = [sys.executable, "-m", "datasets.to_2sfs", str(source), "/elsewhere/oxford_pets", str(out)]
+    converted = subprocess.run(cli, cwd=REPO, check=True, capture_output=True, text=True)
+    assert converted.stderr == "" and "wrote" in converted.stdout
     train_file = out / f"shot_{SHOTS}-seed_1_train.jsonl"
     first = json.loads(train_file.read_text().splitlines()[0])
     assert set(first) == {"_impath", "_label", "_domain", "_classname"}
