@@ -40,9 +40,37 @@ def test_default_backbone_plans_as_before(tmp_path):
 def test_unknown_backbone_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="BACKBONE=RN18: use one of RN50, RN101.*open_clip:ARCH/TAG"):
         plan.plan_runs("taskres", "imagenet", 16, root=str(tmp_path), settings={"BACKBONE": "RN18"})
-    with pytest.raises(UserError, match="BACKBONE does not apply to tip_adapter"):
-        plan.plan_runs("tip_adapter", "imagenet", 16, root=str(tmp_path),
-                       settings={"BACKBONE": "RN101"})
+    with pytest.raises(UserError, match="NCTX does not apply to tip_adapter.*BACKBONE"):
+        plan.plan_runs("tip_adapter", "imagenet", 16, root=str(tmp_path), settings={"NCTX": "4"})
+
+
+def test_every_method_sweeps_any_backbone():
+    from trainers.common.experiment import load_methods
+    missing = [name for name, method in load_methods().items() if "BACKBONE" not in method.options]
+    assert not missing, f"methods without a BACKBONE option: {missing}"
+
+
+@pytest.mark.parametrize("method,dataset,shots,backbone,default_stem", [
+    ("tip_adapter", "dtd", 4, "ViT-B/16", "rn50"), ("clap", "imagenet", 16, "RN101", "rn50"),
+    ("lp_plus_plus", "dtd", 1, "ViT-B/32", "rn50"), ("kgcoop", "dtd", 16, "RN50", "vit_b16_ep100_ctxv1"),
+    ("maple", "dtd", 16, "ViT-B/32", "vit_b16_c2_ep5_batch4_2ctx")])
+def test_a_method_with_one_config_for_every_backbone_runs_it_in_a_folder_naming_the_backbone(
+        tmp_path, method, dataset, shots, backbone, default_stem):
+    from trainers.common.experiment import backbone_stem
+    stem = f"{backbone_stem(backbone)}@{default_stem}"
+    run = plan.plan_runs(method, dataset, shots, seeds=[1], root=str(tmp_path), settings={"BACKBONE": backbone})[0]
+    assert run.cfg == stem and f"/{stem}_{shots}shots" in run.output_dir
+    assert run.args[run.args.index("--config-file") + 1].endswith(f"/{default_stem}.yaml")
+    assert run.args[run.args.index("MODEL.BACKBONE.NAME") + 1] == backbone
+    default = plan.plan_runs(method, dataset, shots, seeds=[1], root=str(tmp_path))[0]
+    assert default.cfg == default_stem and "MODEL.BACKBONE.NAME" not in default.args
+
+
+@pytest.mark.parametrize("method", ["maple", "promptsrc", "clip_lora", "clip_svd", "two_stage"])
+def test_a_method_inside_the_vit_tower_refuses_a_resnet_before_planning(tmp_path, method):
+    with pytest.raises(UserError, match="BACKBONE=RN101: this method needs a ViT image tower: use ViT-B/32, "
+                                        r"ViT-B/16 or an open_clip ViT"):
+        plan.plan_runs(method, "dtd", 16, root=str(tmp_path), settings={"BACKBONE": "RN101"})
 
 
 @pytest.mark.parametrize("method,dataset,shots,stem", [

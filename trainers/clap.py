@@ -40,7 +40,7 @@ from dassl.utils.errors import UserError
 
 from trainers.common.cached_methods import CachedFeatureTrainer
 from trainers.common.classifier import class_features, l2_normalize
-from trainers.common.experiment import Method, register_method
+from trainers.common.experiment import Method, backbone_option, register_method
 from trainers.taskres import base_templates
 
 AUGMENT_VIEWS = 20
@@ -140,4 +140,5 @@ class CLAP(CachedFeatureTrainer):
         return clap_logits(image_features.float(), self.head.prototypes, self.scale())
 
 
-register_method(Method(name="clap", trainer="CLAP", label="CLAP", config=lambda dataset, shots: "rn50"))
+register_method(Method(name="clap", trainer="CLAP", label="CLAP", config=lambda dataset, shots: "rn50",
+                       options={"BACKBONE": backbone_option()}))

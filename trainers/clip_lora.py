@@ -27,7 +27,7 @@ from dassl.engine import TRAINER_REGISTRY
 
 from trainers.common.encoder_surgery import add_lora, check_projections, text_tower, vision_tower
 from trainers.common.encoder_trainer import EncoderTuningTrainer, check_encoders
-from trainers.common.experiment import Method, Option, backbone_stem, register_method
+from trainers.common.experiment import Method, Option, backbone_option, backbone_stem, register_method
 
 PUBLISHED = {  # read by the tables
     "source": "CLIP-SVD's README (its comparison table), 11-dataset averages",
@@ -107,13 +107,9 @@ def _rank(text):
     return str(int(text))
 
 
-VIT_CHOICES = ("ViT-B/16", "ViT-B/32")
-
-
 def vit_option():
-    """The backbone option of the encoder-tuning methods (ViTs only); each picks its config."""
-    return Option("MODEL.BACKBONE.NAME", "ViT-B/16", "CLIP ViT backbone", choices=VIT_CHOICES,
-                  unset=("ViT-B/16",), config_stem=lambda backbone, stem: backbone_stem(backbone))
+    """The backbone option of the encoder-tuning methods: a ViT, each `clip` one with its config."""
+    return backbone_option(lambda backbone, stem: backbone_stem(backbone), default="ViT-B/16", vit_only=True)
 
 
 register_method(Method(

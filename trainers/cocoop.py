@@ -42,7 +42,7 @@ from yacs.config import CfgNode as CN
 from dassl.engine import TRAINER_REGISTRY
 
 from trainers.common.classifier import l2_normalize
-from trainers.common.experiment import Method, register_method
+from trainers.common.experiment import Method, backbone_option, register_method
 from trainers.common.published import Published, register_published, rows, xd_rows
 from trainers.coop import CoOp, PromptClassifier
 
@@ -129,4 +129,5 @@ class CoCoOp(CoOp):
 register_method(Method(
     name="cocoop", trainer="CoCoOp", label="CoCoOp",
     config=lambda dataset, shots: "vit_b16_c4_ep10_batch1_ctxv1",
+    options={"BACKBONE": backbone_option(default="ViT-B/16")},
 ))

@@ -39,7 +39,7 @@ from dassl.metrics import compute_accuracy
 
 from trainers.common.cached_methods import CachedFeatureTrainer
 from trainers.common.classifier import l2_normalize
-from trainers.common.experiment import Method, register_method
+from trainers.common.experiment import Method, backbone_option, register_method
 
 ALPHA_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 DEFAULT_ALPHA = 0.1  # kept when no grid value reaches a validation accuracy above 0
@@ -143,4 +143,5 @@ class GDA(CachedFeatureTrainer):
 
 
 register_method(Method(name="gda", trainer="GDA", label="GDA", config=lambda dataset, shots: "rn50",
-                       protocols=("fsval", "fullval", "nov")))  # nov: TRAINER.GDA.ALPHA fixed
+                       protocols=("fsval", "fullval", "nov"),
+                       options={"BACKBONE": backbone_option()}))  # nov: TRAINER.GDA.ALPHA fixed

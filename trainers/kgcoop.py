@@ -44,7 +44,7 @@ from dassl.metrics import compute_accuracy
 
 from trainers.common.classifier import class_features, cosine_logits, l2_normalize
 from trainers.common.backbone import load_backbone
-from trainers.common.experiment import Method, register_method
+from trainers.common.experiment import Method, backbone_option, register_method
 from trainers.common.published import Published, register_published, rows, xd_rows
 from trainers.common.templates import dataset_template
 from trainers.coop import CoOp, PromptClassifier
@@ -122,4 +122,5 @@ class KgCoOp(CoOp):
 register_method(Method(
     name="kgcoop", trainer="KgCoOp", label="KgCoOp",
     config=lambda dataset, shots: "vit_b16_ep100_ctxv1",
+    options={"BACKBONE": backbone_option(default="ViT-B/16")},
 ))

@@ -10,10 +10,11 @@ Differences from the official script: it draws its own few-shot subsets from pre
 features; here the toolkit's own subsets are used, the same images as every other method for a
 seed. The fitted classifier is saved as a linear layer (`linear_probe/`), so --eval-only works.
 """
+import random
+
 import numpy as np
 import torch
 import torch.nn as nn
-from sklearn.linear_model import LogisticRegression
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
@@ -27,11 +28,21 @@ from trainers.common.split_features import eval_split_features, test_transform_f
 COARSE_C = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)
 
 
+def _logistic_regression_class():
+    """scikit-learn's LogisticRegression, imported on first use: importing scikit-learn (with
+    scipy, pandas and rich) costs every train.py start over a second, and rich draws from
+    Python's global random generator as it loads, so the seeded state is restored around it."""
+    state = random.getstate()
+    from sklearn.linear_model import LogisticRegression
+    random.setstate(state)
+    return LogisticRegression
+
+
 def fit_logistic_regression(features, labels, c, max_iter=1000):
     # float64: given float32 features, lbfgs runs its loss and gradient in float32, and the
     # rounding of the CPU's kernels then moves the chosen C and a few test predictions
     # between CPU types (tests/accuracy_golden.json notes the measurement).
-    return LogisticRegression(solver="lbfgs", max_iter=max_iter, C=c).fit(np.asarray(features, np.float64), labels)
+    return _logistic_regression_class()(solver="lbfgs", max_iter=max_iter, C=c).fit(np.asarray(features, np.float64), labels)
 
 
 def search_c(train, val, steps=8, max_iter=1000):

@@ -40,7 +40,7 @@ from dassl.metrics import compute_accuracy
 
 from trainers.common.cached_methods import CachedFeatureTrainer
 from trainers.common.classifier import l2_normalize
-from trainers.common.experiment import Method, register_method
+from trainers.common.experiment import Method, backbone_option, register_method
 
 AUGMENT_VIEWS = 1
 EPOCHS = 300
@@ -135,4 +135,5 @@ class LPPlusPlus(CachedFeatureTrainer):
 
 
 register_method(Method(name="lp_plus_plus", trainer="LPPlusPlus", label="LP++", config=lambda dataset, shots: "rn50",
-                       protocols=("fsval", "fullval")))
+                       protocols=("fsval", "fullval"),
+                       options={"BACKBONE": backbone_option()}))

@@ -48,7 +48,7 @@ from dassl.utils import load_pretrained_weights
 
 from trainers.common.deep_prompts import (ClassPrompts, DeepPromptTrainer, PromptedModule, context_init, prompted,
                                           text_layer_hook)
-from trainers.common.experiment import Method, register_method
+from trainers.common.experiment import Method, backbone_option, register_method
 from trainers.common.published import Published, register_published, rows, xd_rows
 from trainers.common.text_encoder import TextEncoder
 
@@ -175,4 +175,5 @@ class MaPLe(DeepPromptTrainer):
 CONFIGS = {"base2new": "vit_b16_c2_ep5_batch4_2ctx", "xd": "vit_b16_c2_ep5_batch4_2ctx_cross_datasets",
            "fewshot": "vit_b16_c2_ep5_batch4_2ctx"}
 
-register_method(Method(name="maple", trainer="MaPLe", label="MaPLe", config=lambda dataset, shots: CONFIGS["fewshot"]))
+register_method(Method(name="maple", trainer="MaPLe", label="MaPLe", config=lambda dataset, shots: CONFIGS["fewshot"],
+                       options={"BACKBONE": backbone_option(default="ViT-B/16", vit_only=True)}))

@@ -46,7 +46,7 @@ from dassl.utils.errors import UserError
 
 from trainers.common.cached_methods import (IMAGENET_FAMILY, CachedFeatureTrainer, format_gib, kernel_solve_bytes)
 from trainers.common.classifier import l2_normalize
-from trainers.common.experiment import Method, register_method
+from trainers.common.experiment import Method, backbone_option, register_method
 
 AUGMENT_VIEWS = 10
 # (beta low, beta high, beta steps), (lambda low, lambda high, lambda steps): torch.linspace grids
@@ -205,4 +205,5 @@ class ProKeR(CachedFeatureTrainer):
 
 
 register_method(Method(name="proker", trainer="ProKeR", label="ProKeR", config=lambda dataset, shots: "rn50",
-                       protocols=("fsval", "fullval")))
+                       protocols=("fsval", "fullval"),
+                       options={"BACKBONE": backbone_option()}))

@@ -57,7 +57,7 @@ from dassl.utils import load_pretrained_weights
 from trainers.common.deep_prompts import (ClassPrompts, DeepPromptTrainer, PromptedModule, context_init,
                                           draw_missing_prompts, prompt_draws_during_build, prompted,
                                           replay_clip_builds, text_layer_hook)
-from trainers.common.experiment import Method, register_method
+from trainers.common.experiment import Method, backbone_option, register_method
 from trainers.common.published import Published, register_published, rows, xd_rows
 from trainers.common.text_encoder import TextEncoder
 
@@ -280,4 +280,5 @@ def promptsrc_config(dataset, shots):
     return CONFIGS["fewshot"] + ("_gpa45" if dataset in FEWSHOT_GPA45 else "")
 
 
-register_method(Method(name="promptsrc", trainer="PromptSRC", label="PromptSRC", config=promptsrc_config))
+register_method(Method(name="promptsrc", trainer="PromptSRC", label="PromptSRC", config=promptsrc_config,
+                       options={"BACKBONE": backbone_option(default="ViT-B/16", vit_only=True)}))

@@ -1,8 +1,8 @@
 """The TaskRes paper's ablations (Tables 2, 4, 5) as experiment declarations: each is TaskRes
 with its TRAINER.TaskRes variant keys, the official TaskRes config and alpha per dataset and
 shot count, and its own variant folder so the runs of different ablations never share one."""
-from trainers.common.experiment import Method, Option, register_method
-from trainers.taskres import ENHANCED_BASE_OPTION
+from trainers.common.experiment import Method, Option, backbone_option, register_method
+from trainers.taskres import ENHANCED_BASE_OPTION, taskres_backbone_config
 
 
 def taskres_config(dataset, shots):
@@ -20,8 +20,9 @@ def ablation(name, label, keys, variant, trains=True, options=None, alpha_option
     def overrides(dataset, shots):
         alpha = [] if alpha_option else ["TRAINER.TaskRes.RESIDUAL_SCALE", taskres_alpha(dataset)]
         return alpha + [f"TRAINER.TaskRes.{key}" if i % 2 == 0 else key for i, key in enumerate(keys)]
+    options = {**(options or {}), "BACKBONE": backbone_option(taskres_backbone_config)}
     return register_method(Method(name=name, trainer="TaskRes", label=label, config=taskres_config,
-                                  overrides=overrides, options=options or {}, variant=variant, trains=trains,
+                                  overrides=overrides, options=options, variant=variant, trains=trains,
                                   new_classes=not trains))
 
 

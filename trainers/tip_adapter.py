@@ -36,7 +36,7 @@ from dassl.utils.errors import UserError
 from trainers.common.classifier import class_features, l2_normalize
 from trainers.common.clip_trainer import FrozenCLIPTrainer
 from trainers.common.dataset_names import dataset_name_of_stem
-from trainers.common.experiment import Method, register_method
+from trainers.common.experiment import Method, backbone_option, register_method
 from trainers.common.precision import effective_precision
 from trainers.common.run_record import (RunRecordMixin, SourceStampedModule, check_checkpoint_source,
                                         run_source)
@@ -287,6 +287,8 @@ def _tip_f_overrides(dataset, shots):
 
 _TIP_PROTOCOLS = ("fsval", "nov", "fullval", "oracle")
 register_method(Method(name="tip_adapter", trainer="TipAdapter", label="Tip-Adapter", config=_tip_config,
-                       protocols=_TIP_PROTOCOLS, new_classes=False))
+                       protocols=_TIP_PROTOCOLS, new_classes=False,
+                       options={"BACKBONE": backbone_option()}))
 register_method(Method(name="tip_adapter_f", trainer="TipAdapterF", label="Tip-Adapter-F", config=_tip_config,
-                       overrides=_tip_f_overrides, protocols=_TIP_PROTOCOLS, new_classes=False))
+                       overrides=_tip_f_overrides, protocols=_TIP_PROTOCOLS, new_classes=False,
+                       options={"BACKBONE": backbone_option()}))

@@ -51,7 +51,7 @@ class Option:
 BACKBONES = ("RN50", "RN101", "ViT-B/32", "ViT-B/16")
 DEFAULT_BACKBONE = "RN50"
 OPEN_CLIP = "open_clip:"
-CONFIG_SEP = "@"  # <backbone>@<config stem>: an open_clip run with the RN50 method config
+CONFIG_SEP = "@"  # <backbone>@<config stem>: a backbone run with the config of another one
 
 
 def backbone_stem(backbone: str) -> str:
@@ -81,17 +81,33 @@ def config_file_stem(cfg: str) -> str:
     return cfg.split(CONFIG_SEP, 1)[-1]
 
 
-def backbone_option(config_stem: Callable[[str, str], str]) -> Option:
-    """The BACKBONE option: a non-default `clip` backbone picks its own config file (which names
-    the backbone), via `config_stem(backbone, the RN50 config stem)`; an open_clip backbone runs
-    the RN50 config (its own preprocessing replaces INPUT.*) in a folder named after it
-    (`<slug>@<stem>_<K>shots`)."""
-    def stem(backbone: str, rn50_stem: str) -> str:
+def backbone_option(config_stem: Optional[Callable[[str, str], str]] = None, default: str = DEFAULT_BACKBONE,
+                    vit_only: bool = False) -> Option:
+    """The BACKBONE option. Another `clip` backbone picks the config file that names it, via
+    `config_stem(backbone, the default backbone's config stem)`; with no `config_stem` the method
+    has one config for every backbone, run in a folder named after the backbone
+    (`vit_b16@rn50_16shots`). An open_clip backbone runs the default backbone's config (its own
+    preprocessing replaces INPUT.*) in a folder named after it (`<slug>@<stem>_<K>shots`).
+    `vit_only`: the method works inside a ViT image tower; other `clip` backbones are refused."""
+    def stem(backbone: str, default_stem: str) -> str:
+        if backbone == default:
+            return default_stem
         if backbone.startswith(OPEN_CLIP):
-            return f"{open_clip_slug(backbone)}{CONFIG_SEP}{rn50_stem}"
-        return config_stem(backbone, rn50_stem)
-    return Option("MODEL.BACKBONE.NAME", DEFAULT_BACKBONE, f"backbone: {', '.join(BACKBONES)} or open_clip:ARCH/TAG",
-                  normalize=backbone_name, unset=(DEFAULT_BACKBONE,), config_stem=stem)
+            return f"{open_clip_slug(backbone)}{CONFIG_SEP}{default_stem}"
+        if config_stem is None:
+            return f"{backbone_stem(backbone)}{CONFIG_SEP}{default_stem}"
+        return config_stem(backbone, default_stem)
+
+    def normalize(value: str) -> str:
+        name = backbone_name(value)
+        if vit_only and name in BACKBONES and not name.startswith("ViT"):
+            vits = ", ".join(b for b in BACKBONES if b.startswith("ViT"))
+            raise ValueError(f"this method needs a ViT image tower: use {vits} or an open_clip ViT "
+                             "(open_clip:ARCH/TAG)")
+        return name
+    choices = ", ".join(b for b in BACKBONES if b.startswith("ViT") or not vit_only)
+    return Option("MODEL.BACKBONE.NAME", default, f"backbone: {choices} or open_clip:ARCH/TAG",
+                  normalize=normalize, unset=(default,), config_stem=stem)
 
 
 def rn50_prefix_replaced(backbone: str, stem: str) -> str:
