@@ -80,6 +80,12 @@ def tiny_clip_weights():
     return tiny_pretrained.ensure_weights()
 
 
+@pytest.fixture(scope="session")
+def tiny_vit_weights():
+    """The tiny ViT CLIP, built once per machine, or now if missing."""
+    return tiny_pretrained.ensure_weights(tiny_pretrained.ViTSettings())
+
+
 def _plan(data_root, runs_root, methods=None, common=None):
     side = _side()
     if common is None:  # the tiny CLIP pretrained here; the pipeline is the default one

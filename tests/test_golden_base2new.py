@@ -1,5 +1,6 @@
 """Base-to-new accuracy goldens: CoCoOp and KgCoOp at their official settings on both demo tasks
-with the tiny CLIP pretrained here, planned exactly as scripts/base2new.sh plans them (16 shots of
+with the tiny ViT CLIP pretrained here (`tiny-vit-pretrained`, the backbone family of their
+papers), planned exactly as scripts/base2new.sh plans them (16 shots of
 the base classes, then the model tested on the new classes), beside zero-shot CLIP on each half.
 
 Each accuracy must reproduce exactly (the CPU pipeline is deterministic); the learned methods
@@ -14,8 +15,8 @@ import pytest
 
 from datasets.demo_shapes_generate import TASKS, generate
 from experiments.plan import plan_base2new_runs
-from tests.test_accuracy_golden import (NAMED, PARALLEL_RUNS, PER_CLASS, UNNAMED, _side,  # noqa: F401
-                                        _train, check_exact_golden, tiny_clip_weights)
+from tests.test_accuracy_golden import (NAMED, PARALLEL_RUNS, PER_CLASS, UNNAMED, _train,  # noqa: F401
+                                        check_exact_golden, tiny_vit_weights)
 from trainers.common import tiny_pretrained
 
 # Whole train.py runs: minutes on a loaded 2-core machine, beyond the suite's 600 s default.
@@ -28,9 +29,13 @@ METHODS = ("zeroshot", "cocoop", "kgcoop")  # official settings, nothing shorten
 CLEARLY = 5.0  # points above zero-shot on the base classes
 
 
+def _side():
+    return tiny_pretrained.VIT_ARCHITECTURE["image_resolution"]
+
+
 def _common():
     side = _side()
-    return ("MODEL.BACKBONE.NAME", tiny_pretrained.NAME, "INPUT.SIZE", f"({side}, {side})",
+    return ("MODEL.BACKBONE.NAME", tiny_pretrained.VIT_NAME, "INPUT.SIZE", f"({side}, {side})",
             "DATALOADER.NUM_WORKERS", "0")
 
 
@@ -43,7 +48,7 @@ def _run_all(stage, data_root, runs_root, feature_cache):
 
 
 @pytest.fixture(scope="module")
-def accuracies(tiny_clip_weights, tmp_path_factory):
+def accuracies(tiny_vit_weights, tmp_path_factory):
     """{dataset: {method: {"base"|"new": {seed: accuracy}}}} (zero-shot under seed "0")."""
     root = tmp_path_factory.mktemp("golden_b2n")
     data_root, runs_root, cache = str(root / "data"), str(root / "runs"), str(root / "features")
@@ -57,8 +62,8 @@ def accuracies(tiny_clip_weights, tmp_path_factory):
     return table
 
 
-def test_golden_base2new_accuracies_reproduce_exactly(accuracies, tiny_clip_weights):
-    check_exact_golden(accuracies, GOLDEN_FILE, tiny_clip_weights)
+def test_golden_base2new_accuracies_reproduce_exactly(accuracies, tiny_vit_weights):
+    check_exact_golden(accuracies, GOLDEN_FILE, tiny_vit_weights)
 
 
 def _mean(values):

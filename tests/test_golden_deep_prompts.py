@@ -22,7 +22,7 @@ import pytest
 from dassl.utils import read_json
 from datasets.demo_shapes_generate import TASKS, generate
 from tests.engine_helpers import REPO
-from tests.test_accuracy_golden import PER_CLASS, SHOTS, check_exact_golden
+from tests.test_accuracy_golden import PER_CLASS, SHOTS, check_exact_golden, tiny_vit_weights  # noqa: F401
 from trainers.common import tiny_pretrained
 
 GOLDEN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_deep_prompts.json")
@@ -59,11 +59,6 @@ def _run(args, feature_cache):
     assert proc.returncode == 0, proc.stdout[-3000:]
     out = args[args.index("--output-dir") + 1]
     return round(read_json(os.path.join(out, "result.json"))["accuracy"], 2)
-
-
-@pytest.fixture(scope="module")
-def tiny_vit_weights():
-    return tiny_pretrained.ensure_weights(tiny_pretrained.ViTSettings())
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ import os
 
 import pytest
 
-from tests.test_accuracy_golden import NAMED, UNNAMED, check_exact_golden, golden_accuracies
+from tests.test_accuracy_golden import (NAMED, UNNAMED, check_exact_golden, golden_accuracies,  # noqa: F401
+                                        tiny_vit_weights)
 from trainers.common import tiny_pretrained
 
 GOLDEN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_encoder_tuning.json")
@@ -32,9 +33,9 @@ pytestmark = pytest.mark.timeout(2400)  # 8 train.py runs; minutes on a loaded 2
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_vit_weights):
     root = tmp_path_factory.mktemp("golden_encoder_tuning")
-    return dict(root=root, clip=tiny_pretrained.ensure_weights(tiny_pretrained.ViTSettings()))
+    return dict(root=root, clip=tiny_vit_weights)
 
 
 @pytest.fixture(scope="module")
