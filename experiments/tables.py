@@ -416,7 +416,7 @@ def base2new_markdown(b2n, keyword, trainers=None, ci95=False):
         hm = float("nan") if pd.isna(b["mean"]) or pd.isna(n["mean"]) else harmonic_mean(b["mean"], n["mean"])
         rows.append([format_average(b), format_average(n), "incomplete" if pd.isna(hm) else f"{hm:.2f}"])
         ours.append(("average", b["mean"], n["mean"], hm))
-        names = [display_name(d) for d in base.index.get_level_values(1)] + [f"Average ({len(base)} datasets)"]
+        names = [display_name(d) for d in base.index.get_level_values(1)] + [f"Average ({len(base)} dataset{'s' if len(base) != 1 else ''})"]
         grid = pd.DataFrame(rows, columns=["Base", "New", "HM"], index=names)
         if paper is not None:
             # The paper's average is over the 11 benchmarks: compared only with ours over the same.

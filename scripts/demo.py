@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """The demo: zero-shot CLIP, TaskRes, CLIP-Adapter and CoOp on a small benchmark drawn in code,
-planned and run as scripts/<method>/main.sh does, tabled and plotted into OUTPUT/<size>-<weights>/.
+planned and run as scripts/<method>/main.sh does, tabled and plotted into OUTPUT/<size>-<weights>/;
+then the base-to-new protocol (zero-shot CLIP, CoCoOp, KgCoOp, MaPLe, PromptSRC) on a tiny ViT
+CLIP, planned as scripts/base2new.sh does, tabled into the same results.md.
 """
 import argparse
 import itertools
@@ -24,9 +26,10 @@ from clip.model import CLIP  # noqa: E402
 from datasets.demo_shapes_generate import TASKS, generate  # noqa: E402
 from dassl.utils.errors import UserError  # noqa: E402
 from experiments.collect import read_run_result  # noqa: E402
-from experiments.plan import get_method, plan_runs  # noqa: E402
+from experiments import layout  # noqa: E402
+from experiments.plan import get_method, plan_base2new_runs, plan_runs  # noqa: E402
 from experiments.plots import plot_fewshot  # noqa: E402
-from experiments.tables import fewshot_markdown, fewshot_tables  # noqa: E402
+from experiments.tables import base2new_report, fewshot_markdown, fewshot_tables  # noqa: E402
 from experiments.execute import available_cpus, cpu_slots, run_parallel, triage  # noqa: E402
 from trainers.common import tiny_pretrained  # noqa: E402
 from trainers.common.clip_loader import (OFFLINE_ENV, TOY_ARCHITECTURES, cache_dir,  # noqa: E402
@@ -36,6 +39,7 @@ from trainers.common.feature_cache import CACHE_ENV as FEATURE_CACHE_ENV  # noqa
 NAMED_TASK = "demo_shapes"  # class names describe the images
 UNNAMED_TASK = "demo_land_use"  # they do not, as EuroSAT's names do not for CLIP
 METHODS = ("zeroshot", "taskres", "clip_adapter", "coop")  # declared methods, in run order
+BASE2NEW_METHODS = ("zeroshot", "cocoop", "kgcoop", "maple", "promptsrc")  # ViT-B/16 in their papers
 BACKBONE = "RN50"  # the backbone of every official config the runs use
 TINY_CLIP = TOY_ARCHITECTURES["tiny-vit"]  # --quick: random weights, real CLIP code, 32 px
 PROBE_TIMEOUT_S = 5  # "is the download server reachable"; the download itself may take minutes
@@ -51,15 +55,22 @@ class Size:
     epochs: dict  # method -> OPTIM.MAX_EPOCH; methods not listed keep their official schedule
     views: int  # TRAIN.FEATURE_CACHE.VIEWS: augmented views per training image
     tiny_clip: bool  # random tiny CLIP instead of BACKBONE (which then may be pretrained)
+    base2new_shots: int  # shots per base class
+    base2new_overrides: dict  # method -> train.py KEY VALUE pairs; others keep their official settings
     datasets: tuple = (NAMED_TASK,)
 
 
 # Cached features make an epoch of TaskRes or CLIP-Adapter cost milliseconds, so they keep their
 # official epochs; CoOp runs the text encoder at every step, so it gets fewer.
+# Base-to-new runs at the official settings of the base-to-new configs (16 shots), except
+# --quick: 2 epochs (PromptSRC's epoch aggregation centred on the last one).
 FULL = Size("full", 224, (16, 4, 10), (1, 2, 4, 8), (1, 2), {"coop": 50}, views=4,
-            tiny_clip=False, datasets=(NAMED_TASK, UNNAMED_TASK))
+            tiny_clip=False, base2new_shots=16, base2new_overrides={}, datasets=(NAMED_TASK, UNNAMED_TASK))
 QUICK = Size("quick", 32, (2, 1, 4), (1, 2), (1,), {"taskres": 2, "clip_adapter": 2, "coop": 2},
-             views=2, tiny_clip=True)
+             views=2, tiny_clip=True, base2new_shots=2,
+             base2new_overrides={**{m: ("OPTIM.MAX_EPOCH", "2") for m in ("cocoop", "kgcoop", "maple")},
+                                 "promptsrc": ("OPTIM.MAX_EPOCH", "2", "TRAINER.PROMPTSRC.GPA_MEAN", "2",
+                                               "TRAINER.PROMPTSRC.GPA_STD", "1")})
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,18 @@ def tiny_pretrained_weights(reason):
     return Weights(True, ("MODEL.BACKBONE.NAME", tiny_pretrained.NAME, *input_size(side)),
                    f"{tiny_pretrained.describe(tiny_pretrained.weights_path())} ({reason})",
                    tag=tiny_pretrained.NAME, image_size=side)
+
+
+def base2new_weights(size, weights):
+    """The ViT that the base-to-new methods need (MaPLe and PromptSRC prompt its layers):
+    --quick's random tiny ViT; otherwise the tiny ViT CLIP pretrained here (built now if missing)."""
+    if size.tiny_clip:
+        return weights
+    settings = tiny_pretrained.ViTSettings()
+    path = tiny_pretrained.ensure_weights(settings)
+    side = tiny_pretrained.VIT_ARCHITECTURE["image_resolution"]
+    return Weights(True, ("MODEL.BACKBONE.NAME", tiny_pretrained.VIT_NAME, *input_size(side)),
+                   tiny_pretrained.describe(path), tag=tiny_pretrained.VIT_NAME, image_size=side)
 
 
 def save_tiny_clip(path, seed=0):
@@ -159,9 +182,22 @@ def plan(size, weights, out_root, data_root, methods=METHODS):
     return runs
 
 
+def plan_base2new(size, weights, out_root, data_root, stage):
+    """Stage "train": every method on the base classes (evaluation-only methods: tested on them);
+    stage "test": the trained models (and the evaluation-only methods) on the new classes."""
+    common = (*weights.overrides, "DATALOADER.NUM_WORKERS", "0")
+    return [run for dataset in size.datasets for method in BASE2NEW_METHODS
+            for run in plan_base2new_runs(method, dataset, stage, shots=size.base2new_shots, seeds=size.seeds[:1],
+                                          output=out_root, root=data_root,
+                                          extra=(*common, *size.base2new_overrides.get(method, ())))]
+
+
 def describe(run):
     label = get_method(run.method).label
     task = "" if run.dataset == NAMED_TASK else f" ({TASKS[run.dataset].name})"
+    if f"{os.sep}{layout.BASE2NEW_DIR}{os.sep}" in run.output_dir:
+        half = "new" if f"{os.sep}{layout.TEST_NEW_DIR}{os.sep}" in run.output_dir else "base"
+        task = f", {half} classes{task}"
     if run.seed is None:
         return label + task
     return f"{label} {run.shots} shot{'s' if run.shots > 1 else ''} seed {run.seed}{task}"
@@ -196,13 +232,18 @@ def run_all(runs, out_root, jobs):
                         f"{failed[0].log}. Last lines:\n{tail}")
 
 
-def write_results(size, weights, out_root):
-    """The results table (headed by the weights used) into results.md, and the plot."""
+def write_results(size, weights, vit_weights, out_root):
+    """The results tables (each headed by the weights used) into results.md, and the plot."""
     found = fewshot_tables(os.path.join(out_root, "runs"), list(size.datasets), size.seeds)
     plot = plot_fewshot(found, os.path.join(out_root, "fewshot.png"))
+    base2new, _ = base2new_report(os.path.join(out_root, layout.BASE2NEW_DIR), list(size.datasets), size.seeds[:1])
     table = (f"Weights: {weights.folder_tag.upper()} ({weights.note})."
              + ("" if weights.pretrained else " Accuracies mean nothing about CLIP.")
-             + f"\n\n{fewshot_markdown(found, 'accuracy')}")
+             + f"\n\n{fewshot_markdown(found, 'accuracy')}"
+             + f"\n# Base-to-new ({size.base2new_shots} shots per base class, seed {size.seeds[0]})\n\n"
+             + f"Weights: {vit_weights.folder_tag.upper()} ({vit_weights.note})."
+             + ("" if vit_weights.pretrained else " Accuracies mean nothing about CLIP.")
+             + f" The papers' numbers beside ours are ViT-B/16 on the real benchmarks.\n\n{base2new}")
     markdown = os.path.join(out_root, "results.md")
     with open(markdown, "w") as f:
         tasks = ", ".join(TASKS[d].name for d in size.datasets)
@@ -249,7 +290,13 @@ def main(argv=None):
               f"CPU thread(s) each; logs in {os.path.join(out_root, 'runs')}/<dataset>/<Trainer>/...",
               flush=True)
         run_all(runs, out_root, args.jobs)
-        table, markdown, plot = write_results(size, weights, out_root)
+        vit_weights = base2new_weights(size, weights)
+        print(f"\nBase-to-new ({', '.join(get_method(m).label for m in BASE2NEW_METHODS)}; {size.base2new_shots} "
+              f"shots per base class, seed {size.seeds[0]}); weights: {vit_weights.note}; logs in "
+              f"{os.path.join(out_root, layout.BASE2NEW_DIR)}/...", flush=True)
+        for stage in ("train", "test"):  # the new-class tests load the models trained on the base classes
+            run_all(plan_base2new(size, vit_weights, out_root, data_root, stage), out_root, args.jobs)
+        table, markdown, plot = write_results(size, weights, vit_weights, out_root)
     except (UserError, FileExistsError, ValueError) as err:  # the demo cannot go on
         print(f"demo error: {err}", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ from tests.engine_helpers import REPO
 from tests.machine_speed import scaled_timeout
 
 QUICK_RUNS = 7  # zero-shot + 3 methods x 2 shot counts x 1 seed
+BASE2NEW_LABELS = ("Zero-shot CLIP", "CoCoOp", "KgCoOp", "MaPLe", "PromptSRC")  # each: base, then new
 TRAINERS = ("ZeroshotCLIP", "TaskRes", "CLIP_Adapter", "CoOp")
 LABELS = ("Zero-shot CLIP", "TaskRes", "CLIP-Adapter", "CoOp")  # as the methods declare them
 
@@ -53,7 +54,15 @@ def test_quick_demo_runs_to_its_table_and_reuses_finished_runs(tmp_path, demo_en
     assert stdout.count("RANDOM WEIGHTS: --quick uses a tiny CLIP") == 2
     # One line per finished run with a running count (runs go 2 at a time: any order).
     progress = re.findall(r"^\[(\d+)/(\d+)\] (.+?): (\d+\.\d)% \(\d+ s\)$", stdout, re.M)
+    progress, base2new = progress[:QUICK_RUNS], progress[QUICK_RUNS:]
     assert [(int(i), int(n)) for i, n, _, _ in progress] == [(i, QUICK_RUNS) for i in range(1, QUICK_RUNS + 1)]
+    # Base-to-new: every method on the base classes first, then on the new ones (the trained
+    # models loaded), with the shots of the quick size.
+    n = len(BASE2NEW_LABELS)
+    assert [(int(i), int(m)) for i, m, _, _ in base2new] == [(i, n) for i in range(1, n + 1)] * 2
+    for half, lines in (("base", base2new[:n]), ("new", base2new[n:])):
+        assert sorted(p[2] for p in lines) == sorted(
+            [f"Zero-shot CLIP, {half} classes"] + [f"{m} 2 shots seed 1, {half} classes" for m in BASE2NEW_LABELS[1:]])
     assert sorted(p[2] for p in progress) == sorted(
         ["Zero-shot CLIP"] + [f"{m} {k} seed 1" for m in ("TaskRes", "CLIP-Adapter", "CoOp")
                               for k in ("1 shot", "2 shots")])
@@ -76,13 +85,21 @@ def test_quick_demo_runs_to_its_table_and_reuses_finished_runs(tmp_path, demo_en
 
     # The table: one section per method, a demo_shapes row, and it says the weights were random.
     # The demo's trained runs use the fast pipeline, so their labels say so.
-    table = stdout[stdout.index("Weights: RANDOM"):]
+    table = stdout[stdout.index("Weights: RANDOM"):stdout.index("# Base-to-new")]
     for label in LABELS:
         shown = label if label == "Zero-shot CLIP" else f"{label} [fast]"
         assert re.search(rf"^## {re.escape(shown)}: ", table, re.M), label
     assert len(re.findall(r"^\| demo_shapes ", table, re.M)) == 4
     markdown = (root / "results.md").read_text()
     assert "Weights: RANDOM" in markdown and "## CoOp [fast]: " in markdown
+    # The base-to-new table: Base, New and HM per method, from the runs' own result.json files.
+    assert "# Base-to-new (2 shots per base class, seed 1)" in markdown
+    for label in BASE2NEW_LABELS[1:]:  # their labels are their trainers' names (the run folders)
+        section = markdown[markdown.index(f"## {label}, 2 shots: base-to-new accuracy"):]
+        row = re.search(r"^\| demo_shapes +\| ([\d.]+) \(1\) +\| ([\d.]+) \(1\) +\| ([\d.]+) ", section, re.M)
+        base, new = (_record(glob.glob(str(root / "base2new" / half / "demo_shapes" / label / "*" / "seed1" /
+                                           "result.json"))[0])["accuracy"] for half in ("train_base", "test_new"))
+        assert (round(base, 2), round(new, 2)) == (float(row[1]), float(row[2]))
     assert f"Table: {root / 'results.md'}" in stdout and f"Plot: {root / 'fewshot.png'}" in stdout
     with open(root / "fewshot.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -91,7 +108,7 @@ def test_quick_demo_runs_to_its_table_and_reuses_finished_runs(tmp_path, demo_en
     mtimes = {r: os.path.getmtime(r) for r in results}
     again = _run_demo(out, demo_env)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert again.stdout.count("(finished earlier; kept)") == QUICK_RUNS
+    assert again.stdout.count("(finished earlier; kept)") == QUICK_RUNS + 2 * len(BASE2NEW_LABELS)
     assert {r: os.path.getmtime(r) for r in results} == mtimes
     assert "reusing" in again.stdout
 
