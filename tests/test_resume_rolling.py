@@ -8,7 +8,7 @@ import signal
 import pytest
 import torch
 
-from dassl.engine.trainer import RESUME_FILE
+from dassl.engine.checkpointing import RESUME_FILE
 from tests.clip_run_helpers import result, trainer_args, write_fixture_and_clip
 from tests.engine_helpers import run_train, train_killed_at_log_line
 

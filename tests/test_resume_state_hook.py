@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dassl.engine import TRAINER_REGISTRY
-from dassl.engine.trainer import RESUME_FILE
+from dassl.engine.checkpointing import RESUME_FILE
 from dassl.utils.errors import CheckpointError
 from tests.clip_run_helpers import build_in_process
 from tests.engine_helpers import TOY_PLUGIN, toy_args, write_toy_folder

@@ -33,7 +33,7 @@ if REPO not in sys.path:  # train.py lives at the repository root
 
 import train  # noqa: E402
 from dassl.config.merge import ConfigError  # noqa: E402
-from dassl.engine.trainer import RESULT_FILE  # noqa: E402
+from dassl.engine import RESULT_FILE  # noqa: E402
 from dassl.utils import load_checkpoint, save_checkpoint  # noqa: E402
 from dassl.utils.errors import UserError, run_cli  # noqa: E402
 from trainers.common.experiment import OPEN_CLIP, open_clip_slug  # noqa: E402

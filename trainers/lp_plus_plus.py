@@ -27,8 +27,10 @@ Differences from the official code, and why:
   drawn from a generator seeded with the run seed (the official draw comes from the global
   stream after data loading, which no other implementation reproduces).
 
-Published numbers: not recorded here (the paper's tables were not available to read);
-`PUBLISHED` is empty and the tables show no published column for LP++.
+Published numbers: not recorded here. The paper's tables (arXiv 2404.02285; RN50 11-dataset
+averages at 1-16 shots) could not be read from this machine, and the official repository
+(FereshteShakeri/FewShot-CLIP-Strong-Baseline at f81054f) lists no results; `PUBLISHED` is
+empty and the tables show no published column for LP++. Fill it from the paper's Table 1.
 """
 import math
 

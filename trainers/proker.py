@@ -35,8 +35,10 @@ eigenvectors, LAPACK workspace) for n support points; when that exceeds
 TRAINER.CACHED.MEMORY_LIMIT_GIB (24) even in float32, the run stops before computing any
 kernel, with the size it needs. ImageNet 16 shots (n = 16,000) needs about 8.3 GiB in float64.
 
-Published numbers: not recorded here (the paper's tables were not available to read);
-`PUBLISHED` is empty and the tables show no published column for ProKeR.
+Published numbers: not recorded here. The paper's tables (arXiv 2501.11175) could not be read
+from this machine; the official repository (ybendou/ProKeR) holds the project page, whose
+results are images, and the code history's README lists none. `PUBLISHED` is empty and the
+tables show no published column for ProKeR; fill it from the paper's RN50 and ViT-B/16 tables.
 """
 import torch
 

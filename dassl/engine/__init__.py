@@ -1,2 +1,3 @@
 from .build import TRAINER_REGISTRY, build_trainer
-from .trainer import RESULT_FILE, SimpleTrainer, TrainerBase, TrainerX
+from .run_result import RESULT_FILE
+from .trainer import SimpleTrainer, TrainerBase, TrainerX

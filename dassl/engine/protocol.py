@@ -6,6 +6,7 @@ protocol, tables never average runs of different protocols, and in every protoco
 the test split stays sealed until the engine's final evaluation.
 """
 from dassl.config.merge import ConfigError
+from dassl.utils.errors import UserError
 
 PROTOCOLS = {
     "nov": "no selection on held-out data: fixed settings, or presets taken from a paper",
@@ -30,3 +31,30 @@ def sealed_message(trainer, protocol):
             f"{protocol or '(default)'} keeps it sealed until training and selection have ended. "
             "Select on the validation split instead, or run with PROTOCOL oracle to reproduce "
             "official code that selects on test (its results are flagged and never ranked).")
+
+
+def check_val_split(dataset, num_classes, need, selections, chooses):
+    """The val split's image counts per class ({images, classes, min_per_class, max_per_class,
+    required_per_class}, kept in result.json) when every class has `need` images; else one
+    error naming the short classes and the fixes. `selections`: (what is chosen, the setting
+    that turns it off) pairs; `chooses`: "<trainer> chooses {} on the val split of <dataset>"."""
+    classnames = list(getattr(dataset, "classnames", None) or [])
+    counts = [0] * max(num_classes, len(classnames))
+    for item in dataset.val or []:
+        if 0 <= item.label < len(counts):
+            counts[item.label] += 1
+    record = {"images": sum(counts), "classes": len(counts), "min_per_class": min(counts),
+              "max_per_class": max(counts), "required_per_class": need}
+    short = [i for i, n in enumerate(counts) if n < need]
+    if not short:
+        return record
+    name = lambda i: classnames[i] if i < len(classnames) else f"class {i}"  # noqa: E731
+    shown = ", ".join(f"{name(i)} {counts[i]}" for i in short[:6]) + (f", ... (+{len(short) - 6} more)" if len(short) > 6 else "")
+    off = [setting for _, setting in selections if setting]
+    raise UserError(
+        f"{chooses.format(' and '.join(what for what, _ in selections))}, which needs at "
+        f"least {need} image(s) per class; it has {sum(counts)} image(s) for {len(counts)} classes and "
+        f"{len(short)} class(es) have fewer ({shown}). Fix: more shots (DATASET.NUM_SHOTS; the few-shot val "
+        f"split keeps min(shots, 4) images per class), a dataset or split file with a val split for every "
+        f"class, or a run without selection" + (f" ({'; '.join(off)})" if off else
+                                                 " (another method, e.g. ZeroshotCLIP or CoOp)") + ".")
