@@ -21,13 +21,15 @@ import statistics
 import sys
 
 from dassl.utils.errors import run_cli
-from experiments import layout, tables
-from experiments.benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SEEDS
+import pandas as pd
 
-XD_TARGETS = tuple(d for d in BENCHMARKS if d != DG_SOURCE)  # cross-dataset: ImageNet -> the other 10
+from experiments import layout, tables, transfer_tables
+from experiments.benchmarks import BENCHMARKS, DG_SOURCE, DG_TARGETS, SEEDS
 from experiments.collect import (END_OF_TRAINING, RESULT_BLOCK, ResultsError, collect_runs,
                                   read_run_result)
 from trainers.common.experiment import load_methods
+
+XD_TARGETS = tuple(d for d in BENCHMARKS if d != DG_SOURCE)  # cross-dataset: ImageNet -> the other 10
 
 TABLE_ONLY = ("seeds", "shots", "datasets", "allow_partial", "per_seed", "markdown", "csv",
               "plot", "published", "backbones", "targets", "cost", "vs_published")
@@ -191,14 +193,14 @@ def run_base2new(args, seeds):
             raise ResultsError(f"{path} is missing: --base2new reads <DIR>/{layout.TRAIN_BASE_DIR} and "
                                f"<DIR>/{layout.TEST_NEW_DIR} (written by scripts/base2new.sh)")
     try:
-        text, frame = tables.base2new_report(root, args.datasets, seeds, args.keyword, args.allow_partial,
+        text, frame = transfer_tables.base2new_report(root, args.datasets, seeds, args.keyword, args.allow_partial,
                                              args.ci95, args.shots)
     except ValueError:
         _require_runs(0, root)
     parent = osp.dirname(osp.abspath(root))
     if osp.isdir(osp.join(parent, layout.XD_DIR)):
         xd_text, xd_frame = _xd_table(parent, seeds, args)
-        text, frame = text + "\n" + xd_text, tables.pd.concat([frame, xd_frame])
+        text, frame = text + "\n" + xd_text, pd.concat([frame, xd_frame])
     return text, frame
 
 
@@ -215,12 +217,11 @@ def _xd_table(root, seeds, args):
     if args.shots:
         source = source[source.shots.isin(args.shots)]
         target = target[target.shots.isin(args.shots)]
-    cells = tables.dg_cells(source, target, DG_SOURCE, targets, seeds, args.keyword,
-                            args.allow_partial, args.ci95)
-    trainers = dict(zip(*[tables.add_labels(tables.pd.concat([source, target], ignore_index=True))[c]
-                          for c in ("label", "trainer")]))
-    return (tables.xd_markdown(cells, DG_SOURCE, targets, args.keyword, trainers),
-            tables.dg_csv(cells, args.keyword).assign(table="xd"))
+    cells = transfer_tables.dg_cells(source, target, DG_SOURCE, targets, seeds, args.keyword,
+                                     args.allow_partial, args.ci95)
+    trainers = transfer_tables.trainers_by_label(source, target)
+    return (transfer_tables.xd_markdown(cells, DG_SOURCE, targets, args.keyword, trainers),
+            transfer_tables.dg_csv(cells, args.keyword).assign(table="xd"))
 
 
 def run_xd(args, seeds):
@@ -239,9 +240,9 @@ def run_dg(args, seeds):
     if args.shots:
         source = source[source.shots.isin(args.shots)]
         target = target[target.shots.isin(args.shots)]
-    dg = tables.dg_cells(source, target, DG_SOURCE, targets, seeds, args.keyword,
-                         args.allow_partial, args.ci95)
-    return tables.dg_markdown(dg, DG_SOURCE, targets, args.keyword), tables.dg_csv(dg, args.keyword)
+    dg = transfer_tables.dg_cells(source, target, DG_SOURCE, targets, seeds, args.keyword,
+                                  args.allow_partial, args.ci95)
+    return transfer_tables.dg_markdown(dg, DG_SOURCE, targets, args.keyword), transfer_tables.dg_csv(dg, args.keyword)
 
 
 TABLE_MODES = {"table": run_table, "base2new": run_base2new, "dg": run_dg, "xd": run_xd}

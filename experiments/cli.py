@@ -227,7 +227,7 @@ def print_failures(failures):
 
 
 def print_base2new_table(output, runs):
-    from .tables import base2new_report
+    from .transfer_tables import base2new_report
     root = osp.join(output, layout.BASE2NEW_DIR)
     datasets = list(dict.fromkeys(r.dataset for r in runs))
     seeds = sorted({r.seed for r in runs if r.seed is not None}) or [1, 2, 3]

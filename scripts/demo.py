@@ -29,7 +29,8 @@ from experiments.collect import read_run_result  # noqa: E402
 from experiments import layout  # noqa: E402
 from experiments.plan import get_method, plan_base2new_runs, plan_runs  # noqa: E402
 from experiments.plots import plot_fewshot  # noqa: E402
-from experiments.tables import base2new_report, fewshot_markdown, fewshot_tables  # noqa: E402
+from experiments.tables import fewshot_markdown, fewshot_tables  # noqa: E402
+from experiments.transfer_tables import base2new_report  # noqa: E402
 from experiments.execute import available_cpus, cpu_slots, run_parallel, triage  # noqa: E402
 from trainers.common import tiny_pretrained  # noqa: E402
 from trainers.common.clip_loader import (OFFLINE_ENV, TOY_ARCHITECTURES, cache_dir,  # noqa: E402
