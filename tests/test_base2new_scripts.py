@@ -14,7 +14,7 @@ from tests.test_scripts import script_env
 from trainers.common import tiny_pretrained
 
 # Whole train.py runs: minutes on a loaded 2-core machine, beyond the suite's 600 s default.
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 TINY = ("MODEL.BACKBONE.NAME", tiny_pretrained.NAME, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0")

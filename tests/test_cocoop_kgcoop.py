@@ -91,6 +91,7 @@ def _weights(out):
     return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trainer", list(CONFIGS))
 def test_trains_on_base_deterministically_resumes_after_a_kill_and_tests_on_new(world, trainer):
     root = world[0]

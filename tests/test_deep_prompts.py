@@ -145,6 +145,7 @@ def test_same_seed_same_run_other_seed_other_run_and_base_model_tests_on_new(wor
     assert "accuracy" in out and os.path.isfile(new / "result.json")
 
 
+@pytest.mark.slow
 def test_promptsrc_killed_after_an_epoch_resumes_with_its_aggregate_and_ends_as_uninterrupted(world, tmp_path):
     opts = ("TRAINER.PROMPTSRC.GPA_MEAN", "2", "TRAINER.PROMPTSRC.GPA_STD", "1")  # every epoch weighs
     reference = tmp_path / "reference"

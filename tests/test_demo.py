@@ -43,6 +43,7 @@ def demo_env(tmp_path):
     return env
 
 
+@pytest.mark.slow
 def test_quick_demo_runs_to_its_table_and_reuses_finished_runs(tmp_path, demo_env):
     out = tmp_path / "demo"
     proc = _run_demo(out, demo_env)

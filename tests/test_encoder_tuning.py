@@ -164,6 +164,7 @@ def test_lora_training_changes_the_adapters_and_seeds_differ(world, tmp_path):
     assert not torch.equal(one[b[0]], two[b[0]])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(2400)  # three runs of 10 passes each, slow on a loaded machine
 @pytest.mark.parametrize("trainer", ["CLIPLoRA", "TwoStage"])
 def test_resume_after_a_kill_ends_identical(world, trainer, tmp_path):

@@ -20,7 +20,7 @@ from tests.test_accuracy_golden import (NAMED, PARALLEL_RUNS, PER_CLASS, UNNAMED
 from trainers.common import tiny_pretrained
 
 # Whole train.py runs: minutes on a loaded 2-core machine, beyond the suite's 600 s default.
-pytestmark = pytest.mark.timeout(2400)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 GOLDEN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_base2new.json")

@@ -13,7 +13,7 @@ import pytest
 from tests.test_accuracy_golden import (NAMED, UNNAMED, check_exact_golden, golden_accuracies,
                                         tiny_clip_weights)  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.timeout(1800)  # eight train.py runs; slow on a loaded 2-core machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # eight train.py runs; slow on a loaded 2-core machine
 GOLDEN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_cached.json")
 SEED = 1
 # planner method -> train.py overrides beyond its official settings

@@ -30,7 +30,7 @@ NAMED, UNNAMED = "demo_shapes", "demo_land_use"
 SEED = 1
 MARGIN = 20.0  # points above zero-shot on the unnamed task's base classes
 PARALLEL_RUNS = 4
-pytestmark = pytest.mark.timeout(3600)  # a dozen train.py runs
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # a dozen train.py runs
 # trainer -> (config, overrides beyond the tiny model's, epochs)
 METHODS = {
     "MaPLe": ("MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", (), 5),

@@ -29,7 +29,7 @@ GOLDEN_METHODS = {
     "two_stage": ("TRAINER.TWO_STAGE.ITERS", str(ITERS), "OPTIM.LR", str(LR)),
 }
 SEED = 1
-pytestmark = pytest.mark.timeout(2400)  # 8 train.py runs; minutes on a loaded 2-core machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # 8 train.py runs; minutes on a loaded 2-core machine
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ def data_root(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_method_trains_and_tests_on_an_open_clip_backbone(backbone, data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
