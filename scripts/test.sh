@@ -11,4 +11,4 @@ if [[ "${1:-}" == "--fast" ]]; then
   shift
   set -- -m "not slow" "$@"
 fi
-exec python -m pytest -n auto --dist loadgroup "$@"
+exec python -m pytest -n auto "$@"

@@ -46,21 +46,30 @@ def pytest_report_header(config):
     return f"machine slowdown {slowdown()}x: per-test time limits and subprocess timeouts scaled by it"
 
 
-# scripts/test.sh runs the files in parallel with `--dist loadgroup`: every file is one group, run
-# whole by one worker (its module fixtures are built once), except these, whose cases are
-# independent train.py runs that are spread over the workers.
-SPREAD_MODULES = ("tests.test_resume_every_method", "tests.test_open_clip_methods")
+# scripts/test.sh runs the files in parallel (pytest-xdist): every file is one unit, run whole by
+# one worker, so its module fixtures (the goldens' training runs) are built once; the files in
+# SPREAD_MODULES are independent train.py runs per test, spread over the workers one by one.
+SPREAD_MODULES = ("tests/test_resume_every_method.py", "tests/test_open_clip_methods.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_xdist_make_scheduler(config, log):
+    """The scheduler described above. (xdist's own `--dist loadgroup` cannot do it on pytest 9:
+    it marks a test's group by rewriting `item._nodeid`, which pytest 9 no longer reads, so
+    every test became its own unit and each module fixture was built on both workers.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split("::", 1)[0]
+            return nodeid if path in SPREAD_MODULES else path
+
+    return FileScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Each test file's group (see SPREAD_MODULES); the per-test limit (pytest.ini) holds on the
-    reference machine, and on a loaded or slower one it stretches by the measured slowdown, so a
-    slow machine is not a failing suite."""
-    for item in items:
-        module = getattr(item.module, "__name__", "")
-        if module not in SPREAD_MODULES:
-            item.add_marker(pytest.mark.xdist_group(module))
+    """The per-test limit (pytest.ini) holds on the reference machine; on a loaded or slower
+    one it stretches by the measured slowdown, so a slow machine is not a failing suite."""
     base = _base_timeout(config)
     if not base:
         return
