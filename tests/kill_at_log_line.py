@@ -20,13 +20,16 @@ from dassl.utils.logger import Logger  # noqa: E402
 
 def main():
     pattern, train_args = re.compile(sys.argv[1]), sys.argv[2:]
-    write, printed = Logger.write, []
+    write, line = Logger.write, []  # the text of the line being printed
 
     def write_then_die_on_match(self, msg):
         write(self, msg)
-        printed.append(msg)
-        if "\n" in msg and pattern.search("".join(printed)):
-            os.kill(os.getpid(), signal.SIGKILL)
+        line.append(msg)
+        if "\n" in msg:  # a line is complete: match it, then start the next one
+            text = "".join(line)
+            line[:] = [text.rsplit("\n", 1)[1]]
+            if pattern.search(text):
+                os.kill(os.getpid(), signal.SIGKILL)
 
     Logger.write = write_then_die_on_match
     sys.argv = [os.path.join(REPO, "train.py"), *train_args]

@@ -33,11 +33,11 @@ def sealed_message(trainer, protocol):
             "official code that selects on test (its results are flagged and never ranked).")
 
 
-def check_val_split(dataset, num_classes, need, selections, chooses):
+def check_val_split(dataset, num_classes, need, selections, trainer, dataset_name):
     """The val split's image counts per class ({images, classes, min_per_class, max_per_class,
     required_per_class}, kept in result.json) when every class has `need` images; else one
-    error naming the short classes and the fixes. `selections`: (what is chosen, the setting
-    that turns it off) pairs; `chooses`: "<trainer> chooses {} on the val split of <dataset>"."""
+    error naming the short classes and the fixes. `selections`: (what `trainer` chooses, the
+    setting that turns it off) pairs."""
     classnames = list(getattr(dataset, "classnames", None) or [])
     counts = [0] * max(num_classes, len(classnames))
     for item in dataset.val or []:
@@ -52,7 +52,8 @@ def check_val_split(dataset, num_classes, need, selections, chooses):
     shown = ", ".join(f"{name(i)} {counts[i]}" for i in short[:6]) + (f", ... (+{len(short) - 6} more)" if len(short) > 6 else "")
     off = [setting for _, setting in selections if setting]
     raise UserError(
-        f"{chooses.format(' and '.join(what for what, _ in selections))}, which needs at "
+        f"{trainer} chooses {' and '.join(what for what, _ in selections)} on the val split of {dataset_name}, "
+        f"which needs at "
         f"least {need} image(s) per class; it has {sum(counts)} image(s) for {len(counts)} classes and "
         f"{len(short)} class(es) have fewer ({shown}). Fix: more shots (DATASET.NUM_SHOTS; the few-shot val "
         f"split keeps min(shots, 4) images per class), a dataset or split file with a val split for every "

@@ -225,8 +225,8 @@ class SimpleTrainer(RunResultMixin, TrainerBase):
         selections = self.val_selections() if selections is None else selections
         if selections:
             self.run_record["val_split"] = check_val_split(
-                self.dm.dataset, self.num_classes, self.min_val_per_class, selections,
-                f"{self.cfg_trainer_name()} chooses {{}} on the val split of {self.cfg.DATASET.NAME}")
+                self.dm.dataset, self.num_classes, self.min_val_per_class, selections, self.cfg_trainer_name(),
+                self.cfg.DATASET.NAME)
 
     def build_data_loader(self):
         dm = DataManager(self.cfg)
